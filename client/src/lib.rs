@@ -1,0 +1,1 @@
+//! The Fjord client library.

@@ -1,0 +1,152 @@
+//! Request and response bodies, one module per API.
+//!
+//! Every body implements [`Message`]: `encode` appends to a caller's buffer, `decode`
+//! reads from a [`Reader`] over a complete frame body. [`Request`] dispatches on the
+//! header's API key and version.
+
+mod api_versions;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+mod topics;
+
+pub use api_versions::{ApiVersion, ApiVersionsRequest, ApiVersionsResponse};
+pub use fetch::{
+    CONSUMER_REPLICA_ID, FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse,
+    FetchTopic, FetchTopicResponse,
+};
+pub use list_offsets::{
+    ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
+    ListOffsetsTopic, ListOffsetsTopicResponse, OffsetSpec,
+};
+pub use metadata::{
+    BrokerMetadata, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
+};
+pub use produce::{
+    Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse,
+    ProduceTopic, ProduceTopicResponse,
+};
+pub use topics::{
+    ConfigEntry, CreateTopic, CreateTopicResult, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicResult, DeleteTopicsRequest, DeleteTopicsResponse,
+};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::api::ApiKey;
+use crate::error::ErrorCode;
+use crate::frame::RequestHeader;
+use crate::wire::{DecodeError, Reader};
+
+/// A message body with its wire encoding.
+pub trait Message: Sized {
+    fn encode(&self, out: &mut BytesMut);
+    fn decode(reader: &mut Reader) -> Result<Self, DecodeError>;
+
+    /// Decodes a whole body; bytes left over are an error.
+    fn decode_body(body: Bytes) -> Result<Self, DecodeError> {
+        let mut reader = Reader::new(body);
+        let message = Self::decode(&mut reader)?;
+        reader.finish()?;
+        Ok(message)
+    }
+
+    fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.encode(&mut out);
+        out.freeze()
+    }
+}
+
+/// Any request this build understands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Produce(ProduceRequest),
+    Fetch(FetchRequest),
+    ListOffsets(ListOffsetsRequest),
+    Metadata(MetadataRequest),
+    ApiVersions(ApiVersionsRequest),
+    CreateTopics(CreateTopicsRequest),
+    DeleteTopics(DeleteTopicsRequest),
+}
+
+/// Why a request frame could not become a [`Request`]; each maps to the error code the
+/// response header carries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("unknown API key {0}")]
+    UnknownApiKey(i16),
+    #[error("{api:?} version {version} is not supported")]
+    UnsupportedVersion { api: ApiKey, version: i16 },
+    #[error("malformed {api:?} request: {source}")]
+    Malformed { api: ApiKey, source: DecodeError },
+}
+
+impl RequestError {
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::UnknownApiKey(_) => ErrorCode::UnsupportedApiKey,
+            Self::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+            Self::Malformed { .. } => ErrorCode::InvalidRequest,
+        }
+    }
+}
+
+impl Request {
+    /// Decodes the body of a request whose header has been read.
+    pub fn decode(header: &RequestHeader, body: Bytes) -> Result<Request, RequestError> {
+        let api =
+            ApiKey::from_code(header.api_key).ok_or(RequestError::UnknownApiKey(header.api_key))?;
+        // ApiVersions is answered whatever version is asked, so that a client can learn
+        // the ranges before it knows which version to speak.
+        if api != ApiKey::ApiVersions && !api.supports(header.api_version) {
+            return Err(RequestError::UnsupportedVersion {
+                api,
+                version: header.api_version,
+            });
+        }
+        let malformed = |source| RequestError::Malformed { api, source };
+        Ok(match api {
+            ApiKey::Produce => Self::Produce(ProduceRequest::decode_body(body).map_err(malformed)?),
+            ApiKey::Fetch => Self::Fetch(FetchRequest::decode_body(body).map_err(malformed)?),
+            ApiKey::ListOffsets => {
+                Self::ListOffsets(ListOffsetsRequest::decode_body(body).map_err(malformed)?)
+            }
+            ApiKey::Metadata => {
+                Self::Metadata(MetadataRequest::decode_body(body).map_err(malformed)?)
+            }
+            ApiKey::ApiVersions => Self::ApiVersions(ApiVersionsRequest),
+            ApiKey::CreateTopics => {
+                Self::CreateTopics(CreateTopicsRequest::decode_body(body).map_err(malformed)?)
+            }
+            ApiKey::DeleteTopics => {
+                Self::DeleteTopics(DeleteTopicsRequest::decode_body(body).map_err(malformed)?)
+            }
+        })
+    }
+
+    pub fn api_key(&self) -> ApiKey {
+        match self {
+            Self::Produce(_) => ApiKey::Produce,
+            Self::Fetch(_) => ApiKey::Fetch,
+            Self::ListOffsets(_) => ApiKey::ListOffsets,
+            Self::Metadata(_) => ApiKey::Metadata,
+            Self::ApiVersions(_) => ApiKey::ApiVersions,
+            Self::CreateTopics(_) => ApiKey::CreateTopics,
+            Self::DeleteTopics(_) => ApiKey::DeleteTopics,
+        }
+    }
+
+    pub fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Self::Produce(request) => request.encode(out),
+            Self::Fetch(request) => request.encode(out),
+            Self::ListOffsets(request) => request.encode(out),
+            Self::Metadata(request) => request.encode(out),
+            Self::ApiVersions(request) => request.encode(out),
+            Self::CreateTopics(request) => request.encode(out),
+            Self::DeleteTopics(request) => request.encode(out),
+        }
+    }
+}
