@@ -1,0 +1,58 @@
+//! Storage errors.
+
+use std::io;
+use std::path::PathBuf;
+
+use fjord_protocol::ErrorCode;
+
+/// What went wrong in a partition log.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// An I/O operation failed. Writes and fsyncs that fail also take the log offline.
+    #[error("{operation} {path}: {source}")]
+    Io {
+        operation: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// A previous write or fsync failed; the log refuses writes until the broker
+    /// restarts and recovers it, because what reached the disk is unknown.
+    #[error("log {path} is offline after an earlier failure: {reason}")]
+    Offline { path: PathBuf, reason: String },
+    /// A file Fjord wrote does not have the expected magic, version or checksum.
+    #[error("{path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    /// The offset is below the log start or above the log end.
+    #[error("offset {offset} is outside the log's range {log_start_offset}..{log_end_offset}")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    /// The log was closed or deleted.
+    #[error("log {0} is closed")]
+    Closed(PathBuf),
+}
+
+impl StorageError {
+    pub(crate) fn io(operation: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            operation,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The code a client gets for this error.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            Self::Closed(_) => ErrorCode::NotLeaderOrFollower,
+            Self::Io { .. } | Self::Offline { .. } | Self::Corrupt { .. } => {
+                ErrorCode::StorageError
+            }
+        }
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,0 +1,792 @@
+//! The partition log: an ordered set of segments with one active segment at the end.
+//!
+//! Appends take the log's lock, stamp offsets and the leader epoch into the batches,
+//! copy them into one buffer and write it with a single positional write. Durability is
+//! separate: [`PartitionLog::commit`] waits for an fsync under the `fsync` policy. One
+//! fsync at a time runs per log, covering everything written before it started, so
+//! concurrent producers share fsyncs (group commit). Reads snapshot a segment under the
+//! lock and read the file outside it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+use fjord_protocol::RecordBatch;
+use fjord_protocol::batch::{set_base_offset, set_partition_leader_epoch};
+use tokio::sync::watch;
+
+use super::clock::Clock;
+use super::config::{Durability, LogConfig};
+use super::epochs::EpochCache;
+use super::error::{Result, StorageError};
+use super::file_format::{StateKind, read_state_file, sync_dir, write_state_file};
+use super::segment::{BatchInfo, Segment};
+
+const CHECKPOINT_FILE: &str = "checkpoint";
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub bytes: u64,
+}
+
+/// Batches read from the log, with the log's offsets at the time of the read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole batches, as stored.
+    pub records: Bytes,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+}
+
+/// What opening the log found; recovery figures for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecoveryReport {
+    pub clean_shutdown: bool,
+    pub segments: usize,
+    pub segments_scanned: usize,
+    pub truncated_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Checkpoint {
+    recovery_point: i64,
+    high_watermark: i64,
+    log_start_offset: i64,
+    clean: bool,
+}
+
+impl Checkpoint {
+    fn encode(&self) -> [u8; 25] {
+        let mut bytes = [0u8; 25];
+        bytes[0..8].copy_from_slice(&self.recovery_point.to_be_bytes());
+        bytes[8..16].copy_from_slice(&self.high_watermark.to_be_bytes());
+        bytes[16..24].copy_from_slice(&self.log_start_offset.to_be_bytes());
+        bytes[24] = self.clean as u8;
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; 25] = bytes.try_into().ok()?;
+        let field = |start: usize| i64::from_be_bytes(bytes[start..start + 8].try_into().unwrap());
+        Some(Self {
+            recovery_point: field(0),
+            high_watermark: field(8),
+            log_start_offset: field(16),
+            clean: bytes[24] == 1,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct LogState {
+    segments: BTreeMap<i64, Segment>,
+    next_offset: i64,
+    log_start_offset: i64,
+    /// Every offset below it is on disk.
+    recovery_point: i64,
+    /// Set by a failed write or fsync: the log refuses writes from then on.
+    failure: Option<String>,
+    closed: bool,
+    epochs: EpochCache,
+    write_buffer: Vec<u8>,
+    batch_infos: Vec<BatchInfo>,
+    unflushed_bytes: u64,
+    last_flush_ms: i64,
+}
+
+impl LogState {
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+}
+
+/// One partition's log on disk.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: RwLock<LogConfig>,
+    clock: Arc<dyn Clock>,
+    state: Mutex<LogState>,
+    high_watermark: AtomicI64,
+    /// The offset below which everything is durable; waiters of `commit` watch it.
+    durable: watch::Sender<i64>,
+    /// Consumers long-polling for new data watch the high watermark.
+    high_watermark_changes: watch::Sender<i64>,
+    flush_running: AtomicBool,
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering it after an unclean shutdown.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Arc<Self>, RecoveryReport)> {
+        fs::create_dir_all(dir)
+            .map_err(|error| StorageError::io("create directory", dir, error))?;
+        let checkpoint = match read_state_file(dir, CHECKPOINT_FILE, StateKind::Checkpoint) {
+            Ok(payload) => payload.as_deref().and_then(Checkpoint::decode),
+            Err(error) => {
+                tracing::warn!(%error, "ignoring unreadable checkpoint; scanning the whole log");
+                None
+            }
+        };
+        let now_ms = clock.now_ms();
+        let mut report = RecoveryReport {
+            clean_shutdown: checkpoint.is_some_and(|c| c.clean),
+            ..Default::default()
+        };
+        let bases = list_segments(dir)?;
+        // Scan from the segment holding the recovery point (everything after a clean
+        // shutdown is trusted; without a checkpoint everything is scanned).
+        let scan_from = match checkpoint {
+            Some(checkpoint) if checkpoint.clean => i64::MAX,
+            Some(checkpoint) => bases
+                .iter()
+                .rev()
+                .find(|base| **base <= checkpoint.recovery_point)
+                .copied()
+                .unwrap_or(i64::MIN),
+            None => i64::MIN,
+        };
+        let mut segments = BTreeMap::new();
+        let mut expected_base: Option<i64> = None;
+        let mut discard_rest = false;
+        for base in bases {
+            if discard_rest || expected_base.is_some_and(|expected| expected != base) {
+                tracing::warn!(dir = %dir.display(), base, "deleting segment after a gap or a damaged segment");
+                discard_rest = true;
+                delete_segment_files(dir, base)?;
+                continue;
+            }
+            let scan = base >= scan_from;
+            let (segment, outcome) = Segment::open(dir, base, &config, now_ms, scan)?;
+            report.segments_scanned += scan as usize;
+            if outcome.truncated_bytes > 0 {
+                tracing::warn!(dir = %dir.display(), base, bytes = outcome.truncated_bytes, "cut a torn or corrupt tail");
+                report.truncated_bytes += outcome.truncated_bytes;
+                discard_rest = true;
+            }
+            expected_base = Some(segment.next_offset());
+            segments.insert(base, segment);
+        }
+        if segments.is_empty() {
+            let base = checkpoint.map_or(0, |c| c.log_start_offset.max(0));
+            segments.insert(base, Segment::create(dir, base, &config, now_ms)?);
+            sync_dir(dir)?;
+        }
+        report.segments = segments.len();
+        let first_base = *segments.keys().next().unwrap();
+        let active = segments.values_mut().next_back().unwrap();
+        active.unseal(&config)?;
+        active.flush()?;
+        let next_offset = active.next_offset();
+        let log_start_offset = checkpoint.map_or(first_base, |c| {
+            c.log_start_offset.clamp(first_base, next_offset)
+        });
+        let high_watermark = checkpoint.map_or(log_start_offset, |c| {
+            c.high_watermark.clamp(log_start_offset, next_offset)
+        });
+        let mut epochs = EpochCache::load(dir)?;
+        epochs.truncate_from(dir, next_offset)?;
+        let state = LogState {
+            segments,
+            next_offset,
+            log_start_offset,
+            recovery_point: next_offset,
+            failure: None,
+            closed: false,
+            epochs,
+            write_buffer: Vec::new(),
+            batch_infos: Vec::new(),
+            unflushed_bytes: 0,
+            last_flush_ms: now_ms,
+        };
+        let log = Arc::new(Self {
+            dir: dir.to_owned(),
+            config: RwLock::new(config),
+            clock,
+            state: Mutex::new(state),
+            high_watermark: AtomicI64::new(high_watermark),
+            durable: watch::Sender::new(next_offset),
+            high_watermark_changes: watch::Sender::new(high_watermark),
+            flush_running: AtomicBool::new(false),
+        });
+        // From here on a crash is an unclean shutdown.
+        log.checkpoint_with(&log.lock(), false)?;
+        Ok((log, report))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        self.state.lock().expect("log lock poisoned")
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.config.read().expect("config lock poisoned").clone()
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.write().expect("config lock poisoned") = config;
+    }
+
+    fn writable(&self, state: &LogState) -> Result<()> {
+        if state.closed {
+            return Err(StorageError::Closed(self.dir.clone()));
+        }
+        if let Some(reason) = &state.failure {
+            return Err(StorageError::Offline {
+                path: self.dir.clone(),
+                reason: reason.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes the log offline after a failed write or fsync and returns the error.
+    fn fail(&self, state: &mut LogState, error: StorageError) -> StorageError {
+        tracing::error!(dir = %self.dir.display(), %error, "log failed; it is read-only until restart");
+        state.failure.get_or_insert_with(|| error.to_string());
+        error
+    }
+
+    /// Appends validated batches as leader in `leader_epoch`: assigns their offsets,
+    /// stamps offsets and epoch into the bytes and writes them. The data is durable only
+    /// once [`PartitionLog::commit`] returns.
+    pub fn append(&self, batches: &[RecordBatch], leader_epoch: i32) -> Result<AppendInfo> {
+        assert!(!batches.is_empty(), "append of no batches");
+        let config = self.config();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        self.writable(state)?;
+        let mut buffer = std::mem::take(&mut state.write_buffer);
+        let mut infos = std::mem::take(&mut state.batch_infos);
+        buffer.clear();
+        infos.clear();
+        let base_offset = state.next_offset;
+        let mut next_offset = base_offset;
+        for batch in batches {
+            let start = buffer.len();
+            buffer.extend_from_slice(batch.as_bytes());
+            set_base_offset(&mut buffer[start..], next_offset);
+            set_partition_leader_epoch(&mut buffer[start..], leader_epoch);
+            let info = BatchInfo::from_header(&buffer[start..]);
+            next_offset = info.last_offset + 1;
+            infos.push(info);
+        }
+        let result = self.write(state, &config, &buffer, &infos, leader_epoch);
+        let info = AppendInfo {
+            base_offset,
+            last_offset: next_offset - 1,
+            max_timestamp: infos
+                .iter()
+                .map(|info| info.max_timestamp)
+                .max()
+                .unwrap_or(-1),
+            bytes: buffer.len() as u64,
+        };
+        state.write_buffer = buffer;
+        state.batch_infos = infos;
+        result.map(|()| info)
+    }
+
+    fn write(
+        &self,
+        state: &mut LogState,
+        config: &LogConfig,
+        bytes: &[u8],
+        infos: &[BatchInfo],
+        epoch: i32,
+    ) -> Result<()> {
+        let now_ms = self.clock.now_ms();
+        let active = state.active();
+        let too_big = active.size() + bytes.len() as u64 > config.segment_bytes;
+        let too_old = now_ms - active.created_ms >= config.segment_ms as i64;
+        if !active.is_empty() && (too_big || too_old || active.index_is_full()) {
+            self.roll(state, config, now_ms)?;
+        }
+        let base_offset = infos[0].base_offset;
+        if let Err(error) = state.epochs.assign(&self.dir, epoch, base_offset) {
+            return Err(self.fail(state, error));
+        }
+        if let Err(error) = state.active_mut().append(bytes, infos) {
+            return Err(self.fail(state, error));
+        }
+        state.next_offset = infos.last().unwrap().last_offset + 1;
+        state.unflushed_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the log end.
+    fn roll(&self, state: &mut LogState, config: &LogConfig, now_ms: i64) -> Result<()> {
+        let next_offset = state.next_offset;
+        let sealed = state.active_mut().seal().and_then(|()| {
+            let segment = Segment::create(&self.dir, next_offset, config, now_ms)?;
+            sync_dir(&self.dir)?;
+            Ok(segment)
+        });
+        match sealed {
+            Ok(segment) => {
+                state.segments.insert(next_offset, segment);
+                // The sealed segment was fsynced whole.
+                state.recovery_point = state.recovery_point.max(next_offset);
+                metrics_roll();
+                Ok(())
+            }
+            Err(error) => Err(self.fail(state, error)),
+        }
+    }
+
+    /// Waits until the append is as durable as the log's policy asks: fsynced under
+    /// `fsync`; under `interval`, it only starts a background fsync when enough bytes
+    /// are waiting.
+    pub async fn commit(self: &Arc<Self>, info: &AppendInfo) -> Result<()> {
+        match self.config().durability {
+            Durability::Fsync => self.wait_durable(info.last_offset + 1).await,
+            Durability::Interval { interval_bytes, .. } => {
+                if self.lock().unflushed_bytes >= interval_bytes {
+                    self.start_flush();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits until every offset below `offset` is on disk, starting fsyncs as needed.
+    pub async fn wait_durable(self: &Arc<Self>, offset: i64) -> Result<()> {
+        let mut durable = self.durable.subscribe();
+        loop {
+            if *durable.borrow_and_update() >= offset {
+                return Ok(());
+            }
+            self.writable(&self.lock())?;
+            self.start_flush();
+            // The flush task always publishes when it ends, so this cannot miss it.
+            durable.changed().await.expect("the log owns the sender");
+        }
+    }
+
+    /// Starts a background fsync unless one is running.
+    fn start_flush(self: &Arc<Self>) {
+        if self.flush_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let log = self.clone();
+        tokio::spawn(async move {
+            let flusher = log.clone();
+            let outcome = tokio::task::spawn_blocking(move || flusher.flush()).await;
+            if let Err(error) = outcome {
+                tracing::error!(%error, "flush task panicked");
+            }
+            log.flush_running.store(false, Ordering::Release);
+            log.durable.send_modify(|_| {});
+        });
+    }
+
+    /// fsyncs everything written so far (blocking). A failure takes the log offline.
+    pub fn flush(&self) -> Result<()> {
+        let (file, end, unflushed) = {
+            let state = self.lock();
+            self.writable(&state)?;
+            (
+                state.active().file().clone(),
+                state.next_offset,
+                state.unflushed_bytes,
+            )
+        };
+        let started = std::time::Instant::now();
+        let result = file.sync_data();
+        metrics::histogram!("fjord_storage_fsync_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let mut state = self.lock();
+        if let Err(error) = result {
+            let error = StorageError::io("fsync", &self.dir, error);
+            return Err(self.fail(&mut state, error));
+        }
+        state.recovery_point = state.recovery_point.max(end);
+        state.unflushed_bytes = state.unflushed_bytes.saturating_sub(unflushed);
+        state.last_flush_ms = self.clock.now_ms();
+        drop(state);
+        self.durable.send_if_modified(|durable| {
+            let advanced = end > *durable;
+            *durable = (*durable).max(end);
+            advanced
+        });
+        Ok(())
+    }
+
+    /// Flushes when the `interval` policy's time has come; for the log manager's timer.
+    pub fn flush_if_due(&self) -> Result<()> {
+        let Some(interval) = self.config().flush_interval() else {
+            return Ok(());
+        };
+        let due = {
+            let state = self.lock();
+            state.unflushed_bytes > 0
+                && self.clock.now_ms() - state.last_flush_ms >= interval.as_millis() as i64
+        };
+        if due { self.flush() } else { Ok(()) }
+    }
+
+    /// Reads whole batches from `offset`, up to `max_bytes` (at least one batch), and
+    /// only batches that start below `offset_limit` (the high watermark for consumers,
+    /// the log end for followers).
+    pub fn read(&self, offset: i64, max_bytes: u64, offset_limit: i64) -> Result<ReadResult> {
+        let (reader, position, result) = {
+            let state = self.lock();
+            let high_watermark = self.high_watermark();
+            let mut result = ReadResult {
+                records: Bytes::new(),
+                log_start_offset: state.log_start_offset,
+                log_end_offset: state.next_offset,
+                high_watermark,
+            };
+            if offset < state.log_start_offset || offset > state.next_offset {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: state.log_start_offset,
+                    log_end_offset: state.next_offset,
+                });
+            }
+            if offset >= offset_limit.min(state.next_offset) {
+                return Ok(result);
+            }
+            let mut found = None;
+            for segment in state
+                .segments
+                .range(..=offset)
+                .next_back()
+                .into_iter()
+                .chain(state.segments.range(offset + 1..))
+            {
+                if let Some((position, _)) = segment.1.position_of(offset)? {
+                    found = Some((segment.1.reader(), position));
+                    break;
+                }
+            }
+            let Some((reader, position)) = found else {
+                result.records = Bytes::new();
+                return Ok(result);
+            };
+            (reader, position, result)
+        };
+        Ok(ReadResult {
+            records: reader.read(position, max_bytes, offset_limit)?,
+            ..result
+        })
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp`, with that
+    /// timestamp; `None` when every record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let (reader, position, log_start_offset) = {
+            let state = self.lock();
+            let mut found = None;
+            for segment in state
+                .segments
+                .values()
+                .filter(|segment| segment.max_timestamp() >= timestamp)
+            {
+                if let Some((position, _)) = segment.position_of_timestamp(timestamp)? {
+                    found = Some((segment.reader(), position));
+                    break;
+                }
+            }
+            let Some((reader, position)) = found else {
+                return Ok(None);
+            };
+            (reader, position, state.log_start_offset)
+        };
+        let bytes = reader.read(position, 0, i64::MAX)?;
+        let batch = RecordBatch::new(bytes).map_err(|error| StorageError::Corrupt {
+            path: self.dir.clone(),
+            reason: error.to_string(),
+        })?;
+        for record in batch.records() {
+            let record = record.map_err(|error| StorageError::Corrupt {
+                path: self.dir.clone(),
+                reason: error.to_string(),
+            })?;
+            if record.timestamp_ms >= timestamp && record.offset >= log_start_offset {
+                return Ok(Some((record.offset, record.timestamp_ms)));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.lock().log_start_offset
+    }
+
+    /// The offset the next append gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.lock().next_offset
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// Sets the high watermark (clamped to the log's range) and wakes long-polling
+    /// readers. Persisted by the next checkpoint.
+    pub fn set_high_watermark(&self, offset: i64) {
+        let (start, end) = {
+            let state = self.lock();
+            (state.log_start_offset, state.next_offset)
+        };
+        let offset = offset.clamp(start, end);
+        self.high_watermark.store(offset, Ordering::Release);
+        self.high_watermark_changes.send_if_modified(|current| {
+            let changed = *current != offset;
+            *current = offset;
+            changed
+        });
+    }
+
+    /// A receiver that changes whenever the high watermark moves.
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark_changes.subscribe()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().size_bytes()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.lock().segments.len()
+    }
+
+    /// The latest leader epoch written to the log.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.lock().epochs.latest_epoch()
+    }
+
+    /// Where `epoch` ends in this log (for follower truncation).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let state = self.lock();
+        state.epochs.end_offset_for(epoch, state.next_offset)
+    }
+
+    /// Removes every batch at or after the batch that holds `offset`; returns the new
+    /// log end. A follower uses it to drop what the leader does not have.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64> {
+        let config = self.config();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        self.writable(state)?;
+        if offset >= state.next_offset {
+            return Ok(state.next_offset);
+        }
+        let offset = offset.max(state.log_start_offset);
+        let result = (|| {
+            // Whole segments starting at or after the offset go; the batch holding the
+            // offset is then in the last remaining segment.
+            while state.segments.len() > 1 && *state.segments.keys().next_back().unwrap() >= offset
+            {
+                state.segments.pop_last().unwrap().1.delete()?;
+            }
+            let active = state.active_mut();
+            active.unseal(&config)?;
+            let end = active.truncate_to(offset)?;
+            state.epochs.truncate_from(&self.dir, end)?;
+            Ok(end)
+        })();
+        match result {
+            Ok(end) => {
+                state.next_offset = end;
+                // The batch holding the offset may have started below the log start
+                // (records deleted mid-batch): the log is then empty from `end` on.
+                state.log_start_offset = state.log_start_offset.min(end);
+                state.recovery_point = state.recovery_point.min(end);
+                self.high_watermark.fetch_min(end, Ordering::AcqRel);
+                self.durable
+                    .send_modify(|durable| *durable = (*durable).min(end));
+                Ok(end)
+            }
+            Err(error) => Err(self.fail(state, error)),
+        }
+    }
+
+    /// Makes offsets below `offset` unreadable and deletes the sealed segments wholly
+    /// below it. `offset` may not pass the high watermark. Returns the new log start.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        let offset = offset.min(self.high_watermark());
+        let mut state = self.lock();
+        state.log_start_offset = state.log_start_offset.max(offset);
+        let start = state.log_start_offset;
+        self.delete_segments_while(&mut state, |segment, _| segment.next_offset() <= start)?;
+        self.checkpoint_with(&state, false)?;
+        Ok(state.log_start_offset)
+    }
+
+    /// Deletes sealed segments past the retention limits; returns how many.
+    pub fn apply_retention(&self) -> Result<usize> {
+        let config = self.config();
+        let now_ms = self.clock.now_ms();
+        let high_watermark = self.high_watermark();
+        let mut state = self.lock();
+        let mut size = state.size_bytes();
+        let deleted = self.delete_segments_while(&mut state, |segment, _| {
+            let below_high_watermark = segment.next_offset() <= high_watermark;
+            let over_size = config
+                .retention_bytes
+                .is_some_and(|limit| size.saturating_sub(segment.size()) >= limit);
+            let expired = config
+                .retention_ms
+                .is_some_and(|limit| segment.max_timestamp() < now_ms - limit as i64);
+            let delete = below_high_watermark && (over_size || expired);
+            if delete {
+                size -= segment.size();
+            }
+            delete
+        })?;
+        if deleted > 0 {
+            self.checkpoint_with(&state, false)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the oldest sealed segments while `doomed` says so, moving the log start.
+    fn delete_segments_while(
+        &self,
+        state: &mut LogState,
+        mut doomed: impl FnMut(&Segment, &LogState) -> bool,
+    ) -> Result<usize> {
+        let mut deleted = 0;
+        while state.segments.len() > 1 {
+            let (&base, first) = state.segments.iter().next().unwrap();
+            if !doomed(first, state) {
+                break;
+            }
+            let segment = state.segments.remove(&base).unwrap();
+            segment.delete()?;
+            deleted += 1;
+            let next_base = *state.segments.keys().next().unwrap();
+            state.log_start_offset = state.log_start_offset.max(next_base);
+        }
+        metrics::counter!("fjord_storage_retention_deleted_segments_total")
+            .increment(deleted as u64);
+        Ok(deleted)
+    }
+
+    /// Persists the recovery point, high watermark and log start offset.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.checkpoint_with(&self.lock(), false)
+    }
+
+    fn checkpoint_with(&self, state: &LogState, clean: bool) -> Result<()> {
+        let checkpoint = Checkpoint {
+            recovery_point: state.recovery_point,
+            high_watermark: self.high_watermark(),
+            log_start_offset: state.log_start_offset,
+            clean,
+        };
+        write_state_file(
+            &self.dir,
+            CHECKPOINT_FILE,
+            StateKind::Checkpoint,
+            &checkpoint.encode(),
+        )
+    }
+
+    /// Flushes, trims the active segment's indexes and writes a clean checkpoint, so
+    /// that the next open scans nothing. Further appends fail with `Closed`.
+    pub fn close(&self) -> Result<()> {
+        let mut state = self.lock();
+        if state.closed {
+            return Ok(());
+        }
+        state.closed = true;
+        if state.failure.is_some() {
+            return Ok(());
+        }
+        state.active_mut().seal()?;
+        state.recovery_point = state.next_offset;
+        self.checkpoint_with(&state, true)
+    }
+
+    /// Closes the log and deletes its directory.
+    pub fn delete(&self) -> Result<()> {
+        let mut state = self.lock();
+        state.closed = true;
+        let segments = std::mem::take(&mut state.segments);
+        drop(segments);
+        fs::remove_dir_all(&self.dir).map_err(|error| StorageError::io("delete", &self.dir, error))
+    }
+}
+
+fn metrics_roll() {
+    metrics::counter!("fjord_storage_segment_rolls_total").increment(1);
+}
+
+/// Base offsets of the segments in `dir`, sorted; removes leftovers of interrupted
+/// writes (`*.tmp`) and index files whose log is gone.
+fn list_segments(dir: &Path) -> Result<Vec<i64>> {
+    let mut logs = Vec::new();
+    let mut indexes = Vec::new();
+    let entries = fs::read_dir(dir).map_err(|error| StorageError::io("list", dir, error))?;
+    for entry in entries {
+        let entry = entry.map_err(|error| StorageError::io("list", dir, error))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") {
+            fs::remove_file(entry.path())
+                .map_err(|error| StorageError::io("delete", entry.path(), error))?;
+            continue;
+        }
+        let Some((stem, extension)) = name.split_once('.') else {
+            continue;
+        };
+        let Ok(base) = stem.parse::<i64>() else {
+            continue;
+        };
+        match extension {
+            "log" => logs.push(base),
+            "index" | "timeindex" => indexes.push((base, entry.path())),
+            _ => {}
+        }
+    }
+    for (base, path) in indexes {
+        if !logs.contains(&base) {
+            fs::remove_file(&path).map_err(|error| StorageError::io("delete", path, error))?;
+        }
+    }
+    logs.sort_unstable();
+    Ok(logs)
+}
+
+fn delete_segment_files(dir: &Path, base: i64) -> Result<()> {
+    for extension in ["log", "index", "timeindex"] {
+        let path = dir.join(super::segment::file_name(base, extension));
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(StorageError::io("delete", path, error)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! The log manager: every partition log of the broker, and their background work.
+//!
+//! It owns the data directory (locked against a second broker process), opens every
+//! partition directory at start-up, creates and deletes partitions, and runs one
+//! bounded background loop that flushes `interval`-policy logs, applies retention and
+//! checkpoints high watermarks.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use super::clock::Clock;
+use super::config::LogConfig;
+use super::error::{Result, StorageError};
+use super::log::{PartitionLog, RecoveryReport};
+
+const LOCK_FILE: &str = ".lock";
+const DELETED_SUFFIX: &str = ".deleted";
+
+/// A topic name and partition index; the directory `<topic>-<partition>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+
+    fn parse_dir_name(name: &str) -> Option<Self> {
+        let (topic, partition) = name.rsplit_once('-')?;
+        let partition = partition.parse().ok().filter(|p: &i32| *p >= 0)?;
+        (!topic.is_empty()).then(|| Self::new(topic, partition))
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// How often the background loop does each kind of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackgroundIntervals {
+    pub flush_check: Duration,
+    pub retention_check: Duration,
+    pub checkpoint: Duration,
+}
+
+impl Default for BackgroundIntervals {
+    fn default() -> Self {
+        Self {
+            flush_check: Duration::from_millis(50),
+            retention_check: Duration::from_secs(60),
+            checkpoint: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct LogManager {
+    data_dir: PathBuf,
+    clock: Arc<dyn Clock>,
+    logs: RwLock<HashMap<TopicPartition, Arc<PartitionLog>>>,
+    /// Held for the manager's life: the OS releases the lock when the process dies.
+    _lock: File,
+}
+
+impl LogManager {
+    /// Takes the data directory, failing clearly if another broker holds it, and
+    /// finishes deletions a crash interrupted.
+    pub fn open(data_dir: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
+        fs::create_dir_all(data_dir)
+            .map_err(|error| StorageError::io("create directory", data_dir, error))?;
+        let lock_path = data_dir.join(LOCK_FILE);
+        let lock = File::create(&lock_path)
+            .map_err(|error| StorageError::io("create", &lock_path, error))?;
+        lock.try_lock().map_err(|_| StorageError::Corrupt {
+            path: data_dir.to_owned(),
+            reason: "the data directory is in use by another broker process".into(),
+        })?;
+        let manager = Self {
+            data_dir: data_dir.to_owned(),
+            clock,
+            logs: RwLock::new(HashMap::new()),
+            _lock: lock,
+        };
+        for (name, path) in manager.partition_dirs()? {
+            if name.ends_with(DELETED_SUFFIX) {
+                fs::remove_dir_all(&path)
+                    .map_err(|error| StorageError::io("delete", &path, error))?;
+            }
+        }
+        Ok(manager)
+    }
+
+    fn partition_dirs(&self) -> Result<Vec<(String, PathBuf)>> {
+        let mut dirs = Vec::new();
+        let entries = fs::read_dir(&self.data_dir)
+            .map_err(|error| StorageError::io("list", &self.data_dir, error))?;
+        for entry in entries {
+            let entry = entry.map_err(|error| StorageError::io("list", &self.data_dir, error))?;
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                dirs.push((
+                    entry.file_name().to_string_lossy().into_owned(),
+                    entry.path(),
+                ));
+            }
+        }
+        dirs.sort();
+        Ok(dirs)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Opens every partition directory whose partition `config_for` knows. Directories
+    /// it does not know are left untouched, with a warning: losing metadata must never
+    /// delete data.
+    pub fn open_all(
+        &self,
+        config_for: impl Fn(&TopicPartition) -> Option<LogConfig>,
+    ) -> Result<Vec<(TopicPartition, RecoveryReport)>> {
+        let mut reports = Vec::new();
+        for (name, path) in self.partition_dirs()? {
+            let Some(partition) = TopicPartition::parse_dir_name(&name) else {
+                continue;
+            };
+            let Some(config) = config_for(&partition) else {
+                tracing::warn!(dir = %path.display(), "partition directory of no known topic; leaving it alone");
+                continue;
+            };
+            let (log, report) = PartitionLog::open(&path, config, self.clock.clone())?;
+            self.logs
+                .write()
+                .expect("lock poisoned")
+                .insert(partition.clone(), log);
+            reports.push((partition, report));
+        }
+        Ok(reports)
+    }
+
+    pub fn get(&self, partition: &TopicPartition) -> Option<Arc<PartitionLog>> {
+        self.logs
+            .read()
+            .expect("lock poisoned")
+            .get(partition)
+            .cloned()
+    }
+
+    /// Opens the partition's log, creating it when it does not exist.
+    pub fn get_or_create(
+        &self,
+        partition: &TopicPartition,
+        config: LogConfig,
+    ) -> Result<Arc<PartitionLog>> {
+        if let Some(log) = self.get(partition) {
+            return Ok(log);
+        }
+        let mut logs = self.logs.write().expect("lock poisoned");
+        if let Some(log) = logs.get(partition) {
+            return Ok(log.clone());
+        }
+        let (log, _) = PartitionLog::open(
+            &self.data_dir.join(partition.to_string()),
+            config,
+            self.clock.clone(),
+        )?;
+        logs.insert(partition.clone(), log.clone());
+        Ok(log)
+    }
+
+    /// Removes the partition and its data. The directory is first renamed, so a crash
+    /// halfway leaves a `.deleted` directory that the next start removes, never a
+    /// half-deleted log that a new topic of the same name could pick up.
+    pub fn delete(&self, partition: &TopicPartition) -> Result<()> {
+        let log = self.logs.write().expect("lock poisoned").remove(partition);
+        let dir = self.data_dir.join(partition.to_string());
+        if let Some(log) = &log {
+            log.close()?;
+        }
+        if !dir.exists() {
+            return Ok(());
+        }
+        let doomed = self.data_dir.join(format!(
+            "{partition}.{}{DELETED_SUFFIX}",
+            self.clock.now_ms()
+        ));
+        fs::rename(&dir, &doomed).map_err(|error| StorageError::io("rename", &dir, error))?;
+        super::file_format::sync_dir(&self.data_dir)?;
+        fs::remove_dir_all(&doomed).map_err(|error| StorageError::io("delete", &doomed, error))
+    }
+
+    /// Every open log.
+    pub fn logs(&self) -> Vec<(TopicPartition, Arc<PartitionLog>)> {
+        let logs = self.logs.read().expect("lock poisoned");
+        let mut all: Vec<_> = logs
+            .iter()
+            .map(|(partition, log)| (partition.clone(), log.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// One pass of background work over every log; blocking (run it off the runtime).
+    pub fn background_pass(&self, flush: bool, retention: bool, checkpoint: bool) {
+        for (partition, log) in self.logs() {
+            if flush && let Err(error) = log.flush_if_due() {
+                tracing::error!(%partition, %error, "background flush failed");
+            }
+            if retention {
+                match log.apply_retention() {
+                    Ok(0) => {}
+                    Ok(deleted) => {
+                        tracing::info!(%partition, deleted, "retention deleted segments")
+                    }
+                    Err(error) => tracing::error!(%partition, %error, "retention failed"),
+                }
+            }
+            if checkpoint && let Err(error) = log.checkpoint() {
+                tracing::warn!(%partition, %error, "checkpoint failed");
+            }
+        }
+    }
+
+    /// Runs background work until `shutdown` resolves. Each pass handles the logs one
+    /// after another on a blocking thread, so the loop never piles up work.
+    pub async fn run_background(
+        self: Arc<Self>,
+        intervals: BackgroundIntervals,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let mut flush = tokio::time::interval(intervals.flush_check);
+        let mut retention = tokio::time::interval(intervals.retention_check);
+        let mut checkpoint = tokio::time::interval(intervals.checkpoint);
+        for timer in [&mut flush, &mut retention, &mut checkpoint] {
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        tokio::pin!(shutdown);
+        loop {
+            let work = tokio::select! {
+                _ = &mut shutdown => return,
+                _ = flush.tick() => (true, false, false),
+                _ = retention.tick() => (false, true, false),
+                _ = checkpoint.tick() => (false, false, true),
+            };
+            let manager = self.clone();
+            let pass = tokio::task::spawn_blocking(move || {
+                manager.background_pass(work.0, work.1, work.2)
+            });
+            if let Err(error) = pass.await {
+                tracing::error!(%error, "background pass panicked");
+            }
+        }
+    }
+
+    /// Flushes and closes every log cleanly.
+    pub fn close_all(&self) -> Result<()> {
+        let mut first_error = None;
+        for (partition, log) in self.logs() {
+            if let Err(error) = log.close() {
+                tracing::error!(%partition, %error, "closing log failed");
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

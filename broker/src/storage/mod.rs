@@ -1,0 +1,29 @@
+//! Storage: partitions as segmented, append-only logs of record batches.
+//!
+//! - [`log`]: [`PartitionLog`], the API the server, replication and groups use: append,
+//!   commit (durability), read, offsets, high watermark, truncation, timestamps,
+//!   retention, checkpoints, close.
+//! - [`segment`]: one `.log` file with its two indexes; recovery scans.
+//! - [`index`]: the memory-mapped sparse indexes (the only `unsafe` in the broker).
+//! - [`epochs`]: the leader-epoch cache.
+//! - [`manager`]: [`LogManager`], every partition of the broker, its background work.
+//! - [`file_format`]: file headers and crash-safe state files.
+//! - [`config`], [`clock`], [`error`].
+//!
+//! The on-disk layout is described in `docs/architecture.md`.
+
+pub mod clock;
+pub mod config;
+pub mod epochs;
+pub mod error;
+pub mod file_format;
+pub mod index;
+pub mod log;
+pub mod manager;
+pub mod segment;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Durability, LogConfig};
+pub use error::StorageError;
+pub use log::{AppendInfo, PartitionLog, ReadResult, RecoveryReport};
+pub use manager::{LogManager, TopicPartition};
