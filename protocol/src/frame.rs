@@ -123,10 +123,23 @@ impl ResponseHeader {
     }
 }
 
+/// The bytes of `frame` after its length prefix; a frame too short to hold the prefix
+/// is truncated rather than a panic.
+fn payload(frame: &Bytes) -> Result<Bytes, DecodeError> {
+    if frame.len() < LENGTH_PREFIX_BYTES {
+        return Err(DecodeError::Truncated {
+            field: "frame length",
+            needed: LENGTH_PREFIX_BYTES,
+            available: frame.len(),
+        });
+    }
+    Ok(frame.slice(LENGTH_PREFIX_BYTES..))
+}
+
 /// Splits a complete request frame (as found by [`decode_frame`], length prefix
 /// included) into its header and a zero-copy body.
 pub fn split_request(frame: Bytes) -> Result<(RequestHeader, Bytes), DecodeError> {
-    let mut reader = Reader::new(frame.slice(LENGTH_PREFIX_BYTES..));
+    let mut reader = Reader::new(payload(&frame)?);
     let header = RequestHeader::decode(&mut reader)?;
     let body_start = frame.len() - reader.remaining();
     Ok((header, frame.slice(body_start..)))
@@ -134,7 +147,7 @@ pub fn split_request(frame: Bytes) -> Result<(RequestHeader, Bytes), DecodeError
 
 /// Splits a complete response frame into its header and body.
 pub fn split_response(frame: Bytes) -> Result<(ResponseHeader, Bytes), DecodeError> {
-    let mut reader = Reader::new(frame.slice(LENGTH_PREFIX_BYTES..));
+    let mut reader = Reader::new(payload(&frame)?);
     let header = ResponseHeader::decode(&mut reader)?;
     Ok((
         header,

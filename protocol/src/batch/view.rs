@@ -49,7 +49,7 @@ pub enum Compression {
     Snappy,
     Lz4,
     Zstd,
-    /// Bits 5–7, which no codec uses.
+    /// Values 5–7 of bits 0–2, which no codec uses.
     Unknown(u8),
 }
 
@@ -163,14 +163,16 @@ impl RecordBatch {
     field!(base_sequence, i32, layout::BASE_SEQUENCE);
     field!(record_count, i32, layout::RECORD_COUNT);
 
-    /// The offset of the batch's last record.
+    /// The offset of the batch's last record. The base offset comes off the wire, so
+    /// the sum wraps instead of overflowing.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset() + i64::from(self.last_offset_delta())
+        self.base_offset()
+            .wrapping_add(i64::from(self.last_offset_delta()))
     }
 
     /// The offset right after this batch.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().wrapping_add(1)
     }
 
     pub fn compression(&self) -> Compression {
@@ -341,7 +343,10 @@ impl Iterator for Records<'_> {
         let slice =
             |range: Option<(usize, usize)>| range.map(|(start, end)| bytes.slice(start..end));
         Some(Ok(Record {
-            offset: self.batch.base_offset() + i64::from(parsed.offset_delta),
+            offset: self
+                .batch
+                .base_offset()
+                .wrapping_add(i64::from(parsed.offset_delta)),
             timestamp_ms: self
                 .batch
                 .base_timestamp()
