@@ -40,6 +40,7 @@ pub enum FileKind {
     Log = 1,
     OffsetIndex = 2,
     TimeIndex = 3,
+    MetadataLog = 4,
 }
 
 /// Encodes the header of a segment or index file.

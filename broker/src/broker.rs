@@ -1,0 +1,378 @@
+//! The broker: storage, metadata and listeners wired together, with start-up and
+//! graceful shutdown.
+//!
+//! Start-up order: take the data directory, open the metadata log (replaying it),
+//! bind the listeners (their addresses go into metadata), open and recover every
+//! partition log, then accept connections. Shutdown reverses it: stop accepting, let
+//! connections finish their in-flight requests, then flush and close every log.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::BrokerConfig;
+use crate::metadata::controller::validate_topic_name;
+use crate::metadata::topic_config::{self, TopicConfig};
+use crate::metadata::{
+    Controller, CreateTopic, MetadataImage, PartitionImage, TopicError, TopicImage,
+};
+use crate::storage::manager::BackgroundIntervals;
+use crate::storage::{LogManager, PartitionLog, SystemClock, TopicPartition};
+use fjord_protocol::ErrorCode;
+
+/// The running broker's shared state.
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub controller: Controller,
+    pub logs: Arc<LogManager>,
+    /// Bytes of requests all connections may hold at once.
+    pub request_memory: Arc<Semaphore>,
+    pub started_at: Instant,
+    ready: AtomicBool,
+}
+
+/// A started broker: its addresses, and the way to stop it.
+#[derive(Debug)]
+pub struct BrokerHandle {
+    broker: Arc<Broker>,
+    client_addr: SocketAddr,
+    internal_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Broker {
+    /// Starts a broker and returns once it accepts connections.
+    pub async fn start(config: BrokerConfig) -> anyhow::Result<BrokerHandle> {
+        config.validate()?;
+        let client_listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot bind the client listener to {}", config.listen))?;
+        let internal_listener = TcpListener::bind(config.internal_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot bind the internal listener to {}",
+                    config.internal_listen
+                )
+            })?;
+        let client_addr = client_listener.local_addr()?;
+        let internal_addr = internal_listener.local_addr()?;
+        let host = if config.advertised_host.is_empty() {
+            client_addr.ip().to_string()
+        } else {
+            config.advertised_host.clone()
+        };
+
+        let opened = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<(LogManager, Controller)> {
+                let logs = LogManager::open(&config.data_dir, Arc::new(SystemClock)).with_context(
+                    || format!("cannot use data directory {}", config.data_dir.display()),
+                )?;
+                let controller = Controller::open(&config, &host, client_addr.port())
+                    .context("cannot open the metadata log")?;
+                Ok((logs, controller))
+            })
+            .await??
+        };
+        let (logs, controller) = opened;
+        let broker = Arc::new(Broker {
+            request_memory: Arc::new(Semaphore::new(config.request_memory_bytes)),
+            config,
+            controller,
+            logs: Arc::new(logs),
+            started_at: Instant::now(),
+            ready: AtomicBool::new(false),
+        });
+        let recovering = broker.clone();
+        tokio::task::spawn_blocking(move || recovering.open_logs()).await??;
+        broker.ready.store(true, Ordering::Release);
+
+        let (shutdown, shutdown_receiver) = watch::channel(false);
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(crate::server::serve(
+            client_listener,
+            broker.clone(),
+            shutdown_receiver.clone(),
+        )));
+        tasks.push(tokio::spawn(reserved_listener(
+            internal_listener,
+            shutdown_receiver.clone(),
+        )));
+        let background = BackgroundIntervals {
+            retention_check: std::time::Duration::from_millis(
+                broker.config.log_retention_check_interval_ms,
+            ),
+            ..BackgroundIntervals::default()
+        };
+        let mut stop = shutdown_receiver.clone();
+        tasks.push(tokio::spawn(broker.logs.clone().run_background(
+            background,
+            async move {
+                let _stopped = stop.wait_for(|stop| *stop).await;
+            },
+        )));
+        tracing::info!(
+            node_id = broker.config.node_id,
+            %client_addr,
+            data_dir = %broker.config.data_dir.display(),
+            cluster_id = %broker.metadata().cluster_id,
+            "broker started"
+        );
+        Ok(BrokerHandle {
+            broker,
+            client_addr,
+            internal_addr,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Opens every partition log (recovering them) and creates the missing ones; on a
+    /// single node everything in the log is committed, so the high watermark is the end.
+    fn open_logs(&self) -> anyhow::Result<()> {
+        let image = self.metadata();
+        let reports = self.logs.open_all(|partition| {
+            image
+                .topic(&partition.topic)
+                .filter(|topic| topic.partition(partition.partition).is_some())
+                .map(|topic| self.topic_config(topic).log)
+        })?;
+        for (partition, report) in &reports {
+            if !report.clean_shutdown {
+                tracing::info!(%partition, scanned = report.segments_scanned, truncated_bytes = report.truncated_bytes, "recovered partition after unclean shutdown");
+            }
+        }
+        for topic in image.topics.values() {
+            self.create_logs(topic)?;
+        }
+        for (_, log) in self.logs.logs() {
+            log.set_high_watermark(log.log_end_offset());
+        }
+        Ok(())
+    }
+
+    fn create_logs(&self, topic: &TopicImage) -> anyhow::Result<()> {
+        let config = self.topic_config(topic).log;
+        for partition in &topic.partitions {
+            if partition.replicas.contains(&self.config.node_id) {
+                self.logs.get_or_create(
+                    &TopicPartition::new(topic.name.clone(), partition.partition),
+                    config.clone(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The current metadata image.
+    pub fn metadata(&self) -> Arc<MetadataImage> {
+        self.controller.image()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// A topic's effective configuration. Its overrides were validated when set.
+    pub fn topic_config(&self, topic: &TopicImage) -> TopicConfig {
+        topic_config::resolve(&self.config, &topic.config).unwrap_or_else(|error| {
+            tracing::error!(topic = %topic.name, %error, "stored topic config no longer validates; using defaults");
+            topic_config::resolve(&self.config, &Default::default()).expect("defaults are valid")
+        })
+    }
+
+    /// Creates a topic and its partition logs.
+    pub async fn create_topic(
+        self: &Arc<Self>,
+        request: CreateTopic,
+        validate_only: bool,
+    ) -> Result<Arc<TopicImage>, TopicError> {
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let topic = broker.controller.create_topic(&request, validate_only)?;
+            if !validate_only {
+                broker.create_logs(&topic).map_err(|error| {
+                    TopicError::InvalidConfig(format!("cannot create partition logs: {error:#}"))
+                })?;
+                for (_, log) in broker
+                    .logs
+                    .logs()
+                    .into_iter()
+                    .filter(|(partition, _)| partition.topic == topic.name)
+                {
+                    log.set_high_watermark(log.log_end_offset());
+                }
+            }
+            Ok(topic)
+        })
+        .await
+        .expect("topic creation panicked")
+    }
+
+    /// Deletes a topic and its data.
+    pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<(), TopicError> {
+        let broker = self.clone();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let topic = broker.controller.delete_topic(&name)?;
+            for partition in &topic.partitions {
+                broker.logs.delete(&TopicPartition::new(
+                    topic.name.clone(),
+                    partition.partition,
+                ))?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("topic deletion panicked")
+    }
+
+    /// Replaces a topic's config overrides and applies them to its open logs.
+    pub async fn alter_topic_config(
+        self: &Arc<Self>,
+        name: &str,
+        config: std::collections::BTreeMap<String, String>,
+    ) -> Result<Arc<TopicImage>, TopicError> {
+        let broker = self.clone();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let topic = broker.controller.alter_topic_config(&name, config)?;
+            let log_config = broker.topic_config(&topic).log;
+            for (_, log) in broker
+                .logs
+                .logs()
+                .into_iter()
+                .filter(|(partition, _)| partition.topic == topic.name)
+            {
+                log.set_config(log_config.clone());
+            }
+            Ok(topic)
+        })
+        .await
+        .expect("config change panicked")
+    }
+
+    /// The topic, created on the fly when automatic creation is on.
+    pub async fn topic_or_auto_create(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<Arc<TopicImage>, ErrorCode> {
+        if let Some(topic) = self.metadata().topic(name) {
+            return Ok(topic.clone());
+        }
+        if !self.config.auto_create_topics {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        }
+        validate_topic_name(name).map_err(|error| error.error_code())?;
+        match self
+            .create_topic(
+                CreateTopic {
+                    name: name.to_owned(),
+                    ..Default::default()
+                },
+                false,
+            )
+            .await
+        {
+            Ok(topic) => Ok(topic),
+            Err(TopicError::AlreadyExists(_)) => self
+                .metadata()
+                .topic(name)
+                .cloned()
+                .ok_or(ErrorCode::UnknownTopicOrPartition),
+            Err(error) => Err(error.error_code()),
+        }
+    }
+
+    /// The log of a partition this broker leads, creating the topic on the fly if
+    /// `auto_create` and the broker's setting allow.
+    pub async fn leader_log(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: i32,
+        auto_create: bool,
+    ) -> Result<(Arc<TopicImage>, PartitionImage, Arc<PartitionLog>), ErrorCode> {
+        if auto_create {
+            self.topic_or_auto_create(topic).await?;
+        }
+        self.leader_log_now(topic, partition)
+    }
+
+    /// Like [`Broker::leader_log`], without creating anything.
+    pub fn leader_log_now(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Arc<TopicImage>, PartitionImage, Arc<PartitionLog>), ErrorCode> {
+        let image = self.metadata();
+        let topic = image
+            .topic(topic)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?
+            .clone();
+        let partition = topic
+            .partition(partition)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?
+            .clone();
+        if partition.leader != self.config.node_id {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        let log = self
+            .logs
+            .get(&TopicPartition::new(
+                topic.name.clone(),
+                partition.partition,
+            ))
+            .ok_or(ErrorCode::NotLeaderOrFollower)?;
+        Ok((topic, partition, log))
+    }
+}
+
+/// Holds the internal listener's address for clustering; connections are closed.
+async fn reserved_listener(listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            accepted = listener.accept() => if let Ok((_, peer)) = accepted {
+                tracing::debug!(%peer, "the internal listener is reserved for clustering; closing connection");
+            },
+        }
+    }
+}
+
+impl BrokerHandle {
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal_addr
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Graceful shutdown: stop accepting, finish in-flight requests, flush and
+    /// checkpoint every log.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.send_replace(true);
+        for task in self.tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "broker task failed during shutdown");
+            }
+        }
+        let logs = self.broker.logs.clone();
+        tokio::task::spawn_blocking(move || logs.close_all()).await??;
+        tracing::info!("broker stopped cleanly");
+        Ok(())
+    }
+}

@@ -1,0 +1,301 @@
+//! The broker's configuration: one typed struct, read from a TOML file, then
+//! `FJORD_*` environment variables, then command-line flags (each later source wins).
+//!
+//! Every setting is declared once in the [`settings!`] table below, which generates the
+//! config struct, its defaults, the flags (with `--help` text) and the environment
+//! variable names, so that the three can never disagree. `docs/configuration.md` lists
+//! the same table.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::storage::{Durability, LogConfig};
+
+/// The durability policy names used in configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityPolicy {
+    /// fsync before acknowledging (group commit).
+    Fsync,
+    /// fsync in the background every `log_flush_interval_ms` / `_bytes`.
+    Interval,
+}
+
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])* $name:ident : $type:ty = $default:expr, $env:literal; )*) => {
+        /// Every broker setting. See `docs/configuration.md`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct BrokerConfig {
+            $( $(#[doc = $doc])* pub $name: $type, )*
+        }
+
+        impl Default for BrokerConfig {
+            fn default() -> Self {
+                Self { $( $name: $default, )* }
+            }
+        }
+
+        /// Command-line flags and environment variables; each overrides the file.
+        #[derive(Debug, Clone, Default, clap::Args)]
+        pub struct ConfigOverrides {
+            $( $(#[doc = $doc])* #[arg(long, env = $env)] pub $name: Option<$type>, )*
+        }
+
+        impl ConfigOverrides {
+            fn apply(self, config: &mut BrokerConfig) {
+                $( if let Some(value) = self.$name { config.$name = value; } )*
+            }
+        }
+
+        /// (setting, environment variable, default, description) for documentation.
+        pub fn describe_settings() -> Vec<(&'static str, &'static str, String, String)> {
+            let defaults = BrokerConfig::default();
+            vec![ $( (
+                stringify!($name),
+                $env,
+                toml::Value::try_from(&defaults.$name).map(|v| v.to_string()).unwrap_or_default(),
+                [$($doc),*].join(" ").trim().to_string(),
+            ), )* ]
+        }
+    };
+}
+
+settings! {
+    /// This broker's id in the cluster.
+    node_id: i32 = 0, "FJORD_NODE_ID";
+    /// Directory for partition logs and metadata; created if missing.
+    data_dir: PathBuf = PathBuf::from("./fjord-data"), "FJORD_DATA_DIR";
+    /// Address of the client listener (native protocol).
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9192)), "FJORD_LISTEN";
+    /// Host name given to clients in metadata; empty = the listener's IP.
+    advertised_host: String = String::new(), "FJORD_ADVERTISED_HOST";
+    /// Address of the admin HTTP API.
+    http_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9193)), "FJORD_HTTP_LISTEN";
+    /// Address of the broker-to-broker listener (reserved for clustering).
+    internal_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9194)), "FJORD_INTERNAL_LISTEN";
+    /// Create unknown topics on produce and metadata requests.
+    auto_create_topics: bool = false, "FJORD_AUTO_CREATE_TOPICS";
+    /// Partitions of a topic created without a count.
+    default_partitions: i32 = 1, "FJORD_DEFAULT_PARTITIONS";
+    /// Replication factor of a topic created without one.
+    default_replication_factor: i16 = 1, "FJORD_DEFAULT_REPLICATION_FACTOR";
+    /// Most client connections at once; more are closed on accept.
+    max_connections: usize = 10_000, "FJORD_MAX_CONNECTIONS";
+    /// Largest request frame accepted; larger frames close the connection.
+    max_request_bytes: usize = 16 << 20, "FJORD_MAX_REQUEST_BYTES";
+    /// Most requests in flight on one connection; the broker stops reading beyond it.
+    max_in_flight_requests: usize = 64, "FJORD_MAX_IN_FLIGHT_REQUESTS";
+    /// Bytes of requests held in memory across all connections; reading waits beyond it.
+    request_memory_bytes: usize = 256 << 20, "FJORD_REQUEST_MEMORY_BYTES";
+    /// Longest a request may take before it is answered with REQUEST_TIMED_OUT.
+    request_timeout_ms: u64 = 30_000, "FJORD_REQUEST_TIMEOUT_MS";
+    /// Longest a graceful shutdown waits for in-flight requests.
+    shutdown_timeout_ms: u64 = 10_000, "FJORD_SHUTDOWN_TIMEOUT_MS";
+    /// Default durability policy of topics: fsync or interval.
+    log_durability: DurabilityPolicy = DurabilityPolicy::Fsync, "FJORD_LOG_DURABILITY";
+    /// Interval policy: fsync at least this often.
+    log_flush_interval_ms: u64 = 1_000, "FJORD_LOG_FLUSH_INTERVAL_MS";
+    /// Interval policy: fsync once this many bytes are waiting.
+    log_flush_interval_bytes: u64 = 64 << 20, "FJORD_LOG_FLUSH_INTERVAL_BYTES";
+    /// Default segment size before rolling.
+    log_segment_bytes: u64 = 1 << 30, "FJORD_LOG_SEGMENT_BYTES";
+    /// Default segment age before rolling.
+    log_segment_ms: u64 = 7 * 24 * 3_600_000, "FJORD_LOG_SEGMENT_MS";
+    /// Default size limit of a partition; -1 = unlimited.
+    log_retention_bytes: i64 = -1, "FJORD_LOG_RETENTION_BYTES";
+    /// Default age limit of records; -1 = forever.
+    log_retention_ms: i64 = 7 * 24 * 3_600_000, "FJORD_LOG_RETENTION_MS";
+    /// Bytes of log between two index entries.
+    log_index_interval_bytes: u64 = 4096, "FJORD_LOG_INDEX_INTERVAL_BYTES";
+    /// How often retention runs.
+    log_retention_check_interval_ms: u64 = 60_000, "FJORD_LOG_RETENTION_CHECK_INTERVAL_MS";
+    /// Default largest record batch a topic accepts.
+    max_message_bytes: u32 = 8 << 20, "FJORD_MAX_MESSAGE_BYTES";
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid setting `{setting}`: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+impl BrokerConfig {
+    /// File (if any), then overrides (flags and environment), then validation.
+    pub fn load(file: Option<&Path>, overrides: ConfigOverrides) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source: Box::new(source),
+                })?
+            }
+            None => BrokerConfig::default(),
+        };
+        overrides.apply(&mut config);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A configuration for in-process tests: every listener on an ephemeral port of
+    /// 127.0.0.1, data in `data_dir`, fast background intervals.
+    pub fn for_tests(data_dir: &Path) -> Self {
+        let ephemeral = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            data_dir: data_dir.to_owned(),
+            listen: ephemeral,
+            http_listen: ephemeral,
+            internal_listen: ephemeral,
+            shutdown_timeout_ms: 5_000,
+            ..Self::default()
+        }
+    }
+
+    /// Rejects settings that cannot work, naming the setting and why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, reason: &str| {
+            Err(ConfigError::Invalid {
+                setting,
+                reason: reason.into(),
+            })
+        };
+        if self.node_id < 0 {
+            return invalid("node_id", "must be 0 or more");
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty");
+        }
+        if self.default_partitions < 1 {
+            return invalid("default_partitions", "must be at least 1");
+        }
+        if self.default_replication_factor < 1 {
+            return invalid("default_replication_factor", "must be at least 1");
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "must be at least 1");
+        }
+        if self.max_request_bytes < 1024
+            || self.max_request_bytes > fjord_protocol::limits::FRAME_BYTES_MAX
+        {
+            return invalid(
+                "max_request_bytes",
+                &format!(
+                    "must be between 1024 and {}",
+                    fjord_protocol::limits::FRAME_BYTES_MAX
+                ),
+            );
+        }
+        if self.max_in_flight_requests == 0 {
+            return invalid("max_in_flight_requests", "must be at least 1");
+        }
+        if self.request_memory_bytes < self.max_request_bytes {
+            return invalid(
+                "request_memory_bytes",
+                "must be at least max_request_bytes, or a largest request could never be read",
+            );
+        }
+        if self.request_timeout_ms == 0 {
+            return invalid("request_timeout_ms", "must be at least 1");
+        }
+        if self.log_segment_bytes < 1024 {
+            return invalid("log_segment_bytes", "must be at least 1024");
+        }
+        if self.log_segment_ms == 0
+            || self.log_flush_interval_ms == 0
+            || self.log_retention_check_interval_ms == 0
+        {
+            return invalid("log_*_ms", "durations must be at least 1 ms");
+        }
+        if self.log_retention_bytes < -1 || self.log_retention_ms < -1 {
+            return invalid("log_retention_*", "must be -1 (unlimited) or 0 or more");
+        }
+        if self.max_message_bytes as u64 > self.log_segment_bytes
+            || self.max_message_bytes as usize > self.max_request_bytes
+        {
+            return invalid(
+                "max_message_bytes",
+                "must not exceed log_segment_bytes or max_request_bytes",
+            );
+        }
+        Ok(())
+    }
+
+    /// The log configuration of a topic that overrides nothing.
+    pub fn default_log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.log_segment_bytes,
+            segment_ms: self.log_segment_ms,
+            retention_bytes: u64::try_from(self.log_retention_bytes).ok(),
+            retention_ms: u64::try_from(self.log_retention_ms).ok(),
+            durability: match self.log_durability {
+                DurabilityPolicy::Fsync => Durability::Fsync,
+                DurabilityPolicy::Interval => Durability::Interval {
+                    interval_ms: self.log_flush_interval_ms,
+                    interval_bytes: self.log_flush_interval_bytes,
+                },
+            },
+            index_interval_bytes: self.log_index_interval_bytes,
+            index_bytes_max: LogConfig::default().index_bytes_max,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults validate, a file is read, overrides win over it, and unknown keys
+    /// and nonsense are refused with the setting's name.
+    #[test]
+    fn load_precedence_and_validation() {
+        BrokerConfig::default().validate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fjord.toml");
+        std::fs::write(&file, "node_id = 3\nlog_durability = \"interval\"\n").unwrap();
+        let overrides = ConfigOverrides {
+            node_id: Some(7),
+            ..Default::default()
+        };
+        let config = BrokerConfig::load(Some(&file), overrides).unwrap();
+        assert_eq!(config.node_id, 7);
+        assert_eq!(config.log_durability, DurabilityPolicy::Interval);
+
+        std::fs::write(&file, "node_idd = 3\n").unwrap();
+        let error = BrokerConfig::load(Some(&file), ConfigOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("node_idd"), "{error}");
+
+        let overrides = ConfigOverrides {
+            max_in_flight_requests: Some(0),
+            ..Default::default()
+        };
+        let error = BrokerConfig::load(None, overrides).unwrap_err().to_string();
+        assert!(error.contains("max_in_flight_requests"), "{error}");
+        assert!(
+            describe_settings()
+                .iter()
+                .all(|(_, env, _, doc)| env.starts_with("FJORD_") && !doc.is_empty())
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! The controller: the only writer of metadata. It validates a request against the
+//! current image, turns it into records, makes them durable in the metadata log,
+//! applies them and publishes the new image.
+//!
+//! On a single node the controller is local and its log is a file; the cluster issue
+//! replaces the log with a Raft quorum behind the same methods.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use fjord_protocol::ErrorCode;
+use fjord_protocol::limits::TOPIC_NAME_BYTES_MAX;
+use tokio::sync::watch;
+
+use super::image::{MetadataImage, TopicImage};
+use super::log::MetadataLog;
+use super::records::MetadataRecord;
+use super::topic_config;
+use crate::config::BrokerConfig;
+use crate::storage::StorageError;
+
+/// Most partitions one topic may have.
+pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+
+/// A request to create a topic; `None` takes the broker's default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CreateTopic {
+    pub name: String,
+    pub partitions: Option<i32>,
+    pub replication_factor: Option<i16>,
+    pub config: BTreeMap<String, String>,
+}
+
+/// Why a topic operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic '{0}' already exists")]
+    AlreadyExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("invalid topic name: {0}")]
+    InvalidName(String),
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid topic config: {0}")]
+    InvalidConfig(String),
+    #[error("metadata storage failed: {0}")]
+    Storage(#[from] StorageError),
+}
+
+impl TopicError {
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::AlreadyExists(_) => ErrorCode::TopicAlreadyExists,
+            Self::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
+            Self::InvalidName(_) => ErrorCode::InvalidTopic,
+            Self::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+            Self::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
+            Self::InvalidConfig(_) => ErrorCode::InvalidConfig,
+            Self::Storage(_) => ErrorCode::StorageError,
+        }
+    }
+}
+
+/// Checks a topic name: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    let invalid = |reason: String| Err(TopicError::InvalidName(reason));
+    if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX {
+        return invalid(format!(
+            "'{name}' must have 1 to {TOPIC_NAME_BYTES_MAX} characters"
+        ));
+    }
+    if name == "." || name == ".." {
+        return invalid(format!("'{name}' is reserved"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return invalid(format!(
+            "'{name}' contains '{bad}'; allowed are letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+pub struct Controller {
+    defaults: BrokerConfig,
+    log: Mutex<MetadataLog>,
+    image: watch::Sender<Arc<MetadataImage>>,
+}
+
+impl Controller {
+    /// Opens the metadata log, replays it, initialises a new cluster on first start and
+    /// registers this broker at `host:port`.
+    pub fn open(config: &BrokerConfig, host: &str, port: u16) -> Result<Self, StorageError> {
+        let (log, records) = MetadataLog::open(&config.data_dir)?;
+        let mut image = MetadataImage {
+            controller_id: config.node_id,
+            ..MetadataImage::default()
+        };
+        for record in &records {
+            image.apply(record);
+        }
+        let controller = Self {
+            defaults: config.clone(),
+            log: Mutex::new(log),
+            image: watch::Sender::new(Arc::new(image)),
+        };
+        let mut startup = Vec::new();
+        if controller.image().cluster_id.is_empty() {
+            startup.push(MetadataRecord::ClusterInitialized {
+                cluster_id: uuid::Uuid::new_v4().to_string(),
+            });
+        }
+        let registered = controller
+            .image()
+            .brokers
+            .get(&config.node_id)
+            .map(|b| (b.host.clone(), b.port));
+        if registered != Some((host.to_owned(), port)) {
+            startup.push(MetadataRecord::BrokerRegistered {
+                node_id: config.node_id,
+                host: host.to_owned(),
+                port,
+            });
+        }
+        if !startup.is_empty() {
+            controller.commit(&startup)?;
+        }
+        Ok(controller)
+    }
+
+    /// The current image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    /// A receiver of every new image.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.image.subscribe()
+    }
+
+    /// Appends records durably, applies them and publishes the new image. The log's
+    /// lock serialises writers, so validation against the image and the append are one
+    /// step.
+    fn commit(&self, records: &[MetadataRecord]) -> Result<Arc<MetadataImage>, StorageError> {
+        let mut log = self.log.lock().expect("metadata lock poisoned");
+        log.append(records)?;
+        let mut image = (*self.image()).clone();
+        for record in records {
+            image.apply(record);
+        }
+        let image = Arc::new(image);
+        self.image.send_replace(image.clone());
+        Ok(image)
+    }
+
+    fn locked<T>(
+        &self,
+        operation: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), TopicError>,
+    ) -> Result<T, TopicError> {
+        // Hold the log lock across validation and commit so that two creations of the
+        // same name cannot both pass validation.
+        let _serial = self.log.lock().expect("metadata lock poisoned");
+        let (records, value) = operation(&self.image())?;
+        drop(_serial);
+        if !records.is_empty() {
+            self.commit(&records)?;
+        }
+        Ok(value)
+    }
+
+    /// Creates a topic (or only checks that it could be created).
+    pub fn create_topic(
+        &self,
+        request: &CreateTopic,
+        validate_only: bool,
+    ) -> Result<Arc<TopicImage>, TopicError> {
+        validate_topic_name(&request.name)?;
+        let partitions = request
+            .partitions
+            .unwrap_or(self.defaults.default_partitions);
+        if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
+            return Err(TopicError::InvalidPartitions(format!(
+                "{partitions}; must be between 1 and {TOPIC_PARTITIONS_MAX}"
+            )));
+        }
+        let replication_factor = request
+            .replication_factor
+            .unwrap_or(self.defaults.default_replication_factor);
+        topic_config::resolve(&self.defaults, &request.config)
+            .map_err(TopicError::InvalidConfig)?;
+        let topic_id = uuid::Uuid::new_v4();
+        let name = request.name.clone();
+        let created = self.locked(|image| {
+            if image.topic(&name).is_some() {
+                return Err(TopicError::AlreadyExists(name.clone()));
+            }
+            let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+            if replication_factor < 1 || replication_factor as usize > brokers.len() {
+                return Err(TopicError::InvalidReplicationFactor(format!(
+                    "{replication_factor}; must be between 1 and the number of brokers ({})",
+                    brokers.len()
+                )));
+            }
+            let replicas = (0..partitions as usize)
+                .map(|partition| {
+                    (0..replication_factor as usize)
+                        .map(|r| brokers[(partition + r) % brokers.len()])
+                        .collect()
+                })
+                .collect();
+            let record = MetadataRecord::TopicCreated {
+                name: name.clone(),
+                topic_id: topic_id.to_string(),
+                config: request.config.clone(),
+                replicas,
+            };
+            let mut preview = image.clone();
+            preview.apply(&record);
+            let topic = preview.topic(&name).expect("just created").clone();
+            Ok((
+                if validate_only {
+                    Vec::new()
+                } else {
+                    vec![record]
+                },
+                topic,
+            ))
+        })?;
+        Ok(created)
+    }
+
+    /// Deletes a topic; returns what it was.
+    pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicImage>, TopicError> {
+        self.locked(|image| {
+            let topic = image
+                .topic(name)
+                .ok_or_else(|| TopicError::UnknownTopic(name.to_owned()))?
+                .clone();
+            Ok((
+                vec![MetadataRecord::TopicDeleted {
+                    topic_id: topic.topic_id.to_string(),
+                }],
+                topic,
+            ))
+        })
+    }
+
+    /// Replaces a topic's config overrides.
+    pub fn alter_topic_config(
+        &self,
+        name: &str,
+        config: BTreeMap<String, String>,
+    ) -> Result<Arc<TopicImage>, TopicError> {
+        topic_config::resolve(&self.defaults, &config).map_err(TopicError::InvalidConfig)?;
+        self.locked(|image| {
+            let topic = image
+                .topic(name)
+                .ok_or_else(|| TopicError::UnknownTopic(name.to_owned()))?;
+            let record = MetadataRecord::TopicConfigChanged {
+                topic_id: topic.topic_id.to_string(),
+                config: config.clone(),
+            };
+            let mut updated = (**topic).clone();
+            updated.config = config.clone();
+            Ok((vec![record], Arc::new(updated)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Topics are created, refused when invalid, survive a restart and are deleted.
+    #[test]
+    fn topic_lifecycle_survives_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::for_tests(dir.path());
+        let controller = Controller::open(&config, "127.0.0.1", 9192).unwrap();
+        let request = CreateTopic {
+            name: "orders".into(),
+            partitions: Some(3),
+            ..Default::default()
+        };
+        let topic = controller.create_topic(&request, false).unwrap();
+        assert_eq!(topic.partitions.len(), 3);
+        assert!(matches!(
+            controller.create_topic(&request, false),
+            Err(TopicError::AlreadyExists(_))
+        ));
+        let too_many = CreateTopic {
+            name: "x".into(),
+            replication_factor: Some(2),
+            ..Default::default()
+        };
+        assert!(matches!(
+            controller.create_topic(&too_many, false),
+            Err(TopicError::InvalidReplicationFactor(_))
+        ));
+        let bad_name = CreateTopic {
+            name: "a/b".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            controller.create_topic(&bad_name, false),
+            Err(TopicError::InvalidName(_))
+        ));
+        let cluster_id = controller.image().cluster_id.clone();
+        drop(controller);
+
+        let controller = Controller::open(&config, "127.0.0.1", 9192).unwrap();
+        assert_eq!(controller.image().cluster_id, cluster_id);
+        assert_eq!(
+            controller.image().topic("orders").unwrap().topic_id,
+            topic.topic_id
+        );
+        controller.delete_topic("orders").unwrap();
+        assert!(controller.image().topic("orders").is_none());
+        assert!(matches!(
+            controller.delete_topic("orders"),
+            Err(TopicError::UnknownTopic(_))
+        ));
+    }
+}

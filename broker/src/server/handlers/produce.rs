@@ -1,0 +1,194 @@
+//! Produce: validate every batch, append, wait for durability per the topic's policy,
+//! then advance the high watermark (on a single node the in-sync set is the leader
+//! alone, so acks=all and acks=leader wait for the same thing).
+//!
+//! The batches are validated and stamped as received: no record is decoded into an
+//! allocation and no batch is re-encoded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fjord_protocol::batch::RecordBatches;
+use fjord_protocol::messages::{
+    Acks, ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopicResponse,
+};
+use fjord_protocol::{ErrorCode, RecordBatch};
+
+use crate::broker::Broker;
+use crate::server::response::ResponseFrame;
+use crate::storage::{AppendInfo, PartitionLog};
+
+/// A partition's outcome before durability is known.
+struct Appended {
+    log: Arc<PartitionLog>,
+    info: AppendInfo,
+}
+
+/// A partition index and its append outcome (a ready error response on failure).
+type PartitionOutcome = (i32, Result<Appended, ProducePartitionResponse>);
+
+fn failure(
+    partition: i32,
+    error_code: ErrorCode,
+    message: Option<String>,
+) -> ProducePartitionResponse {
+    ProducePartitionResponse {
+        partition,
+        error_code,
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+        error_message: message,
+    }
+}
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    correlation_id: i32,
+    request: ProduceRequest,
+) -> Option<ResponseFrame> {
+    let Some(acks) = Acks::from_code(request.acks) else {
+        let topics = request
+            .topics
+            .into_iter()
+            .map(|topic| ProduceTopicResponse {
+                partitions: topic
+                    .partitions
+                    .iter()
+                    .map(|p| failure(p.partition, ErrorCode::InvalidRequiredAcks, None))
+                    .collect(),
+                name: topic.name,
+            })
+            .collect();
+        return Some(ResponseFrame::message(
+            correlation_id,
+            &ProduceResponse { topics },
+        ));
+    };
+    // Append everything first, so that one fsync can cover all partitions' appends.
+    let mut results: Vec<(String, Vec<PartitionOutcome>)> = Vec::new();
+    for topic in request.topics {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for partition in topic.partitions {
+            let outcome = append(
+                broker,
+                &topic.name,
+                partition.partition,
+                partition.records,
+                acks,
+            )
+            .await;
+            partitions.push((partition.partition, outcome));
+        }
+        results.push((topic.name, partitions));
+    }
+    let timeout = Duration::from_millis(request.timeout_ms as u64);
+    let mut topics = Vec::with_capacity(results.len());
+    for (name, partitions) in results {
+        let mut responses = Vec::with_capacity(partitions.len());
+        for (partition, outcome) in partitions {
+            let response = match outcome {
+                Err(response) => response,
+                Ok(appended) if acks == Acks::None => {
+                    // Nobody waits for the answer, but the data must still become
+                    // durable and visible.
+                    tokio::spawn(async move { commit(&appended).await });
+                    continue;
+                }
+                Ok(appended) => match tokio::time::timeout(timeout, commit(&appended)).await {
+                    Ok(Ok(())) => ProducePartitionResponse {
+                        partition,
+                        error_code: ErrorCode::None,
+                        base_offset: appended.info.base_offset,
+                        log_append_time_ms: -1,
+                        log_start_offset: appended.log.log_start_offset(),
+                        error_message: None,
+                    },
+                    Ok(Err(error)) => {
+                        failure(partition, error.error_code(), Some(error.to_string()))
+                    }
+                    Err(_) => failure(
+                        partition,
+                        ErrorCode::RequestTimedOut,
+                        Some("not durable within the request timeout".into()),
+                    ),
+                },
+            };
+            if !response.error_code.is_ok() {
+                metrics::counter!("fjord_produce_partition_errors_total", "code" => response.error_code.name()).increment(1);
+            }
+            responses.push(response);
+        }
+        topics.push(ProduceTopicResponse {
+            name,
+            partitions: responses,
+        });
+    }
+    (acks != Acks::None)
+        .then(|| ResponseFrame::message(correlation_id, &ProduceResponse { topics }))
+}
+
+/// Waits for durability under the log's policy, then makes the records visible.
+async fn commit(appended: &Appended) -> Result<(), crate::storage::StorageError> {
+    appended.log.commit(&appended.info).await?;
+    let next_offset = appended.info.last_offset + 1;
+    if appended.log.high_watermark() < next_offset {
+        appended.log.set_high_watermark(next_offset);
+    }
+    Ok(())
+}
+
+async fn append(
+    broker: &Arc<Broker>,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: Acks,
+) -> Result<Appended, ProducePartitionResponse> {
+    let fail = |code: ErrorCode, message: String| failure(partition, code, Some(message));
+    let (topic_image, partition_image, log) = broker
+        .leader_log(topic, partition, true)
+        .await
+        .map_err(|code| fail(code, format!("{topic}-{partition}: {}", code.name())))?;
+    let config = broker.topic_config(&topic_image);
+    if acks == Acks::All && partition_image.isr.len() < config.min_insync_replicas as usize {
+        return Err(fail(
+            ErrorCode::NotEnoughReplicas,
+            format!(
+                "{} in-sync replicas, min.insync.replicas is {}",
+                partition_image.isr.len(),
+                config.min_insync_replicas
+            ),
+        ));
+    }
+    if records.is_empty() {
+        return Err(fail(ErrorCode::InvalidRecord, "no record batch".into()));
+    }
+    let mut batches: Vec<RecordBatch> = Vec::with_capacity(1);
+    let mut record_count = 0u64;
+    for batch in RecordBatches::new(records) {
+        let batch = batch.map_err(|error| fail(error.error_code(), error.to_string()))?;
+        if batch.size_bytes() > config.max_message_bytes as usize {
+            return Err(fail(
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "batch of {} bytes exceeds max.message.bytes ({})",
+                    batch.size_bytes(),
+                    config.max_message_bytes
+                ),
+            ));
+        }
+        batch
+            .validate()
+            .map_err(|error| fail(error.error_code(), error.to_string()))?;
+        record_count += batch.record_count() as u64;
+        batches.push(batch);
+    }
+    let info = log
+        .append(&batches, partition_image.leader_epoch)
+        .map_err(|error| fail(error.error_code(), error.to_string()))?;
+    metrics::counter!("fjord_produce_bytes_total").increment(info.bytes);
+    metrics::counter!("fjord_produce_records_total").increment(record_count);
+    Ok(Appended { log, info })
+}

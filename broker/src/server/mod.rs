@@ -1,0 +1,66 @@
+//! The client listener: accepts connections up to the cap and runs one task per
+//! connection (see [`connection`]). Requests are handled in [`handlers`].
+
+pub mod connection;
+pub mod handlers;
+pub mod response;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+
+/// Accepts connections until `shutdown` turns true, then waits (up to the shutdown
+/// timeout) for every connection to finish its in-flight requests.
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
+    let connections = Arc::new(Semaphore::new(broker.config.max_connections));
+    let mut tasks = JoinSet::new();
+    let mut stop = shutdown.clone();
+    let stopped = async move {
+        let _changed = stop.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = connections.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, limit = broker.config.max_connections, "connection limit reached; closing new connection");
+                        metrics::counter!("fjord_connections_rejected_total").increment(1);
+                        continue;
+                    };
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+                    }
+                    tasks.spawn(connection::run(stream, peer, broker.clone(), shutdown.clone(), permit));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(
+        Duration::from_millis(broker.config.shutdown_timeout_ms),
+        drain,
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            connections = tasks.len(),
+            "shutdown timeout: closing connections with requests in flight"
+        );
+        tasks.shutdown().await;
+    }
+}

@@ -1,0 +1,814 @@
+//! The broker over real TCP on 127.0.0.1: produce and fetch, long-polling, pipelining,
+//! topics, offsets, every kind of bad input, limits, graceful restart, and a real
+//! `fjord-broker` process killed with SIGKILL mid-stream.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use fjord_broker::Broker;
+use fjord_broker::config::BrokerConfig;
+use fjord_protocol::batch::{BatchBuilder, RecordBatches, RecordInput};
+use fjord_protocol::frame::{
+    Decoded, RequestHeader, ResponseHeader, decode_frame, encode_request, split_response,
+};
+use fjord_protocol::messages::*;
+use fjord_protocol::{ApiKey, ErrorCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A minimal client speaking the raw protocol, so that tests control every byte.
+struct TestClient {
+    stream: TcpStream,
+    next_correlation_id: i32,
+    buffer: BytesMut,
+}
+
+impl TestClient {
+    async fn connect(addr: std::net::SocketAddr) -> Self {
+        Self {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            next_correlation_id: 1,
+            buffer: BytesMut::new(),
+        }
+    }
+
+    async fn send_version(&mut self, api: ApiKey, version: i16, body: &impl Message) -> i32 {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let header = RequestHeader {
+            api_key: api.code(),
+            api_version: version,
+            correlation_id,
+            client_id: Some("test".into()),
+        };
+        let mut out = BytesMut::new();
+        encode_request(&mut out, &header, |out| body.encode(out));
+        self.stream.write_all(&out).await.unwrap();
+        correlation_id
+    }
+
+    async fn send(&mut self, api: ApiKey, body: &impl Message) -> i32 {
+        self.send_version(api, 0, body).await
+    }
+
+    /// The next response frame, or `None` when the broker closed the connection.
+    async fn receive(&mut self) -> Option<(ResponseHeader, Bytes)> {
+        loop {
+            if let Ok(Decoded::Complete { consumed, .. }) = decode_frame(&self.buffer) {
+                return Some(split_response(self.buffer.split_to(consumed).freeze()).unwrap());
+            }
+            let read = tokio::time::timeout(
+                Duration::from_secs(20),
+                self.stream.read_buf(&mut self.buffer),
+            )
+            .await
+            .expect("no response within 20 s");
+            match read {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn call<T: Message>(&mut self, api: ApiKey, body: &impl Message) -> T {
+        let correlation_id = self.send(api, body).await;
+        let (header, body) = self.receive().await.expect("connection closed");
+        assert_eq!(header.correlation_id, correlation_id);
+        assert_eq!(header.error_code, ErrorCode::None);
+        T::decode_body(body).unwrap()
+    }
+
+    async fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> CreateTopicResult {
+        let configs = configs
+            .iter()
+            .map(|(key, value)| ConfigEntry {
+                key: (*key).into(),
+                value: (*value).into(),
+            })
+            .collect();
+        let request = CreateTopicsRequest {
+            topics: vec![CreateTopic {
+                name: name.into(),
+                partitions,
+                replication_factor: 1,
+                configs,
+            }],
+            timeout_ms: 5000,
+            validate_only: false,
+        };
+        let response: CreateTopicsResponse = self.call(ApiKey::CreateTopics, &request).await;
+        response.topics.into_iter().next().unwrap()
+    }
+
+    async fn produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        acks: Acks,
+        records: Bytes,
+    ) -> ProducePartitionResponse {
+        let request = produce_request(topic, partition, acks, records);
+        let response: ProduceResponse = self.call(ApiKey::Produce, &request).await;
+        response.topics[0].partitions[0].clone()
+    }
+
+    async fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait_ms: i32,
+    ) -> FetchPartitionResponse {
+        let response: FetchResponse = self
+            .call(
+                ApiKey::Fetch,
+                &fetch_request(topic, partition, offset, max_wait_ms),
+            )
+            .await;
+        response.topics[0].partitions[0].clone()
+    }
+}
+
+fn produce_request(topic: &str, partition: i32, acks: Acks, records: Bytes) -> ProduceRequest {
+    ProduceRequest {
+        acks: acks.code(),
+        timeout_ms: 10_000,
+        topics: vec![ProduceTopic {
+            name: topic.into(),
+            partitions: vec![ProducePartition { partition, records }],
+        }],
+    }
+}
+
+fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest {
+        replica_id: -1,
+        max_wait_ms,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        topics: vec![FetchTopic {
+            name: topic.into(),
+            partitions: vec![FetchPartition {
+                partition,
+                current_leader_epoch: -1,
+                fetch_offset: offset,
+                partition_max_bytes: 1 << 20,
+            }],
+        }],
+    }
+}
+
+/// A batch of values `prefix-0`, `prefix-1`, … stamped at `timestamp_ms`.
+fn batch(prefix: &str, count: usize, timestamp_ms: i64) -> Bytes {
+    let mut builder = BatchBuilder::new();
+    for index in 0..count {
+        let value = format!("{prefix}-{index}");
+        builder.push(&RecordInput {
+            key: Some(prefix.as_bytes()),
+            value: Some(value.as_bytes()),
+            timestamp_ms,
+            ..Default::default()
+        });
+    }
+    builder.finish()
+}
+
+fn values(records: Bytes) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    for batch in RecordBatches::new(records) {
+        for record in batch.unwrap().records() {
+            let record = record.unwrap();
+            out.push((
+                record.offset,
+                String::from_utf8(record.value.unwrap().to_vec()).unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+fn test_config(dir: &Path) -> BrokerConfig {
+    BrokerConfig::for_tests(dir)
+}
+
+/// Produce with each acks level and fetch back: offsets are assigned in order, the
+/// records come back byte for byte, and acks=none gets no response but is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_and_fetch_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(test_config(dir.path())).await.unwrap();
+    let mut client = TestClient::connect(broker.client_addr()).await;
+    assert_eq!(
+        client.create_topic("orders", 2, &[]).await.error_code,
+        ErrorCode::None
+    );
+
+    let first = client
+        .produce("orders", 1, Acks::Leader, batch("a", 3, 1000))
+        .await;
+    assert_eq!((first.error_code, first.base_offset), (ErrorCode::None, 0));
+    let second = client
+        .produce("orders", 1, Acks::All, batch("b", 2, 1000))
+        .await;
+    assert_eq!(
+        (second.error_code, second.base_offset),
+        (ErrorCode::None, 3)
+    );
+    client
+        .send(
+            ApiKey::Produce,
+            &produce_request("orders", 1, Acks::None, batch("c", 1, 1000)),
+        )
+        .await;
+
+    // acks=none sends nothing back, so the next response is the fetch's.
+    let mut fetched = Vec::new();
+    while fetched.len() < 6 {
+        let response = client.fetch("orders", 1, fetched.len() as i64, 5000).await;
+        assert_eq!(response.error_code, ErrorCode::None);
+        fetched.extend(values(response.records));
+    }
+    let expected: Vec<_> = ["a-0", "a-1", "a-2", "b-0", "b-1", "c-0"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as i64, v.to_string()))
+        .collect();
+    assert_eq!(fetched, expected);
+    let empty = client.fetch("orders", 0, 0, 0).await;
+    assert_eq!(
+        (empty.error_code, empty.high_watermark, empty.records.len()),
+        (ErrorCode::None, 0, 0)
+    );
+    broker.shutdown().await.unwrap();
+}
+
+/// Many requests sent back to back on one connection are answered in request order,
+/// even when an earlier one (a long-poll fetch) finishes after later ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(test_config(dir.path())).await.unwrap();
+    let mut client = TestClient::connect(broker.client_addr()).await;
+    client.create_topic("t", 1, &[]).await;
+    let mut producer = TestClient::connect(broker.client_addr()).await;
+
+    let mut sent = vec![
+        client
+            .send(ApiKey::Fetch, &fetch_request("t", 0, 0, 10_000))
+            .await,
+    ];
+    for _ in 0..20 {
+        sent.push(client.send(ApiKey::ApiVersions, &ApiVersionsRequest).await);
+    }
+    // The fetch is parked until this produce wakes it.
+    assert_eq!(
+        producer
+            .produce("t", 0, Acks::Leader, batch("x", 1, 1))
+            .await
+            .error_code,
+        ErrorCode::None
+    );
+    let mut received = Vec::new();
+    for _ in 0..sent.len() {
+        received.push(client.receive().await.unwrap().0.correlation_id);
+    }
+    assert_eq!(received, sent);
+    broker.shutdown().await.unwrap();
+}
+
+/// A long-polling fetch is woken by an append on another connection well before its
+/// 20 s wait ends (the receive helper gives up after 20 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_fetch_is_woken_by_produce() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(test_config(dir.path())).await.unwrap();
+    let mut consumer = TestClient::connect(broker.client_addr()).await;
+    consumer.create_topic("events", 1, &[]).await;
+    let waiting = consumer
+        .send(ApiKey::Fetch, &fetch_request("events", 0, 0, 60_000))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut producer = TestClient::connect(broker.client_addr()).await;
+    producer
+        .produce("events", 0, Acks::Leader, batch("e", 2, 1))
+        .await;
+    let (header, body) = consumer.receive().await.unwrap();
+    assert_eq!(header.correlation_id, waiting);
+    let response = FetchResponse::decode_body(body).unwrap();
+    assert_eq!(
+        values(response.topics[0].partitions[0].records.clone()).len(),
+        2
+    );
+    broker.shutdown().await.unwrap();
+}
+
+/// Topic administration: metadata lists topics with leaders and epochs, invalid
+/// requests get their specific codes, deletion removes the data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_administration() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(test_config(dir.path())).await.unwrap();
+    let mut client = TestClient::connect(broker.client_addr()).await;
+    assert_eq!(
+        client
+            .create_topic("payments", 3, &[("retention.ms", "60000")])
+            .await
+            .error_code,
+        ErrorCode::None
+    );
+    assert_eq!(
+        client.create_topic("payments", 3, &[]).await.error_code,
+        ErrorCode::TopicAlreadyExists
+    );
+    assert_eq!(
+        client.create_topic("bad/name", 1, &[]).await.error_code,
+        ErrorCode::InvalidTopic
+    );
+    assert_eq!(
+        client.create_topic("zero", 0, &[]).await.error_code,
+        ErrorCode::InvalidPartitions
+    );
+    assert_eq!(
+        client
+            .create_topic("cfg", 1, &[("retention.mss", "1")])
+            .await
+            .error_code,
+        ErrorCode::InvalidConfig
+    );
+    let request = CreateTopicsRequest {
+        topics: vec![CreateTopic {
+            name: "rf".into(),
+            partitions: 1,
+            replication_factor: 3,
+            configs: vec![],
+        }],
+        timeout_ms: 1000,
+        validate_only: false,
+    };
+    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, &request).await;
+    assert_eq!(
+        response.topics[0].error_code,
+        ErrorCode::InvalidReplicationFactor
+    );
+    assert!(
+        response.topics[0]
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("number of brokers")
+    );
+
+    let metadata: MetadataResponse = client
+        .call(ApiKey::Metadata, &MetadataRequest { topics: None })
+        .await;
+    assert_eq!(metadata.brokers.len(), 1);
+    assert_eq!(metadata.brokers[0].port as u16, broker.client_addr().port());
+    let payments = metadata
+        .topics
+        .iter()
+        .find(|t| t.name == "payments")
+        .unwrap();
+    assert_eq!(payments.partitions.len(), 3);
+    assert!(
+        payments
+            .partitions
+            .iter()
+            .all(|p| p.leader == 0 && p.leader_epoch == 0 && p.isr == vec![0])
+    );
+    let unknown: MetadataResponse = client
+        .call(
+            ApiKey::Metadata,
+            &MetadataRequest {
+                topics: Some(vec!["nope".into()]),
+            },
+        )
+        .await;
+    assert_eq!(
+        unknown.topics[0].error_code,
+        ErrorCode::UnknownTopicOrPartition
+    );
+
+    client
+        .produce("payments", 0, Acks::Leader, batch("p", 1, 1))
+        .await;
+    assert!(dir.path().join("payments-0").exists());
+    let deleted: DeleteTopicsResponse = client
+        .call(
+            ApiKey::DeleteTopics,
+            &DeleteTopicsRequest {
+                names: vec!["payments".into(), "nope".into()],
+                timeout_ms: 1000,
+            },
+        )
+        .await;
+    assert_eq!(deleted.topics[0].error_code, ErrorCode::None);
+    assert_eq!(
+        deleted.topics[1].error_code,
+        ErrorCode::UnknownTopicOrPartition
+    );
+    assert!(!dir.path().join("payments-0").exists());
+    assert_eq!(
+        client
+            .produce("payments", 0, Acks::Leader, batch("p", 1, 1))
+            .await
+            .error_code,
+        ErrorCode::UnknownTopicOrPartition
+    );
+    broker.shutdown().await.unwrap();
+}
+
+/// With automatic creation on, producing to an unknown topic creates it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_create_topics_when_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.auto_create_topics = true;
+    let broker = Broker::start(config).await.unwrap();
+    let mut client = TestClient::connect(broker.client_addr()).await;
+    assert_eq!(
+        client
+            .produce("fresh", 0, Acks::Leader, batch("f", 1, 1))
+            .await
+            .error_code,
+        ErrorCode::None
+    );
+    assert_eq!(
+        client
+            .produce("bad name", 0, Acks::Leader, batch("f", 1, 1))
+            .await
+            .error_code,
+        ErrorCode::InvalidTopic
+    );
+    broker.shutdown().await.unwrap();
+}
+
+/// ListOffsets answers earliest, latest and by timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(test_config(dir.path())).await.unwrap();
+    let mut client = TestClient::connect(broker.client_addr()).await;
+    client.create_topic("t", 1, &[]).await;
+    client
+        .produce("t", 0, Acks::Leader, batch("old", 5, 1_000))
+        .await;
+    client
+        .produce("t", 0, Acks::Leader, batch("new", 5, 2_000))
+        .await;
+    let request = |timestamp| ListOffsetsRequest {
+        replica_id: -1,
+        topics: vec![ListOffsetsTopic {
+            name: "t".into(),
+            partitions: vec![ListOffsetsPartition {
+                partition: 0,
+                current_leader_epoch: -1,
+                timestamp,
+            }],
+        }],
+    };
+    let mut ask = async |timestamp| {
+        let response: ListOffsetsResponse =
+            client.call(ApiKey::ListOffsets, &request(timestamp)).await;
+        let partition = &response.topics[0].partitions[0];
+        (partition.error_code, partition.offset)
+    };
+    assert_eq!(ask(-2).await, (ErrorCode::None, 0));
+    assert_eq!(ask(-1).await, (ErrorCode::None, 10));
+    assert_eq!(ask(1_500).await, (ErrorCode::None, 5));
+    assert_eq!(ask(500).await, (ErrorCode::None, 0));
+    assert_eq!(ask(3_000).await, (ErrorCode::None, -1));
+    assert_eq!(ask(-7).await.0, ErrorCode::InvalidTimestamp);
+    broker.shutdown().await.unwrap();
+}
+
+/// Each kind of bad input gets its error code or a closed connection, and a second
+/// connection keeps working throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_contained() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.max_request_bytes = 64 * 1024;
+    config.max_message_bytes = 32 * 1024;
+    let broker = Broker::start(config).await.unwrap();
+    let addr = broker.client_addr();
+    let mut bystander = TestClient::connect(addr).await;
+    bystander.create_topic("t", 1, &[]).await;
+
+    // Unknown API key and unsupported version: an error header, connection stays open.
+    let mut client = TestClient::connect(addr).await;
+    let correlation_id = {
+        let header = RequestHeader {
+            api_key: 999,
+            api_version: 0,
+            correlation_id: 77,
+            client_id: None,
+        };
+        let mut out = BytesMut::new();
+        encode_request(&mut out, &header, |_| {});
+        client.stream.write_all(&out).await.unwrap();
+        77
+    };
+    let (header, _) = client.receive().await.unwrap();
+    assert_eq!(
+        (header.correlation_id, header.error_code),
+        (correlation_id, ErrorCode::UnsupportedApiKey)
+    );
+    client
+        .send_version(ApiKey::Metadata, 9, &MetadataRequest { topics: None })
+        .await;
+    assert_eq!(
+        client.receive().await.unwrap().0.error_code,
+        ErrorCode::UnsupportedVersion
+    );
+    // A body that does not decode.
+    let header = RequestHeader {
+        api_key: ApiKey::Produce.code(),
+        api_version: 0,
+        correlation_id: 5,
+        client_id: None,
+    };
+    let mut out = BytesMut::new();
+    encode_request(&mut out, &header, |out| {
+        out.extend_from_slice(&[0, 1, 0xff, 0xff])
+    });
+    client.stream.write_all(&out).await.unwrap();
+    assert_eq!(
+        client.receive().await.unwrap().0.error_code,
+        ErrorCode::InvalidRequest
+    );
+
+    // Per-partition errors: bad CRC, unknown topic and partition, too large, bad acks.
+    let mut damaged = BytesMut::from(&batch("d", 2, 1)[..]);
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    assert_eq!(
+        client
+            .produce("t", 0, Acks::Leader, damaged.freeze())
+            .await
+            .error_code,
+        ErrorCode::CorruptMessage
+    );
+    assert_eq!(
+        client
+            .produce("nope", 0, Acks::Leader, batch("d", 1, 1))
+            .await
+            .error_code,
+        ErrorCode::UnknownTopicOrPartition
+    );
+    assert_eq!(
+        client
+            .produce("t", 7, Acks::Leader, batch("d", 1, 1))
+            .await
+            .error_code,
+        ErrorCode::UnknownTopicOrPartition
+    );
+    let big = "x".repeat(40 * 1024);
+    let mut builder = BatchBuilder::new();
+    builder.push(&RecordInput {
+        value: Some(big.as_bytes()),
+        ..Default::default()
+    });
+    assert_eq!(
+        client
+            .produce("t", 0, Acks::Leader, builder.finish())
+            .await
+            .error_code,
+        ErrorCode::MessageTooLarge
+    );
+    let mut bad_acks = produce_request("t", 0, Acks::Leader, batch("d", 1, 1));
+    bad_acks.acks = 5;
+    let response: ProduceResponse = client.call(ApiKey::Produce, &bad_acks).await;
+    assert_eq!(
+        response.topics[0].partitions[0].error_code,
+        ErrorCode::InvalidRequiredAcks
+    );
+    let out_of_range = client.fetch("t", 0, 99, 0).await;
+    assert_eq!(out_of_range.error_code, ErrorCode::OffsetOutOfRange);
+    let mut fenced = fetch_request("t", 0, 0, 0);
+    fenced.topics[0].partitions[0].current_leader_epoch = 3;
+    let response: FetchResponse = client.call(ApiKey::Fetch, &fenced).await;
+    assert_eq!(
+        response.topics[0].partitions[0].error_code,
+        ErrorCode::UnknownLeaderEpoch
+    );
+
+    // Oversized frame: closed before the body is read.
+    let mut oversized = TestClient::connect(addr).await;
+    oversized
+        .stream
+        .write_all(&(1_000_000i32).to_be_bytes())
+        .await
+        .unwrap();
+    assert!(oversized.receive().await.is_none());
+    // Garbage: a negative length closes the connection.
+    let mut garbage = TestClient::connect(addr).await;
+    garbage
+        .stream
+        .write_all(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3])
+        .await
+        .unwrap();
+    assert!(garbage.receive().await.is_none());
+    // A frame whose header cannot be read (client id longer than the frame).
+    let mut torn = TestClient::connect(addr).await;
+    torn.stream
+        .write_all(&[0, 0, 0, 10, 0, 3, 0, 0, 0, 0, 0, 1, 0, 50])
+        .await
+        .unwrap();
+    assert!(torn.receive().await.is_none());
+
+    // The bystander never noticed.
+    assert_eq!(
+        bystander
+            .produce("t", 0, Acks::All, batch("ok", 1, 1))
+            .await
+            .error_code,
+        ErrorCode::None
+    );
+    assert_eq!(
+        values(bystander.fetch("t", 0, 0, 0).await.records),
+        vec![(0, "ok-0".to_string())]
+    );
+    broker.shutdown().await.unwrap();
+}
+
+/// Connections beyond `max_connections` are closed; existing ones keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.max_connections = 2;
+    let broker = Broker::start(config).await.unwrap();
+    let mut first = TestClient::connect(broker.client_addr()).await;
+    let mut second = TestClient::connect(broker.client_addr()).await;
+    let _: ApiVersionsResponse = first.call(ApiKey::ApiVersions, &ApiVersionsRequest).await;
+    let _: ApiVersionsResponse = second.call(ApiKey::ApiVersions, &ApiVersionsRequest).await;
+    let mut third = TestClient::connect(broker.client_addr()).await;
+    third.send(ApiKey::ApiVersions, &ApiVersionsRequest).await;
+    assert!(
+        third.receive().await.is_none(),
+        "third connection must be closed"
+    );
+    let versions: ApiVersionsResponse = first.call(ApiKey::ApiVersions, &ApiVersionsRequest).await;
+    assert_eq!(versions, ApiVersionsResponse::current());
+    broker.shutdown().await.unwrap();
+}
+
+/// After a graceful shutdown the broker starts again with its topics and records, and
+/// continues offsets where they ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_restart_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(test_config(dir.path())).await.unwrap();
+    let mut client = TestClient::connect(broker.client_addr()).await;
+    client
+        .create_topic("durable", 1, &[("durability", "interval")])
+        .await;
+    client
+        .produce("durable", 0, Acks::Leader, batch("before", 4, 1))
+        .await;
+    broker.shutdown().await.unwrap();
+
+    let broker = Broker::start(test_config(dir.path())).await.unwrap();
+    let mut client = TestClient::connect(broker.client_addr()).await;
+    assert_eq!(
+        client
+            .produce("durable", 0, Acks::Leader, batch("after", 1, 1))
+            .await
+            .base_offset,
+        4
+    );
+    let all = values(client.fetch("durable", 0, 0, 0).await.records);
+    assert_eq!(all.len(), 5);
+    assert_eq!(all[4], (4, "after-0".to_string()));
+    broker.shutdown().await.unwrap();
+}
+
+/// The real binary, killed with SIGKILL while several connections produce with
+/// acks=all, restarts and serves every acknowledged record at its acknowledged offset,
+/// with no gap before the log end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_loses_no_acknowledged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let spawn = |dir: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fjord-broker"))
+            .args([
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--internal-listen",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn(dir.path());
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut admin = connect_with_retry(addr).await;
+    admin.create_topic("ledger", 1, &[]).await;
+
+    let mut producers = Vec::new();
+    for producer in 0..4 {
+        producers.push(tokio::spawn(async move {
+            let mut client = TestClient::connect(addr).await;
+            let mut acknowledged = Vec::new();
+            for round in 0..10_000 {
+                let prefix = format!("p{producer}r{round}");
+                let correlation_id = client
+                    .send(
+                        ApiKey::Produce,
+                        &produce_request("ledger", 0, Acks::All, batch(&prefix, 2, 1)),
+                    )
+                    .await;
+                let Some((header, body)) = client.receive().await else {
+                    break;
+                };
+                assert_eq!(header.correlation_id, correlation_id);
+                let response = ProduceResponse::decode_body(body).unwrap();
+                let partition = &response.topics[0].partitions[0];
+                assert_eq!(partition.error_code, ErrorCode::None);
+                acknowledged.push((partition.base_offset, prefix));
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let mut acknowledged = Vec::new();
+    for producer in producers {
+        acknowledged.extend(producer.await.unwrap());
+    }
+    assert!(
+        acknowledged.len() > 10,
+        "the producers must have made progress before the kill"
+    );
+
+    let mut child = spawn(dir.path());
+    let mut client = connect_with_retry(addr).await;
+    let mut stored = Vec::new();
+    loop {
+        let response = client.fetch("ledger", 0, stored.len() as i64, 0).await;
+        assert_eq!(response.error_code, ErrorCode::None);
+        let batch = values(response.records);
+        if batch.is_empty() {
+            break;
+        }
+        stored.extend(batch);
+    }
+    // No gaps: offsets are 0..end in order.
+    assert!(
+        stored
+            .iter()
+            .enumerate()
+            .all(|(index, (offset, _))| *offset == index as i64)
+    );
+    for (offset, prefix) in &acknowledged {
+        assert_eq!(
+            stored[*offset as usize].1,
+            format!("{prefix}-0"),
+            "acknowledged batch at {offset}"
+        );
+        assert_eq!(stored[*offset as usize + 1].1, format!("{prefix}-1"));
+    }
+    stop_process(&mut child);
+}
+
+fn stop_process(child: &mut std::process::Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn connect_with_retry(addr: std::net::SocketAddr) -> TestClient {
+    for _ in 0..200 {
+        if let Ok(stream) = TcpStream::connect(addr).await {
+            return TestClient {
+                stream,
+                next_correlation_id: 1,
+                buffer: BytesMut::new(),
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("broker at {addr} did not come up within 10 s");
+}
