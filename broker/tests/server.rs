@@ -783,12 +783,16 @@ async fn sigkill_mid_stream_loses_no_acknowledged_record() {
         );
         assert_eq!(stored[*offset as usize + 1].1, format!("{prefix}-1"));
     }
-    stop_process(&mut child);
-}
-
-fn stop_process(child: &mut std::process::Child) {
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // SIGTERM is a graceful shutdown: exit status 0.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        child.wait().unwrap().success(),
+        "fjord-broker must exit 0 after SIGTERM"
+    );
 }
 
 fn free_port() -> u16 {
