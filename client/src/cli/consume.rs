@@ -1,0 +1,232 @@
+//! `fjord consume TOPIC`: prints records, one per line.
+//!
+//! Where to start: `--offset N` (every selected partition from N), `--from-beginning`,
+//! or by default the end (only new records). Where to stop: without `--follow`, at the
+//! end offsets the partitions had when the command started; with `--follow`, never
+//! (Ctrl-C ends it); `--max-messages N` stops after N records either way.
+//!
+//! `--format text` prints each value (invalid UTF-8 replaced); `--format json` prints
+//! one object per line with topic, partition, offset, timestamp, key, value and headers.
+
+use std::collections::BTreeMap;
+use std::io::{ErrorKind, Write};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use fjord_client::{Admin, Client, Consumer, ConsumerConfig, ConsumerRecord, TopicPartition};
+use serde_json::json;
+
+/// How long one poll waits before the stop conditions are checked again.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// The topic to read.
+    topic: String,
+    /// Start at the oldest record.
+    #[arg(long, conflicts_with = "offset")]
+    from_beginning: bool,
+    /// Start at this offset.
+    #[arg(long, value_name = "N")]
+    offset: Option<i64>,
+    /// Read only this partition.
+    #[arg(long, value_name = "P")]
+    partition: Option<i32>,
+    /// Stop after this many records.
+    #[arg(long, value_name = "N")]
+    max_messages: Option<u64>,
+    /// Keep waiting for new records instead of stopping at the end.
+    #[arg(long)]
+    follow: bool,
+    /// How to print records.
+    #[arg(long, value_enum, default_value_t = RecordFormat::Text)]
+    format: RecordFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RecordFormat {
+    /// The value only.
+    Text,
+    /// One JSON object per record.
+    Json,
+}
+
+pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
+    let partitions = select_partitions(client, &args).await?;
+    let mut consumer = Consumer::new(client, ConsumerConfig::default())?;
+    consumer.assign(partitions.iter().cloned());
+    match (args.offset, args.from_beginning) {
+        (Some(offset), _) => {
+            for partition in &partitions {
+                consumer.seek(partition, offset)?;
+            }
+        }
+        (None, true) => consumer.seek_to_beginning(&partitions).await?,
+        (None, false) => consumer.seek_to_end(&partitions).await?,
+    }
+    // Without --follow, stop at the ends present now; records appended later are not
+    // printed even if a poll returns them.
+    let ends: Option<BTreeMap<TopicPartition, i64>> = if args.follow {
+        None
+    } else {
+        Some(consumer.end_offsets(&partitions).await?)
+    };
+    let mut printed: u64 = 0;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    loop {
+        if args.max_messages.is_some_and(|max| printed >= max) {
+            break;
+        }
+        if let Some(ends) = &ends
+            && reached_ends(&consumer, ends)
+        {
+            break;
+        }
+        let records = tokio::select! {
+            records = consumer.poll(POLL_INTERVAL) => records?,
+            interrupted = tokio::signal::ctrl_c() => {
+                interrupted?;
+                break;
+            }
+        };
+        for record in records {
+            let beyond_end = ends.as_ref().is_some_and(|ends| {
+                let partition = TopicPartition::new(record.topic.clone(), record.partition);
+                ends.get(&partition).is_none_or(|end| record.offset >= *end)
+            });
+            if beyond_end || args.max_messages.is_some_and(|max| printed >= max) {
+                continue;
+            }
+            if !write_record(&mut out, &record, args.format)? {
+                return Ok(());
+            }
+            printed += 1;
+        }
+        if !flush(&mut out)? {
+            return Ok(());
+        }
+    }
+    flush(&mut out)?;
+    Ok(())
+}
+
+async fn select_partitions(
+    client: &Client,
+    args: &ConsumeArgs,
+) -> anyhow::Result<Vec<TopicPartition>> {
+    let description = Admin::new(client).describe_topic(&args.topic).await?;
+    let all: Vec<TopicPartition> = description
+        .partitions
+        .iter()
+        .map(|partition| TopicPartition::new(&args.topic, partition.partition))
+        .collect();
+    match args.partition {
+        None => Ok(all),
+        Some(partition) => {
+            let wanted = TopicPartition::new(&args.topic, partition);
+            if !all.contains(&wanted) {
+                anyhow::bail!("topic '{}' has no partition {partition}", args.topic);
+            }
+            Ok(vec![wanted])
+        }
+    }
+}
+
+fn reached_ends(consumer: &Consumer, ends: &BTreeMap<TopicPartition, i64>) -> bool {
+    ends.iter().all(|(partition, end)| {
+        consumer
+            .position(partition)
+            .is_some_and(|position| position >= *end)
+    })
+}
+
+/// Writes one record; `false` when stdout is closed (e.g. piped into `head`).
+fn write_record(
+    out: &mut impl Write,
+    record: &ConsumerRecord,
+    format: RecordFormat,
+) -> anyhow::Result<bool> {
+    let line = match format {
+        RecordFormat::Text => text(record.value.as_deref()),
+        RecordFormat::Json => record_json(record).to_string(),
+    };
+    match writeln!(out, "{line}") {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == ErrorKind::BrokenPipe => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn flush(out: &mut impl Write) -> anyhow::Result<bool> {
+    match out.flush() {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == ErrorKind::BrokenPipe => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn text(bytes: Option<&[u8]>) -> String {
+    bytes.map_or_else(String::new, |bytes| {
+        String::from_utf8_lossy(bytes).into_owned()
+    })
+}
+
+fn record_json(record: &ConsumerRecord) -> serde_json::Value {
+    let optional =
+        |bytes: Option<&[u8]>| bytes.map(|bytes| String::from_utf8_lossy(bytes).into_owned());
+    let headers: serde_json::Map<String, serde_json::Value> = record
+        .headers
+        .iter()
+        .map(|header| (header.key.clone(), json!(optional(header.value.as_deref()))))
+        .collect();
+    json!({
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp_ms": record.timestamp_ms,
+        "key": optional(record.key.as_deref()),
+        "value": optional(record.value.as_deref()),
+        "headers": headers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use fjord_client::Header;
+
+    use super::*;
+
+    /// JSON lines carry every field, with nulls for a missing key.
+    #[test]
+    fn json_record() {
+        let record = ConsumerRecord {
+            topic: "orders".into(),
+            partition: 2,
+            offset: 7,
+            timestamp_ms: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from_static(b"hello")),
+            headers: vec![Header {
+                key: "source".into(),
+                value: Some(Bytes::from_static(b"web")),
+            }],
+        };
+        assert_eq!(
+            record_json(&record),
+            json!({
+                "topic": "orders",
+                "partition": 2,
+                "offset": 7,
+                "timestamp_ms": 1_700_000_000_000_i64,
+                "key": null,
+                "value": "hello",
+                "headers": {"source": "web"},
+            })
+        );
+        let mut out = Vec::new();
+        assert!(write_record(&mut out, &record, RecordFormat::Text).unwrap());
+        assert_eq!(out, b"hello\n");
+    }
+}
