@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use fjord_broker::Broker;
 use fjord_broker::config::{BrokerConfig, ConfigOverrides};
 
@@ -24,7 +24,12 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let defaults: String = fjord_broker::config::describe_settings()
+        .into_iter()
+        .map(|(name, _, default, _)| format!("  {name} = {default}\n"))
+        .collect();
+    let matches = Cli::command().after_long_help(format!("Defaults:\n{defaults}")).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
