@@ -8,7 +8,8 @@
 //! lock and read the file outside it.
 
 use std::collections::BTreeMap;
-use std::fs;
+use std::fs::{self, File};
+use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -26,6 +27,9 @@ use super::file_format::{StateKind, read_state_file, sync_dir, write_state_file}
 use super::segment::{BatchInfo, Segment};
 
 const CHECKPOINT_FILE: &str = "checkpoint";
+/// Leading bytes of a batch that an append copies to stamp: base offset, batch
+/// length, partition leader epoch and magic.
+const STAMPED_BYTES: usize = 17;
 
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +100,11 @@ struct LogState {
     failure: Option<String>,
     closed: bool,
     epochs: EpochCache,
-    write_buffer: Vec<u8>,
     batch_infos: Vec<BatchInfo>,
+    /// Segments sealed since the last flush, whose data the next flush fsyncs; and
+    /// whether the directory (new segment files) needs an fsync too.
+    unsynced_segments: Vec<Arc<File>>,
+    directory_unsynced: bool,
     unflushed_bytes: u64,
     last_flush_ms: i64,
 }
@@ -174,6 +181,7 @@ impl PartitionLog {
         let mut segments = BTreeMap::new();
         let mut expected_base: Option<i64> = None;
         let mut discard_rest = false;
+        let mut rebuilt = Vec::new();
         for base in bases {
             if discard_rest || expected_base.is_some_and(|expected| expected != base) {
                 tracing::warn!(dir = %dir.display(), base, "deleting segment after a gap or a damaged segment");
@@ -183,13 +191,16 @@ impl PartitionLog {
             }
             let scan = base >= scan_from;
             let (segment, outcome) = Segment::open(dir, base, &config, now_ms, scan)?;
-            report.segments_scanned += scan as usize;
+            report.segments_scanned += outcome.rebuilt as usize;
             if outcome.truncated_bytes > 0 {
                 tracing::warn!(dir = %dir.display(), base, bytes = outcome.truncated_bytes, "cut a torn or corrupt tail");
                 report.truncated_bytes += outcome.truncated_bytes;
                 discard_rest = true;
             }
             expected_base = Some(segment.next_offset());
+            if outcome.rebuilt {
+                rebuilt.push(base);
+            }
             segments.insert(base, segment);
         }
         if segments.is_empty() {
@@ -198,6 +209,14 @@ impl PartitionLog {
             sync_dir(dir)?;
         }
         report.segments = segments.len();
+        // Rebuilt indexes are pre-allocated; trim those of sealed segments, or every
+        // later open would find them untrimmed and rebuild them again.
+        let last_base = *segments.keys().next_back().unwrap();
+        for (base, segment) in segments.iter_mut() {
+            if *base != last_base && rebuilt.contains(base) {
+                segment.seal_indexes()?;
+            }
+        }
         let first_base = *segments.keys().next().unwrap();
         let active = segments.values_mut().next_back().unwrap();
         active.unseal(&config)?;
@@ -219,8 +238,9 @@ impl PartitionLog {
             failure: None,
             closed: false,
             epochs,
-            write_buffer: Vec::new(),
             batch_infos: Vec::new(),
+            unsynced_segments: Vec::new(),
+            directory_unsynced: false,
             unflushed_bytes: 0,
             last_flush_ms: now_ms,
         };
@@ -275,57 +295,59 @@ impl PartitionLog {
         error
     }
 
-    /// Appends validated batches as leader in `leader_epoch`: assigns their offsets,
-    /// stamps offsets and epoch into the bytes and writes them. The data is durable only
-    /// once [`PartitionLog::commit`] returns.
+    /// Appends validated batches as leader in `leader_epoch`: assigns their offsets
+    /// and writes them. Only the first 17 bytes of each batch (base offset, length,
+    /// epoch, magic) are copied, to stamp them; the rest goes from the producer's
+    /// buffer to the file in the same vectored write. The data is durable only once
+    /// [`PartitionLog::commit`] returns.
     pub fn append(&self, batches: &[RecordBatch], leader_epoch: i32) -> Result<AppendInfo> {
         assert!(!batches.is_empty(), "append of no batches");
         let config = self.config();
         let mut guard = self.lock();
         let state = &mut *guard;
         self.writable(state)?;
-        let mut buffer = std::mem::take(&mut state.write_buffer);
         let mut infos = std::mem::take(&mut state.batch_infos);
-        buffer.clear();
         infos.clear();
+        let mut headers = Vec::with_capacity(batches.len());
         let base_offset = state.next_offset;
         let mut next_offset = base_offset;
         for batch in batches {
-            let start = buffer.len();
-            buffer.extend_from_slice(batch.as_bytes());
-            set_base_offset(&mut buffer[start..], next_offset);
-            set_partition_leader_epoch(&mut buffer[start..], leader_epoch);
-            let info = BatchInfo::from_header(&buffer[start..]);
+            let mut header = [0u8; STAMPED_BYTES];
+            header.copy_from_slice(&batch.as_bytes()[..STAMPED_BYTES]);
+            set_base_offset(&mut header, next_offset);
+            set_partition_leader_epoch(&mut header, leader_epoch);
+            let info = BatchInfo {
+                base_offset: next_offset,
+                last_offset: next_offset + i64::from(batch.last_offset_delta()),
+                max_timestamp: batch.max_timestamp(),
+                leader_epoch,
+                size: batch.size_bytes() as u64,
+            };
             next_offset = info.last_offset + 1;
             infos.push(info);
+            headers.push(header);
         }
-        let result = self.write(state, &config, &buffer, &infos, leader_epoch);
+        let mut slices: Vec<IoSlice<'_>> = headers
+            .iter()
+            .zip(batches)
+            .flat_map(|(header, batch)| [IoSlice::new(header), IoSlice::new(&batch.as_bytes()[STAMPED_BYTES..])])
+            .collect();
+        let result = self.write(state, &config, &mut slices, &infos, leader_epoch);
         let info = AppendInfo {
             base_offset,
             last_offset: next_offset - 1,
-            max_timestamp: infos
-                .iter()
-                .map(|info| info.max_timestamp)
-                .max()
-                .unwrap_or(-1),
-            bytes: buffer.len() as u64,
+            max_timestamp: infos.iter().map(|info| info.max_timestamp).max().unwrap_or(-1),
+            bytes: infos.iter().map(|info| info.size).sum(),
         };
-        state.write_buffer = buffer;
         state.batch_infos = infos;
         result.map(|()| info)
     }
 
-    fn write(
-        &self,
-        state: &mut LogState,
-        config: &LogConfig,
-        bytes: &[u8],
-        infos: &[BatchInfo],
-        epoch: i32,
-    ) -> Result<()> {
+    fn write(&self, state: &mut LogState, config: &LogConfig, slices: &mut [IoSlice<'_>], infos: &[BatchInfo], epoch: i32) -> Result<()> {
+        let bytes: u64 = infos.iter().map(|info| info.size).sum();
         let now_ms = self.clock.now_ms();
         let active = state.active();
-        let too_big = active.size() + bytes.len() as u64 > config.segment_bytes;
+        let too_big = active.size() + bytes > config.segment_bytes;
         let too_old = now_ms - active.created_ms >= config.segment_ms as i64;
         if !active.is_empty() && (too_big || too_old || active.index_is_full()) {
             self.roll(state, config, now_ms)?;
@@ -334,27 +356,26 @@ impl PartitionLog {
         if let Err(error) = state.epochs.assign(&self.dir, epoch, base_offset) {
             return Err(self.fail(state, error));
         }
-        if let Err(error) = state.active_mut().append(bytes, infos) {
+        if let Err(error) = state.active_mut().append(slices, infos) {
             return Err(self.fail(state, error));
         }
         state.next_offset = infos.last().unwrap().last_offset + 1;
-        state.unflushed_bytes += bytes.len() as u64;
+        state.unflushed_bytes += bytes;
         Ok(())
     }
 
-    /// Seals the active segment and starts a new one at the log end.
+    /// Seals the active segment and starts a new one at the log end. The sealed
+    /// segment's data and the new file's directory entry are fsynced by the next flush,
+    /// not here, so that appends never wait for a whole segment's fsync.
     fn roll(&self, state: &mut LogState, config: &LogConfig, now_ms: i64) -> Result<()> {
         let next_offset = state.next_offset;
-        let sealed = state.active_mut().seal().and_then(|()| {
-            let segment = Segment::create(&self.dir, next_offset, config, now_ms)?;
-            sync_dir(&self.dir)?;
-            Ok(segment)
-        });
+        let sealed = state.active_mut().seal_indexes().and_then(|()| Segment::create(&self.dir, next_offset, config, now_ms));
         match sealed {
             Ok(segment) => {
+                let old = state.active().file().clone();
+                state.unsynced_segments.push(old);
+                state.directory_unsynced = true;
                 state.segments.insert(next_offset, segment);
-                // The sealed segment was fsynced whole.
-                state.recovery_point = state.recovery_point.max(next_offset);
                 metrics_roll();
                 Ok(())
             }
@@ -397,35 +418,45 @@ impl PartitionLog {
             return;
         }
         let log = self.clone();
-        tokio::spawn(async move {
-            let flusher = log.clone();
-            let outcome = tokio::task::spawn_blocking(move || flusher.flush()).await;
-            if let Err(error) = outcome {
-                tracing::error!(%error, "flush task panicked");
+        // Straight onto a blocking thread: the fsync and the wake-up of the waiters
+        // happen there, with no async task in between.
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = log.flush() {
+                tracing::debug!(%error, "flush failed");
             }
             log.flush_running.store(false, Ordering::Release);
+            // Waiters re-check after every flush, successful or not.
             log.durable.send_modify(|_| {});
         });
     }
 
-    /// fsyncs everything written so far (blocking). A failure takes the log offline.
+    /// fsyncs everything written so far (blocking): segments sealed since the last
+    /// flush, the directory if segments were created, then the active segment. A
+    /// failure takes the log offline.
     pub fn flush(&self) -> Result<()> {
-        let (file, end, unflushed) = {
-            let state = self.lock();
+        let (sealed, directory, active, end, unflushed) = {
+            let mut state = self.lock();
             self.writable(&state)?;
             (
+                std::mem::take(&mut state.unsynced_segments),
+                std::mem::take(&mut state.directory_unsynced),
                 state.active().file().clone(),
                 state.next_offset,
                 state.unflushed_bytes,
             )
         };
         let started = std::time::Instant::now();
-        let result = file.sync_data();
-        metrics::histogram!("fjord_storage_fsync_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
+        let mut result = Ok(());
+        for file in sealed.iter().chain([&active]) {
+            result = result.and_then(|()| file.sync_data().map_err(|error| StorageError::io("fsync", &self.dir, error)));
+        }
+        if directory {
+            result = result.and_then(|()| sync_dir(&self.dir));
+        }
+        metrics::histogram!("fjord_storage_fsync_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("fjord_storage_fsyncs_total").increment(1);
         let mut state = self.lock();
         if let Err(error) = result {
-            let error = StorageError::io("fsync", &self.dir, error);
             return Err(self.fail(&mut state, error));
         }
         state.recovery_point = state.recovery_point.max(end);
@@ -621,11 +652,18 @@ impl PartitionLog {
                 state.next_offset = end;
                 // The batch holding the offset may have started below the log start
                 // (records deleted mid-batch): the log is then empty from `end` on.
+                let log_start_moved = state.log_start_offset > end;
                 state.log_start_offset = state.log_start_offset.min(end);
                 state.recovery_point = state.recovery_point.min(end);
                 self.high_watermark.fetch_min(end, Ordering::AcqRel);
                 self.durable
                     .send_modify(|durable| *durable = (*durable).min(end));
+                if log_start_moved {
+                    // Recovery clamps the checkpointed log start to the segments it
+                    // finds; after appends past `end` the old, higher start would fit
+                    // and come back, hiding the new records below it.
+                    self.checkpoint_with(state, false)?;
+                }
                 Ok(end)
             }
             Err(error) => Err(self.fail(state, error)),
@@ -717,13 +755,18 @@ impl PartitionLog {
     /// Flushes, trims the active segment's indexes and writes a clean checkpoint, so
     /// that the next open scans nothing. Further appends fail with `Closed`.
     pub fn close(&self) -> Result<()> {
+        if self.lock().closed {
+            return Ok(());
+        }
+        // Segments sealed since the last flush, and the directory, first.
+        let flushed = self.flush();
         let mut state = self.lock();
         if state.closed {
             return Ok(());
         }
         state.closed = true;
         if state.failure.is_some() {
-            return Ok(());
+            return flushed;
         }
         state.active_mut().seal()?;
         state.recovery_point = state.next_offset;

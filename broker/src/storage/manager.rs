@@ -19,6 +19,8 @@ use super::log::{PartitionLog, RecoveryReport};
 
 const LOCK_FILE: &str = ".lock";
 const DELETED_SUFFIX: &str = ".deleted";
+/// Longest file or directory name the common Linux file systems accept (NAME_MAX).
+const FILE_NAME_BYTES_MAX: usize = 255;
 
 /// A topic name and partition index; the directory `<topic>-<partition>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,6 +48,21 @@ impl fmt::Display for TopicPartition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.topic, self.partition)
     }
+}
+
+/// The name a partition directory is renamed to before its removal:
+/// `<topic>-<partition>.<now_ms>.deleted`, with the topic shortened as needed to fit a
+/// file name, because a topic name may be 249 characters long and the suffix would
+/// push it past [`FILE_NAME_BYTES_MAX`]. Topic names are ASCII, so cutting bytes cuts
+/// characters.
+fn deleted_dir_name(partition: &TopicPartition, now_ms: i64) -> String {
+    let suffix = format!("-{}.{now_ms}{DELETED_SUFFIX}", partition.partition);
+    let topic_bytes = partition
+        .topic
+        .len()
+        .min(FILE_NAME_BYTES_MAX.saturating_sub(suffix.len()));
+    let topic = partition.topic.get(..topic_bytes).unwrap_or("partition");
+    format!("{topic}{suffix}")
 }
 
 /// How often the background loop does each kind of work.
@@ -192,10 +209,9 @@ impl LogManager {
         if !dir.exists() {
             return Ok(());
         }
-        let doomed = self.data_dir.join(format!(
-            "{partition}.{}{DELETED_SUFFIX}",
-            self.clock.now_ms()
-        ));
+        let doomed = self
+            .data_dir
+            .join(deleted_dir_name(partition, self.clock.now_ms()));
         fs::rename(&dir, &doomed).map_err(|error| StorageError::io("rename", &dir, error))?;
         super::file_format::sync_dir(&self.data_dir)?;
         fs::remove_dir_all(&doomed).map_err(|error| StorageError::io("delete", &doomed, error))
@@ -274,5 +290,24 @@ impl LogManager {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The deletion name of a partition of a longest topic name fits a file name, ends
+    /// with the suffix start-up looks for, and short names are kept whole.
+    #[test]
+    fn deleted_dir_names_fit_a_file_name() {
+        let longest = TopicPartition::new("t".repeat(249), 9_999);
+        let name = deleted_dir_name(&longest, 1_767_225_600_000);
+        assert!(name.len() <= FILE_NAME_BYTES_MAX, "{}", name.len());
+        assert!(name.ends_with("-9999.1767225600000.deleted"), "{name}");
+        assert_eq!(
+            deleted_dir_name(&TopicPartition::new("orders", 3), 5),
+            "orders-3.5.deleted"
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! base offset of the batch where it was recorded, at the same points.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, IoSlice, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,6 +60,8 @@ pub fn file_name(base_offset: i64, extension: &str) -> String {
 /// What a recovery scan found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ScanOutcome {
+    /// Every batch was read and the indexes were rebuilt.
+    pub rebuilt: bool,
     /// Bytes cut off the end of the segment because they were torn or corrupt.
     pub truncated_bytes: u64,
 }
@@ -251,7 +253,7 @@ impl Segment {
                 .sync_all()
                 .map_err(|error| StorageError::io("fsync", &self.log_path, error))?;
         }
-        Ok(ScanOutcome { truncated_bytes })
+        Ok(ScanOutcome { rebuilt: true, truncated_bytes })
     }
 
     fn index_batch(&mut self, info: &BatchInfo, position: u64) {
@@ -274,22 +276,28 @@ impl Segment {
         self.next_offset = info.last_offset + 1;
     }
 
-    /// Appends stamped batches (`bytes` holds them back to back, described by `infos`).
-    /// On error the segment's visible size is unchanged; the caller takes the log offline.
-    pub fn append(&mut self, bytes: &[u8], infos: &[BatchInfo]) -> Result<()> {
-        debug_assert_eq!(
-            bytes.len() as u64,
-            infos.iter().map(|info| info.size).sum::<u64>()
-        );
-        self.file
-            .write_all_at(bytes, self.size)
-            .map_err(|error| StorageError::io("write", &self.log_path, error))?;
+    /// Appends batches with one positional vectored write: `slices` hold them back to
+    /// back (each batch as its stamped header and the rest of the producer's bytes),
+    /// described by `infos`. On error the segment's visible size is unchanged; the
+    /// caller takes the log offline.
+    pub fn append(&mut self, slices: &mut [IoSlice<'_>], infos: &[BatchInfo]) -> Result<()> {
+        let total: u64 = infos.iter().map(|info| info.size).sum();
+        debug_assert_eq!(total, slices.iter().map(|slice| slice.len() as u64).sum::<u64>());
+        let mut slices = &mut slices[..];
+        let mut written = 0u64;
+        while written < total {
+            let count = rustix::io::pwritev(self.file.as_ref(), slices, self.size + written)
+                .map_err(|error| StorageError::io("write", &self.log_path, error.into()))?;
+            if count == 0 {
+                let error = std::io::Error::new(std::io::ErrorKind::WriteZero, "the file accepted no bytes");
+                return Err(StorageError::io("write", &self.log_path, error));
+            }
+            written += count as u64;
+            IoSlice::advance_slices(&mut slices, count);
+        }
         let mut position = self.size;
         for info in infos {
-            assert_eq!(
-                info.base_offset, self.next_offset,
-                "offsets must be contiguous"
-            );
+            assert_eq!(info.base_offset, self.next_offset, "offsets must be contiguous");
             self.index_batch(info, position);
             position += info.size;
         }
@@ -400,6 +408,12 @@ impl Segment {
     /// Makes the segment immutable: data fsynced, indexes trimmed and fsynced.
     pub fn seal(&mut self) -> Result<()> {
         self.flush()?;
+        self.seal_indexes()
+    }
+
+    /// Trims and fsyncs the indexes of a segment that takes no more appends. Its data
+    /// is fsynced by the log's next flush, off the append path.
+    pub fn seal_indexes(&mut self) -> Result<()> {
         if self.max_timestamp >= 0
             && self
                 .time_index
