@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use fjord_protocol::messages::{
-    ConfigEntry, CreateTopic, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest,
-    MetadataResponse,
+    ConfigEntry, CreateTopic, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, MetadataRequest, MetadataResponse,
 };
 use fjord_protocol::{ApiKey, ErrorCode};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -152,6 +152,22 @@ async fn prepare_topic(addr: SocketAddr, options: &Options) -> anyhow::Result<(S
             .map(|partition| partition.partition)
             .collect(),
     ))
+}
+
+async fn delete_topic(addr: SocketAddr, topic: &str) -> anyhow::Result<()> {
+    let mut connection = wire::connect(addr).await?;
+    let request = DeleteTopicsRequest {
+        names: vec![topic.to_owned()],
+        timeout_ms: 30_000,
+    };
+    let response: DeleteTopicsResponse =
+        wire::call(&mut connection, ApiKey::DeleteTopics, &request).await?;
+    match response.topics.first() {
+        Some(result) if result.error_code != ErrorCode::None => {
+            bail!("cannot delete topic {topic}: {}", result.error_code)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Partitions for actor `index` of `actors`: round-robin, and every actor gets at

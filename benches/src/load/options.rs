@@ -84,6 +84,10 @@ pub struct Options {
     /// Produce requests in flight per producer.
     #[arg(long, default_value_t = 4)]
     pub in_flight: usize,
+    /// Keep the topic the bench created (it is deleted at the end by default, so that
+    /// repeated runs do not fill the disk and the page cache).
+    #[arg(long)]
+    pub keep_topic: bool,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
