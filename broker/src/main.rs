@@ -8,6 +8,9 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use fjord_broker::Broker;
 use fjord_broker::config::{BrokerConfig, ConfigOverrides};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Fjord event-streaming broker.
 ///
 /// Settings come from the TOML file given with --config, then FJORD_* environment
