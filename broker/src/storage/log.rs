@@ -330,20 +330,36 @@ impl PartitionLog {
         let mut slices: Vec<IoSlice<'_>> = headers
             .iter()
             .zip(batches)
-            .flat_map(|(header, batch)| [IoSlice::new(header), IoSlice::new(&batch.as_bytes()[STAMPED_BYTES..])])
+            .flat_map(|(header, batch)| {
+                [
+                    IoSlice::new(header),
+                    IoSlice::new(&batch.as_bytes()[STAMPED_BYTES..]),
+                ]
+            })
             .collect();
         let result = self.write(state, &config, &mut slices, &infos, leader_epoch);
         let info = AppendInfo {
             base_offset,
             last_offset: next_offset - 1,
-            max_timestamp: infos.iter().map(|info| info.max_timestamp).max().unwrap_or(-1),
+            max_timestamp: infos
+                .iter()
+                .map(|info| info.max_timestamp)
+                .max()
+                .unwrap_or(-1),
             bytes: infos.iter().map(|info| info.size).sum(),
         };
         state.batch_infos = infos;
         result.map(|()| info)
     }
 
-    fn write(&self, state: &mut LogState, config: &LogConfig, slices: &mut [IoSlice<'_>], infos: &[BatchInfo], epoch: i32) -> Result<()> {
+    fn write(
+        &self,
+        state: &mut LogState,
+        config: &LogConfig,
+        slices: &mut [IoSlice<'_>],
+        infos: &[BatchInfo],
+        epoch: i32,
+    ) -> Result<()> {
         let bytes: u64 = infos.iter().map(|info| info.size).sum();
         let now_ms = self.clock.now_ms();
         let active = state.active();
@@ -369,7 +385,10 @@ impl PartitionLog {
     /// not here, so that appends never wait for a whole segment's fsync.
     fn roll(&self, state: &mut LogState, config: &LogConfig, now_ms: i64) -> Result<()> {
         let next_offset = state.next_offset;
-        let sealed = state.active_mut().seal_indexes().and_then(|()| Segment::create(&self.dir, next_offset, config, now_ms));
+        let sealed = state
+            .active_mut()
+            .seal_indexes()
+            .and_then(|()| Segment::create(&self.dir, next_offset, config, now_ms));
         match sealed {
             Ok(segment) => {
                 let old = state.active().file().clone();
@@ -448,12 +467,16 @@ impl PartitionLog {
         let started = std::time::Instant::now();
         let mut result = Ok(());
         for file in sealed.iter().chain([&active]) {
-            result = result.and_then(|()| file.sync_data().map_err(|error| StorageError::io("fsync", &self.dir, error)));
+            result = result.and_then(|()| {
+                file.sync_data()
+                    .map_err(|error| StorageError::io("fsync", &self.dir, error))
+            });
         }
         if directory {
             result = result.and_then(|()| sync_dir(&self.dir));
         }
-        metrics::histogram!("fjord_storage_fsync_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("fjord_storage_fsync_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         metrics::counter!("fjord_storage_fsyncs_total").increment(1);
         let mut state = self.lock();
         if let Err(error) = result {

@@ -253,7 +253,10 @@ impl Segment {
                 .sync_all()
                 .map_err(|error| StorageError::io("fsync", &self.log_path, error))?;
         }
-        Ok(ScanOutcome { rebuilt: true, truncated_bytes })
+        Ok(ScanOutcome {
+            rebuilt: true,
+            truncated_bytes,
+        })
     }
 
     fn index_batch(&mut self, info: &BatchInfo, position: u64) {
@@ -282,14 +285,20 @@ impl Segment {
     /// caller takes the log offline.
     pub fn append(&mut self, slices: &mut [IoSlice<'_>], infos: &[BatchInfo]) -> Result<()> {
         let total: u64 = infos.iter().map(|info| info.size).sum();
-        debug_assert_eq!(total, slices.iter().map(|slice| slice.len() as u64).sum::<u64>());
+        debug_assert_eq!(
+            total,
+            slices.iter().map(|slice| slice.len() as u64).sum::<u64>()
+        );
         let mut slices = &mut slices[..];
         let mut written = 0u64;
         while written < total {
             let count = rustix::io::pwritev(self.file.as_ref(), slices, self.size + written)
                 .map_err(|error| StorageError::io("write", &self.log_path, error.into()))?;
             if count == 0 {
-                let error = std::io::Error::new(std::io::ErrorKind::WriteZero, "the file accepted no bytes");
+                let error = std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "the file accepted no bytes",
+                );
                 return Err(StorageError::io("write", &self.log_path, error));
             }
             written += count as u64;
@@ -297,7 +306,10 @@ impl Segment {
         }
         let mut position = self.size;
         for info in infos {
-            assert_eq!(info.base_offset, self.next_offset, "offsets must be contiguous");
+            assert_eq!(
+                info.base_offset, self.next_offset,
+                "offsets must be contiguous"
+            );
             self.index_batch(info, position);
             position += info.size;
         }
