@@ -31,7 +31,9 @@ fn main() -> ExitCode {
         .into_iter()
         .map(|(name, _, default, _)| format!("  {name} = {default}\n"))
         .collect();
-    let matches = Cli::command().after_long_help(format!("Defaults:\n{defaults}")).get_matches();
+    let matches = Cli::command()
+        .after_long_help(format!("Defaults:\n{defaults}"))
+        .get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -395,7 +395,8 @@ fn clean_open_after_crash_recovery_scans_nothing() {
     }
     assert!(log.segment_count() > 3);
     drop(log); // crash: nothing was fsynced, so recovery scans every segment
-    let (log, report) = PartitionLog::open(dir.path(), small_config(), Arc::new(clock.clone())).unwrap();
+    let (log, report) =
+        PartitionLog::open(dir.path(), small_config(), Arc::new(clock.clone())).unwrap();
     assert!(!report.clean_shutdown);
     assert_eq!(report.segments_scanned, report.segments);
     log.close().unwrap();
