@@ -287,12 +287,16 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
         }
         roles.push(consumed);
     }
+    let elapsed = started.elapsed();
     progress.finish_and_clear();
+    if options.topic.is_none() && !options.keep_topic {
+        delete_topic(addr, &topic).await?;
+    }
     Ok(Outcome {
         scenario,
         topic,
         roles,
-        elapsed: started.elapsed(),
+        elapsed,
     })
 }
 
