@@ -1,15 +1,18 @@
 //! The broker: storage, metadata and listeners wired together, with start-up and
 //! graceful shutdown.
 //!
-//! Start-up order: take the data directory, open the metadata log (replaying it),
-//! bind the listeners (their addresses go into metadata), open and recover every
-//! partition log, then accept connections. Shutdown reverses it: stop accepting, let
-//! connections finish their in-flight requests, then flush and close every log.
+//! Start-up order: bind the listeners (their addresses go into metadata) and start
+//! serving the admin HTTP API at once, so that `/healthz` and `/readyz` answer during a
+//! long recovery; take the data directory, open the metadata log (replaying it), open
+//! and recover every partition log, create `__consumer_offsets` if missing and replay it
+//! into the group coordinator, then accept client connections. Shutdown reverses
+//! it: report not ready, stop accepting, let connections finish their in-flight
+//! requests, then flush and close every log.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -17,13 +20,15 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::BrokerConfig;
+use crate::group::{GroupService, OFFSETS_TOPIC};
+use crate::http::HttpState;
 use crate::metadata::controller::validate_topic_name;
 use crate::metadata::topic_config::{self, TopicConfig};
 use crate::metadata::{
     Controller, CreateTopic, MetadataImage, PartitionImage, TopicError, TopicImage,
 };
 use crate::storage::manager::BackgroundIntervals;
-use crate::storage::{LogManager, PartitionLog, SystemClock, TopicPartition};
+use crate::storage::{LogManager, PartitionLog, StorageError, SystemClock, TopicPartition};
 use fjord_protocol::ErrorCode;
 
 /// The running broker's shared state.
@@ -32,10 +37,44 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub controller: Controller,
     pub logs: Arc<LogManager>,
+    /// The consumer group coordinator.
+    pub groups: GroupService,
     /// Bytes of requests all connections may hold at once.
     pub request_memory: Arc<Semaphore>,
     pub started_at: Instant,
-    ready: AtomicBool,
+    /// A [`Phase`] as its `u8`.
+    phase: AtomicU8,
+}
+
+/// Where a broker is in its life; the readiness probe reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Partition logs are being opened and recovered.
+    Recovering = 0,
+    /// Storage recovered, metadata loaded, every listener bound and serving.
+    Ready = 1,
+    /// Graceful shutdown has begun.
+    ShuttingDown = 2,
+}
+
+impl Phase {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => Self::Recovering,
+            1 => Self::Ready,
+            _ => Self::ShuttingDown,
+        }
+    }
+
+    /// Why a broker in this phase is not ready, for the readiness probe.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Recovering => "recovering partition logs",
+            Self::Ready => "ready",
+            Self::ShuttingDown => "shutting down",
+        }
+    }
 }
 
 /// A started broker: its addresses, and the way to stop it.
@@ -44,6 +83,7 @@ pub struct BrokerHandle {
     broker: Arc<Broker>,
     client_addr: SocketAddr,
     internal_addr: SocketAddr,
+    http_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -63,8 +103,28 @@ impl Broker {
                     config.internal_listen
                 )
             })?;
+        let http_listener = TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("cannot bind the HTTP listener to {}", config.http_listen))?;
         let client_addr = client_listener.local_addr()?;
         let internal_addr = internal_listener.local_addr()?;
+        let http_addr = http_listener.local_addr()?;
+        crate::metrics::install();
+
+        // Every task stops when `shutdown` turns true, or when it is dropped because
+        // start-up failed half way.
+        let (shutdown, shutdown_receiver) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let http_state = HttpState::starting();
+        tasks.push(tokio::spawn(crate::http::serve(
+            http_listener,
+            http_state.clone(),
+            shutdown_receiver.clone(),
+            Duration::from_millis(config.shutdown_timeout_ms),
+        )));
+        tasks.push(tokio::spawn(crate::metrics::run_upkeep(
+            shutdown_receiver.clone(),
+        )));
         let host = if config.advertised_host.is_empty() {
             client_addr.ip().to_string()
         } else {
@@ -86,18 +146,22 @@ impl Broker {
         let (logs, controller) = opened;
         let broker = Arc::new(Broker {
             request_memory: Arc::new(Semaphore::new(config.request_memory_bytes)),
+            groups: GroupService::new(&config),
             config,
             controller,
             logs: Arc::new(logs),
             started_at: Instant::now(),
-            ready: AtomicBool::new(false),
+            phase: AtomicU8::new(Phase::Recovering as u8),
         });
+        http_state.set_broker(broker.clone());
         let recovering = broker.clone();
         tokio::task::spawn_blocking(move || recovering.open_logs()).await??;
-        broker.ready.store(true, Ordering::Release);
+        GroupService::load(&broker).await?;
+        tasks.push(tokio::spawn(GroupService::run(
+            broker.clone(),
+            shutdown_receiver.clone(),
+        )));
 
-        let (shutdown, shutdown_receiver) = watch::channel(false);
-        let mut tasks = Vec::new();
         tasks.push(tokio::spawn(crate::server::serve(
             client_listener,
             broker.clone(),
@@ -120,9 +184,11 @@ impl Broker {
                 let _stopped = stop.wait_for(|stop| *stop).await;
             },
         )));
+        broker.set_phase(Phase::Ready);
         tracing::info!(
             node_id = broker.config.node_id,
             %client_addr,
+            %http_addr,
             data_dir = %broker.config.data_dir.display(),
             cluster_id = %broker.metadata().cluster_id,
             "broker started"
@@ -131,6 +197,7 @@ impl Broker {
             broker,
             client_addr,
             internal_addr,
+            http_addr,
             shutdown,
             tasks,
         })
@@ -160,7 +227,7 @@ impl Broker {
         Ok(())
     }
 
-    fn create_logs(&self, topic: &TopicImage) -> anyhow::Result<()> {
+    fn create_logs(&self, topic: &TopicImage) -> Result<(), StorageError> {
         let config = self.topic_config(topic).log;
         for partition in &topic.partitions {
             if partition.replicas.contains(&self.config.node_id) {
@@ -178,8 +245,17 @@ impl Broker {
         self.controller.image()
     }
 
+    /// Storage recovered, metadata loaded and every listener bound and serving.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.phase() == Phase::Ready
+    }
+
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Release);
     }
 
     /// A topic's effective configuration. Its overrides were validated when set.
@@ -200,9 +276,10 @@ impl Broker {
         tokio::task::spawn_blocking(move || {
             let topic = broker.controller.create_topic(&request, validate_only)?;
             if !validate_only {
-                broker.create_logs(&topic).map_err(|error| {
-                    TopicError::InvalidConfig(format!("cannot create partition logs: {error:#}"))
-                })?;
+                if let Err(error) = broker.create_logs(&topic) {
+                    broker.undo_topic(&topic);
+                    return Err(error.into());
+                }
                 for (_, log) in broker
                     .logs
                     .logs()
@@ -218,8 +295,33 @@ impl Broker {
         .expect("topic creation panicked")
     }
 
-    /// Deletes a topic and its data.
+    /// Removes a topic whose partition logs could not all be created. Left in the
+    /// metadata it would be listed but unusable, and every start would try (and may
+    /// fail) to create its logs again.
+    fn undo_topic(&self, topic: &TopicImage) {
+        if let Err(error) = self.controller.delete_topic(&topic.name) {
+            tracing::error!(topic = %topic.name, %error, "cannot undo a topic whose logs failed");
+        }
+        for partition in &topic.partitions {
+            let partition = TopicPartition::new(topic.name.clone(), partition.partition);
+            // A log it opened, or a directory a failed open left: the topic's own. A
+            // file in the way (the likely cause of the failure) is not touched.
+            let directory = self.logs.data_dir().join(partition.to_string());
+            if self.logs.get(&partition).is_none() && !directory.is_dir() {
+                continue;
+            }
+            if let Err(error) = self.logs.delete(&partition) {
+                tracing::error!(%partition, %error, "cannot remove the log of an undone topic");
+            }
+        }
+    }
+
+    /// Deletes a topic and its data. The committed offsets of consumer groups cannot
+    /// be deleted this way.
     pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<(), TopicError> {
+        if name == OFFSETS_TOPIC {
+            return Err(TopicError::Protected(name.to_owned()));
+        }
         let broker = self.clone();
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || {
@@ -236,16 +338,18 @@ impl Broker {
         .expect("topic deletion panicked")
     }
 
-    /// Replaces a topic's config overrides and applies them to its open logs.
+    /// Changes a topic's config overrides incrementally (`Some` sets a key, `None`
+    /// removes its override; see [`Controller::alter_topic_config`]) and applies the
+    /// result to the topic's open logs.
     pub async fn alter_topic_config(
         self: &Arc<Self>,
         name: &str,
-        config: std::collections::BTreeMap<String, String>,
+        changes: std::collections::BTreeMap<String, Option<String>>,
     ) -> Result<Arc<TopicImage>, TopicError> {
         let broker = self.clone();
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || {
-            let topic = broker.controller.alter_topic_config(&name, config)?;
+            let topic = broker.controller.alter_topic_config(&name, &changes)?;
             let log_config = broker.topic_config(&topic).log;
             for (_, log) in broker
                 .logs
@@ -357,6 +461,11 @@ impl BrokerHandle {
         self.internal_addr
     }
 
+    /// The address of the admin HTTP API.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
@@ -364,6 +473,7 @@ impl BrokerHandle {
     /// Graceful shutdown: stop accepting, finish in-flight requests, flush and
     /// checkpoint every log.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.broker.set_phase(Phase::ShuttingDown);
         self.shutdown.send_replace(true);
         for task in self.tasks {
             if let Err(error) = task.await {

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::group::assignor::AssignorName;
+use crate::metadata::controller::TOPIC_PARTITIONS_MAX;
 use crate::storage::{Durability, LogConfig};
 
 /// The durability policy names used in configuration.
@@ -84,6 +86,8 @@ settings! {
     default_replication_factor: i16 = 1, "FJORD_DEFAULT_REPLICATION_FACTOR";
     /// Most client connections at once; more are closed on accept.
     max_connections: usize = 10_000, "FJORD_MAX_CONNECTIONS";
+    /// Most partitions this broker holds; creating more is refused. 0 = what the open-file limit allows (3 files per partition, half of the limit).
+    max_partitions: usize = 0, "FJORD_MAX_PARTITIONS";
     /// Largest request frame accepted; larger frames close the connection.
     max_request_bytes: usize = 16 << 20, "FJORD_MAX_REQUEST_BYTES";
     /// Most requests in flight on one connection; the broker stops reading beyond it.
@@ -114,6 +118,16 @@ settings! {
     log_retention_check_interval_ms: u64 = 60_000, "FJORD_LOG_RETENTION_CHECK_INTERVAL_MS";
     /// Default largest record batch a topic accepts.
     max_message_bytes: u32 = 8 << 20, "FJORD_MAX_MESSAGE_BYTES";
+    /// Partitions of the internal `__consumer_offsets` topic, used when the broker creates it (first start); group coordination is spread over them.
+    offsets_topic_partitions: i32 = 8, "FJORD_OFFSETS_TOPIC_PARTITIONS";
+    /// A group member that sends no heartbeat for this long is removed and its partitions reassigned.
+    group_session_timeout_ms: u64 = 45_000, "FJORD_GROUP_SESSION_TIMEOUT_MS";
+    /// How often group members heartbeat (told to them in every heartbeat response).
+    group_heartbeat_interval_ms: u64 = 5_000, "FJORD_GROUP_HEARTBEAT_INTERVAL_MS";
+    /// Most members of one consumer group; more are refused with GROUP_MAX_SIZE_REACHED.
+    group_members_max: usize = 1_000, "FJORD_GROUP_MEMBERS_MAX";
+    /// Server-side assignor of consumer groups: uniform (even, sticky) or range.
+    group_assignor: AssignorName = AssignorName::Uniform, "FJORD_GROUP_ASSIGNOR";
 }
 
 /// A configuration that cannot work.
@@ -229,6 +243,29 @@ impl BrokerConfig {
         if self.log_retention_bytes < -1 || self.log_retention_ms < -1 {
             return invalid("log_retention_*", "must be -1 (unlimited) or 0 or more");
         }
+        if !(1..=TOPIC_PARTITIONS_MAX).contains(&self.offsets_topic_partitions) {
+            return invalid(
+                "offsets_topic_partitions",
+                &format!("must be between 1 and {TOPIC_PARTITIONS_MAX}"),
+            );
+        }
+        if self.group_heartbeat_interval_ms == 0
+            || self.group_heartbeat_interval_ms >= self.group_session_timeout_ms
+        {
+            return invalid(
+                "group_heartbeat_interval_ms",
+                "must be at least 1 and below group_session_timeout_ms, or members would expire between heartbeats",
+            );
+        }
+        if self.group_session_timeout_ms > i32::MAX as u64 {
+            return invalid(
+                "group_session_timeout_ms",
+                "must fit in an i32 of milliseconds",
+            );
+        }
+        if self.group_members_max == 0 {
+            return invalid("group_members_max", "must be at least 1");
+        }
         if self.max_message_bytes as u64 > self.log_segment_bytes
             || self.max_message_bytes as usize > self.max_request_bytes
         {
@@ -297,5 +334,20 @@ mod tests {
                 .iter()
                 .all(|(_, env, _, doc)| env.starts_with("FJORD_") && !doc.is_empty())
         );
+    }
+
+    /// `docs/configuration.md` has a row for every setting, with its flag and
+    /// environment variable.
+    #[test]
+    fn every_setting_is_documented() {
+        let docs = include_str!("../../docs/configuration.md");
+        for (name, env, _, _) in describe_settings() {
+            let flag = name.replace('_', "-");
+            let row = format!("| `{name}` / `--{flag}` | `{env}` |");
+            assert!(
+                docs.contains(&row),
+                "docs/configuration.md has no row {row}"
+            );
+        }
     }
 }

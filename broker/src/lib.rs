@@ -4,11 +4,20 @@
 //! - [`storage`]: partition logs on disk (segments, indexes, recovery, retention).
 //! - [`metadata`]: the metadata log, image and controller (topics, brokers).
 //! - [`server`]: the client listener, connections and request handlers.
+//! - [`group`]: consumer groups: the coordinator state machine, assignors, committed
+//!   offsets in `__consumer_offsets`.
+//! - [`http`]: the admin HTTP API: resources, health probes, metrics, OpenAPI.
+//! - [`metrics`]: every exported metric, described, and its Prometheus rendering.
+//! - [`resources`]: the open-file limit and the partition budget derived from it.
 //! - [`broker`]: everything wired together; start-up and graceful shutdown.
 
 pub mod broker;
 pub mod config;
+pub mod group;
+pub mod http;
 pub mod metadata;
+pub mod metrics;
+pub mod resources;
 pub mod server;
 pub mod storage;
 

@@ -259,6 +259,11 @@ impl Admin {
         list_offsets(&self.client, queries).await
     }
 
+    /// The client this admin client sends through (for the group operations).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     fn timeout_ms(&self) -> i32 {
         self.client.config().request_timeout_ms.min(i32::MAX as u64) as i32
     }

@@ -147,6 +147,18 @@ pub enum Error {
     /// The producer was closed (or dropped) before the operation could complete.
     #[error("the producer is closed")]
     ProducerClosed,
+
+    /// The group consumer was closed (or dropped) before the operation could complete.
+    #[error("the group consumer is closed")]
+    ConsumerClosed,
+
+    /// The consumer group has neither members nor committed offsets.
+    #[error("group '{group_id}' does not exist")]
+    GroupNotFound { group_id: String },
+
+    /// The operation needs a group without members (resetting offsets).
+    #[error("group '{group_id}' has active members; stop them before resetting its offsets")]
+    GroupNotEmpty { group_id: String },
 }
 
 impl Error {

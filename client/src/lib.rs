@@ -18,6 +18,8 @@
 //! - [`producer`]: [`Producer`], batching, partitioning, back-pressure, retries.
 //! - [`partitioner`]: how records are assigned to partitions (murmur2 of the key).
 //! - [`consumer`]: [`Consumer`], manual assignment, seeking, pipelined fetching.
+//! - [`group`]: [`GroupConsumer`], consumer groups with server-side assignment,
+//!   incremental rebalancing and committed offsets; group administration on [`Admin`].
 //! - `offsets`: ListOffsets requests, shared by the consumer and the admin client.
 //! - [`admin`]: [`Admin`], topic creation, deletion, listing and description.
 //!
@@ -60,6 +62,7 @@ pub mod config;
 mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
 mod metadata;
 mod offsets;
 mod pool;
@@ -77,6 +80,10 @@ pub use error::{Error, Result};
 pub use fjord_protocol::ErrorCode;
 pub use fjord_protocol::batch::Header;
 pub use fjord_protocol::messages::{Acks, OffsetSpec};
+pub use group::{
+    CommitHandle, GroupConsumer, GroupConsumerConfig, GroupDescription, GroupListing, GroupMember,
+    GroupOffsetReset, RebalanceEvent,
+};
 pub use producer::Producer;
 pub use producer::config::ProducerConfig;
 pub use producer::delivery::DeliveryFuture;

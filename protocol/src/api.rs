@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!     0 –  99   data and topic administration (this crate today)
-//!   100 – 199   consumer groups (find coordinator, membership, offsets)
+//!   100 – 199   consumer groups (find coordinator, membership, offsets, listing)
 //!   200 – 299   replication and broker-internal traffic
 //!   300 – 399   cluster controller (Raft, broker registration, heartbeats)
 //! ```
@@ -25,6 +25,12 @@ pub enum ApiKey {
     ApiVersions = 10,
     CreateTopics = 20,
     DeleteTopics = 21,
+    FindCoordinator = 100,
+    ConsumerGroupHeartbeat = 101,
+    OffsetCommit = 102,
+    OffsetFetch = 103,
+    ListGroups = 104,
+    DescribeGroups = 105,
 }
 
 /// An API and the versions a peer supports.
@@ -35,7 +41,7 @@ pub struct VersionRange {
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 7] = [
+    pub const ALL: [ApiKey; 13] = [
         Self::Produce,
         Self::Fetch,
         Self::ListOffsets,
@@ -43,6 +49,12 @@ impl ApiKey {
         Self::ApiVersions,
         Self::CreateTopics,
         Self::DeleteTopics,
+        Self::FindCoordinator,
+        Self::ConsumerGroupHeartbeat,
+        Self::OffsetCommit,
+        Self::OffsetFetch,
+        Self::ListGroups,
+        Self::DescribeGroups,
     ];
 
     pub fn code(self) -> i16 {
@@ -72,6 +84,12 @@ impl ApiKey {
             Self::ApiVersions => "api_versions",
             Self::CreateTopics => "create_topics",
             Self::DeleteTopics => "delete_topics",
+            Self::FindCoordinator => "find_coordinator",
+            Self::ConsumerGroupHeartbeat => "consumer_group_heartbeat",
+            Self::OffsetCommit => "offset_commit",
+            Self::OffsetFetch => "offset_fetch",
+            Self::ListGroups => "list_groups",
+            Self::DescribeGroups => "describe_groups",
         }
     }
 }

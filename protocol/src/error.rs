@@ -30,6 +30,13 @@ pub enum ErrorCode {
     MessageTooLarge = 10,
     /// The API key is not one this broker knows.
     UnsupportedApiKey = 11,
+    /// The metadata string of a committed offset exceeds `OFFSET_METADATA_BYTES_MAX`.
+    OffsetMetadataTooLarge = 12,
+    /// The group coordinator is not available (its offsets partition has no leader, or
+    /// is still being loaded).
+    CoordinatorNotAvailable = 15,
+    /// This broker is not the coordinator of the group; find the coordinator again.
+    NotCoordinator = 16,
     /// The topic name is invalid (characters, length) or the topic is internal.
     InvalidTopic = 17,
     /// The records of one partition in a produce request exceed the limit.
@@ -38,6 +45,11 @@ pub enum ErrorCode {
     NotEnoughReplicas = 19,
     /// `acks` is not -1, 0 or 1.
     InvalidRequiredAcks = 21,
+    /// The group id is empty or too long.
+    InvalidGroupId = 24,
+    /// The member id is not a member of the group (it left, or was removed after its
+    /// session timed out); join again with member epoch 0.
+    UnknownMemberId = 25,
     /// A timestamp in a batch or a request is invalid.
     InvalidTimestamp = 32,
     /// The API version is outside the range this broker speaks.
@@ -53,23 +65,39 @@ pub enum ErrorCode {
     InvalidRequest = 42,
     /// The broker's storage failed (I/O error, full disk); the partition is offline.
     StorageError = 56,
+    /// The operation needs a group without members (resetting offsets), and the group
+    /// has some.
+    NonEmptyGroup = 68,
+    /// The group does not exist: it has neither members nor committed offsets.
+    GroupIdNotFound = 69,
     /// The request carried a leader epoch older than the partition's.
     FencedLeaderEpoch = 74,
     /// The request carried a leader epoch newer than the broker knows.
     UnknownLeaderEpoch = 75,
     /// The batch uses a compression codec this broker does not support.
     UnsupportedCompressionType = 76,
+    /// The group has as many members as the broker's `group_members_max` allows.
+    GroupMaxSizeReached = 81,
     /// A record inside a batch is malformed.
     InvalidRecord = 87,
+    /// The member epoch is not the member's current one (nor, after a lost response,
+    /// the one before it): the member was fenced and must rejoin with epoch 0.
+    FencedMemberEpoch = 110,
+    /// An offset commit carried an older member epoch than the member's current one;
+    /// commit again with the epoch of the latest heartbeat response.
+    StaleMemberEpoch = 113,
     /// The broker has too many connections or in-flight requests; retry later.
     BrokerBusy = 1001,
     /// The broker is shutting down; retry against it after restart or elsewhere.
     BrokerShuttingDown = 1002,
+    /// An offset commit for a partition that the committing member does not own in the
+    /// group's current assignment: it was never assigned to it, or has been released.
+    PartitionNotAssigned = 1003,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 40] = [
         Self::UnknownServerError,
         Self::None,
         Self::OffsetOutOfRange,
@@ -81,10 +109,15 @@ impl ErrorCode {
         Self::RequestTimedOut,
         Self::MessageTooLarge,
         Self::UnsupportedApiKey,
+        Self::OffsetMetadataTooLarge,
+        Self::CoordinatorNotAvailable,
+        Self::NotCoordinator,
         Self::InvalidTopic,
         Self::RecordListTooLarge,
         Self::NotEnoughReplicas,
         Self::InvalidRequiredAcks,
+        Self::InvalidGroupId,
+        Self::UnknownMemberId,
         Self::InvalidTimestamp,
         Self::UnsupportedVersion,
         Self::TopicAlreadyExists,
@@ -93,12 +126,18 @@ impl ErrorCode {
         Self::InvalidConfig,
         Self::InvalidRequest,
         Self::StorageError,
+        Self::NonEmptyGroup,
+        Self::GroupIdNotFound,
         Self::FencedLeaderEpoch,
         Self::UnknownLeaderEpoch,
         Self::UnsupportedCompressionType,
+        Self::GroupMaxSizeReached,
         Self::InvalidRecord,
+        Self::FencedMemberEpoch,
+        Self::StaleMemberEpoch,
         Self::BrokerBusy,
         Self::BrokerShuttingDown,
+        Self::PartitionNotAssigned,
     ];
 
     pub fn code(self) -> i16 {
@@ -129,6 +168,8 @@ impl ErrorCode {
                 | Self::NotLeaderOrFollower
                 | Self::RequestTimedOut
                 | Self::NotEnoughReplicas
+                | Self::CoordinatorNotAvailable
+                | Self::NotCoordinator
                 | Self::FencedLeaderEpoch
                 | Self::UnknownLeaderEpoch
                 | Self::BrokerBusy
@@ -150,10 +191,15 @@ impl ErrorCode {
             Self::RequestTimedOut => "REQUEST_TIMED_OUT",
             Self::MessageTooLarge => "MESSAGE_TOO_LARGE",
             Self::UnsupportedApiKey => "UNSUPPORTED_API_KEY",
+            Self::OffsetMetadataTooLarge => "OFFSET_METADATA_TOO_LARGE",
+            Self::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+            Self::NotCoordinator => "NOT_COORDINATOR",
             Self::InvalidTopic => "INVALID_TOPIC",
             Self::RecordListTooLarge => "RECORD_LIST_TOO_LARGE",
             Self::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
             Self::InvalidRequiredAcks => "INVALID_REQUIRED_ACKS",
+            Self::InvalidGroupId => "INVALID_GROUP_ID",
+            Self::UnknownMemberId => "UNKNOWN_MEMBER_ID",
             Self::InvalidTimestamp => "INVALID_TIMESTAMP",
             Self::UnsupportedVersion => "UNSUPPORTED_VERSION",
             Self::TopicAlreadyExists => "TOPIC_ALREADY_EXISTS",
@@ -162,12 +208,18 @@ impl ErrorCode {
             Self::InvalidConfig => "INVALID_CONFIG",
             Self::InvalidRequest => "INVALID_REQUEST",
             Self::StorageError => "STORAGE_ERROR",
+            Self::NonEmptyGroup => "NON_EMPTY_GROUP",
+            Self::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
             Self::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
             Self::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
             Self::UnsupportedCompressionType => "UNSUPPORTED_COMPRESSION_TYPE",
             Self::InvalidRecord => "INVALID_RECORD",
+            Self::GroupMaxSizeReached => "GROUP_MAX_SIZE_REACHED",
+            Self::FencedMemberEpoch => "FENCED_MEMBER_EPOCH",
+            Self::StaleMemberEpoch => "STALE_MEMBER_EPOCH",
             Self::BrokerBusy => "BROKER_BUSY",
             Self::BrokerShuttingDown => "BROKER_SHUTTING_DOWN",
+            Self::PartitionNotAssigned => "PARTITION_NOT_ASSIGNED",
         }
     }
 }

@@ -28,7 +28,25 @@ pub const BATCH_RECORDS_MAX: usize = 1_000_000;
 pub const RECORD_HEADERS_MAX: usize = 10_000;
 /// Longest topic name, as in Kafka.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Longest consumer group id.
+pub const GROUP_ID_BYTES_MAX: usize = 255;
+/// Longest group member id (the broker makes 36-character UUIDs).
+pub const MEMBER_ID_BYTES_MAX: usize = 255;
+/// Most groups in one ListGroups or DescribeGroups request or response.
+pub const GROUPS_MAX: usize = 10_000;
+/// Most members of one group in a DescribeGroups response.
+pub const GROUP_MEMBERS_MAX: usize = 10_000;
+/// Longest metadata string stored with a committed offset. Not a decoding limit (the
+/// field is bounded by `STRING_BYTES_MAX` on the wire): the coordinator refuses a
+/// longer one with `OFFSET_METADATA_TOO_LARGE` for that partition alone, as Kafka does.
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4_096;
+/// Longest group or member state name (`Stable`, `Reconciling`, …) on the wire.
+pub const GROUP_STATE_BYTES_MAX: usize = 64;
 
 const _: () = assert!(CLIENT_ID_BYTES_MAX <= STRING_BYTES_MAX);
 const _: () = assert!(TOPIC_NAME_BYTES_MAX <= STRING_BYTES_MAX);
+const _: () = assert!(GROUP_ID_BYTES_MAX <= STRING_BYTES_MAX);
+const _: () = assert!(MEMBER_ID_BYTES_MAX <= STRING_BYTES_MAX);
+const _: () = assert!(OFFSET_METADATA_BYTES_MAX <= STRING_BYTES_MAX);
+const _: () = assert!(GROUP_STATE_BYTES_MAX <= STRING_BYTES_MAX);
 const _: () = assert!(FRAME_BYTES_MAX <= i32::MAX as usize);

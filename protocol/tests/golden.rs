@@ -16,14 +16,21 @@ use fjord_protocol::batch::{
 };
 use fjord_protocol::frame::{self, Decoded, RequestHeader, ResponseHeader};
 use fjord_protocol::messages::{
-    ApiVersion, ApiVersionsRequest, ApiVersionsResponse, BrokerMetadata, ConfigEntry, CreateTopic,
-    CreateTopicResult, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicResult,
-    DeleteTopicsRequest, DeleteTopicsResponse, FetchPartition, FetchPartitionResponse,
-    FetchRequest, FetchResponse, FetchTopic, FetchTopicResponse, ListOffsetsPartition,
+    ApiVersion, ApiVersionsRequest, ApiVersionsResponse, BrokerMetadata, ConfigEntry,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, CreateTopic, CreateTopicResult,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicResult, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeGroupsRequest, DescribeGroupsResponse, DescribedGroup,
+    DescribedMember, FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse,
+    FetchTopic, FetchTopicResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    JOIN_MEMBER_EPOCH, ListGroupsRequest, ListGroupsResponse, ListOffsetsPartition,
     ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopic,
-    ListOffsetsTopicResponse, Message, MetadataRequest, MetadataResponse, PartitionMetadata,
-    ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopic,
-    ProduceTopicResponse, Request, TopicMetadata,
+    ListOffsetsTopicResponse, ListedGroup, Message, MetadataRequest, MetadataResponse,
+    OffsetCommitPartition, OffsetCommitPartitionResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetCommitTopic, OffsetCommitTopicResponse,
+    OffsetFetchPartitionResponse, OffsetFetchRequest, OffsetFetchResponse,
+    OffsetFetchTopicResponse, PartitionMetadata, ProducePartition, ProducePartitionResponse,
+    ProduceRequest, ProduceResponse, ProduceTopic, ProduceTopicResponse, Request, TopicMetadata,
+    TopicPartitions,
 };
 use fjord_protocol::{ErrorCode, RecordBatch, RecordBatchError};
 
@@ -122,14 +129,20 @@ ffff                  #   error_message = null
 
 /// docs/protocol.md, section 5.1 ApiVersions (key 10), example response body.
 const API_VERSIONS_RESPONSE: &str = r#"
-00000007              # apis count = 7
-0000 0000 0000        # Produce        0..0
-0001 0000 0000        # Fetch          0..0
-0002 0000 0000        # ListOffsets    0..0
-0003 0000 0000        # Metadata       0..0
-000a 0000 0000        # ApiVersions    0..0
-0014 0000 0000        # CreateTopics   0..0
-0015 0000 0000        # DeleteTopics   0..0
+0000000d              # apis count = 13
+0000 0000 0000        # Produce                 0..0
+0001 0000 0000        # Fetch                   0..0
+0002 0000 0000        # ListOffsets             0..0
+0003 0000 0000        # Metadata                0..0
+000a 0000 0000        # ApiVersions             0..0
+0014 0000 0000        # CreateTopics            0..0
+0015 0000 0000        # DeleteTopics            0..0
+0064 0000 0000        # FindCoordinator         0..0
+0065 0000 0000        # ConsumerGroupHeartbeat  0..0
+0066 0000 0000        # OffsetCommit            0..0
+0067 0000 0000        # OffsetFetch             0..0
+0068 0000 0000        # ListGroups              0..0
+0069 0000 0000        # DescribeGroups          0..0
 "#;
 
 /// docs/protocol.md, section 5.2 Metadata (key 3), example request body.
@@ -327,6 +340,138 @@ ffffffff              # base_sequence = -1
 00                    #   header_count = 0
 "#;
 
+/// docs/protocol.md, section 5.9 FindCoordinator (key 100), example request body.
+const FIND_COORDINATOR_REQUEST: &str = r#"
+0008 7368697070696e67 # group_id = "shipping"
+"#;
+
+/// docs/protocol.md, section 5.9 FindCoordinator (key 100), example response body.
+const FIND_COORDINATOR_RESPONSE: &str = r#"
+0000                  # error_code = NONE
+ffff                  # error_message = null
+00000001              # node_id = 1
+0002 6231             # host = "b1"
+00002384              # port = 9092
+"#;
+
+/// docs/protocol.md, section 5.10 ConsumerGroupHeartbeat (key 101), example request body.
+const HEARTBEAT_REQUEST: &str = r#"
+0008 7368697070696e67 # group_id = "shipping"
+0000                  # member_id = "" (joining)
+00000000              # member_epoch = 0 (join)
+00007530              # rebalance_timeout_ms = 30000
+00000001              # subscribed_topic_names count = 1
+0006 6f7264657273     #   "orders"
+00000000              # owned_partitions count = 0
+"#;
+
+/// docs/protocol.md, section 5.10 ConsumerGroupHeartbeat (key 101), example response body.
+const HEARTBEAT_RESPONSE: &str = r#"
+0000                  # error_code = NONE
+ffff                  # error_message = null
+0002 6d31             # member_id = "m1"
+00000003              # member_epoch = 3
+00001388              # heartbeat_interval_ms = 5000
+00000001              # assignment count = 1
+0006 6f7264657273     #   topic = "orders"
+00000002              #   partitions count = 2
+00000000              #     0
+00000002              #     2
+"#;
+
+/// docs/protocol.md, section 5.11 OffsetCommit (key 102), example request body.
+const OFFSET_COMMIT_REQUEST: &str = r#"
+0008 7368697070696e67 # group_id = "shipping"
+0002 6d31             # member_id = "m1"
+00000003              # member_epoch = 3
+00000001              # topics count = 1
+0006 6f7264657273     #   name = "orders"
+00000001              #   partitions count = 1
+00000000              #     partition = 0
+000000000000002a      #     committed_offset = 42
+ffff                  #     committed_metadata = null
+"#;
+
+/// docs/protocol.md, section 5.11 OffsetCommit (key 102), example response body.
+const OFFSET_COMMIT_RESPONSE: &str = r#"
+00000001              # topics count = 1
+0006 6f7264657273     #   name = "orders"
+00000002              #   partitions count = 2
+00000000 0000         #     partition 0: NONE
+00000001 0071         #     partition 1: 113 STALE_MEMBER_EPOCH
+"#;
+
+/// docs/protocol.md, section 5.12 OffsetFetch (key 103), example request body.
+const OFFSET_FETCH_REQUEST: &str = r#"
+0008 7368697070696e67 # group_id = "shipping"
+00000001              # topics count = 1
+0006 6f7264657273     #   name = "orders"
+00000001              #   partitions count = 1
+00000000              #     0
+"#;
+
+/// docs/protocol.md, section 5.12 OffsetFetch (key 103), example response body.
+const OFFSET_FETCH_RESPONSE: &str = r#"
+0000                  # error_code = NONE
+00000001              # topics count = 1
+0006 6f7264657273     #   name = "orders"
+00000002              #   partitions count = 2
+00000000              #     partition = 0
+000000000000002a      #     committed_offset = 42
+0002 6f6b             #     committed_metadata = "ok"
+0000                  #     error_code = NONE
+00000001              #     partition = 1
+ffffffffffffffff      #     committed_offset = -1 (nothing committed)
+ffff                  #     committed_metadata = null
+0000                  #     error_code = NONE
+"#;
+
+/// docs/protocol.md, section 5.13 ListGroups (key 104), example request body.
+const LIST_GROUPS_REQUEST: &str = r#"
+00000000              # states_filter count = 0
+"#;
+
+/// docs/protocol.md, section 5.13 ListGroups (key 104), example response body.
+const LIST_GROUPS_RESPONSE: &str = r#"
+0000                  # error_code = NONE
+00000001              # groups count = 1
+0008 7368697070696e67 #   group_id = "shipping"
+0006 537461626c65     #   group_state = "Stable"
+00000002              #   member_count = 2
+"#;
+
+/// docs/protocol.md, section 5.14 DescribeGroups (key 105), example request body.
+const DESCRIBE_GROUPS_REQUEST: &str = r#"
+00000001              # group_ids count = 1
+0008 7368697070696e67 #   "shipping"
+"#;
+
+/// docs/protocol.md, section 5.14 DescribeGroups (key 105), example response body.
+const DESCRIBE_GROUPS_RESPONSE: &str = r#"
+00000001              # groups count = 1
+0000                  #   error_code = NONE
+0008 7368697070696e67 #   group_id = "shipping"
+0006 537461626c65     #   group_state = "Stable"
+00000003              #   group_epoch = 3
+00000003              #   assignment_epoch = 3
+0007 756e69666f726d   #   assignor_name = "uniform"
+00000001              #   members count = 1
+0002 6d31             #     member_id = "m1"
+0005 666a6f7264       #     client_id = "fjord"
+0002 6831             #     client_host = "h1"
+00000003              #     member_epoch = 3
+00000001              #     subscribed_topic_names count = 1
+0006 6f7264657273     #       "orders"
+00000001              #     assignment count = 1
+0006 6f7264657273     #       topic = "orders"
+00000001              #       partitions count = 1
+00000000              #         0
+00000001              #     target_assignment count = 1
+0006 6f7264657273     #       topic = "orders"
+00000001              #       partitions count = 1
+00000000              #         0
+"#;
+
 #[test]
 fn fixtures_are_copied_from_the_doc() {
     for fixture in [
@@ -347,6 +492,18 @@ fn fixtures_are_copied_from_the_doc() {
         FETCH_RESPONSE,
         LIST_OFFSETS_REQUEST,
         LIST_OFFSETS_RESPONSE,
+        FIND_COORDINATOR_REQUEST,
+        FIND_COORDINATOR_RESPONSE,
+        HEARTBEAT_REQUEST,
+        HEARTBEAT_RESPONSE,
+        OFFSET_COMMIT_REQUEST,
+        OFFSET_COMMIT_RESPONSE,
+        OFFSET_FETCH_REQUEST,
+        OFFSET_FETCH_RESPONSE,
+        LIST_GROUPS_REQUEST,
+        LIST_GROUPS_RESPONSE,
+        DESCRIBE_GROUPS_REQUEST,
+        DESCRIBE_GROUPS_RESPONSE,
         RECORD_BATCH,
     ] {
         assert!(
@@ -465,7 +622,10 @@ fn api_versions_response() {
         max_version: 0,
     };
     let response = ApiVersionsResponse {
-        apis: [0, 1, 2, 3, 10, 20, 21].into_iter().map(entry).collect(),
+        apis: [0, 1, 2, 3, 10, 20, 21, 100, 101, 102, 103, 104, 105]
+            .into_iter()
+            .map(entry)
+            .collect(),
     };
     assert_golden(&response, API_VERSIONS_RESPONSE);
     assert_eq!(
@@ -708,6 +868,192 @@ fn list_offsets_response() {
         }],
     };
     assert_golden(&response, LIST_OFFSETS_RESPONSE);
+}
+
+// ----- Consumer groups --------------------------------------------------------------
+
+fn shipping() -> String {
+    "shipping".to_owned()
+}
+
+fn orders(partitions: &[i32]) -> TopicPartitions {
+    TopicPartitions::new("orders", partitions.iter().copied())
+}
+
+#[test]
+fn find_coordinator_request() {
+    assert_golden(
+        &FindCoordinatorRequest {
+            group_id: shipping(),
+        },
+        FIND_COORDINATOR_REQUEST,
+    );
+}
+
+#[test]
+fn find_coordinator_response() {
+    let response = FindCoordinatorResponse {
+        error_code: ErrorCode::None,
+        error_message: None,
+        node_id: 1,
+        host: "b1".to_owned(),
+        port: 9092,
+    };
+    assert_golden(&response, FIND_COORDINATOR_RESPONSE);
+}
+
+#[test]
+fn consumer_group_heartbeat_request() {
+    let request = ConsumerGroupHeartbeatRequest {
+        group_id: shipping(),
+        member_id: String::new(),
+        member_epoch: JOIN_MEMBER_EPOCH,
+        rebalance_timeout_ms: 30_000,
+        subscribed_topic_names: Some(vec!["orders".to_owned()]),
+        owned_partitions: Vec::new(),
+    };
+    assert_golden(&request, HEARTBEAT_REQUEST);
+}
+
+#[test]
+fn consumer_group_heartbeat_response() {
+    let response = ConsumerGroupHeartbeatResponse {
+        error_code: ErrorCode::None,
+        error_message: None,
+        member_id: "m1".to_owned(),
+        member_epoch: 3,
+        heartbeat_interval_ms: 5_000,
+        assignment: vec![orders(&[0, 2])],
+    };
+    assert_golden(&response, HEARTBEAT_RESPONSE);
+}
+
+#[test]
+fn offset_commit_request() {
+    let request = OffsetCommitRequest {
+        group_id: shipping(),
+        member_id: "m1".to_owned(),
+        member_epoch: 3,
+        topics: vec![OffsetCommitTopic {
+            name: "orders".to_owned(),
+            partitions: vec![OffsetCommitPartition {
+                partition: 0,
+                committed_offset: 42,
+                committed_metadata: None,
+            }],
+        }],
+    };
+    assert_golden(&request, OFFSET_COMMIT_REQUEST);
+}
+
+#[test]
+fn offset_commit_response() {
+    let partition = |partition, error_code| OffsetCommitPartitionResponse {
+        partition,
+        error_code,
+    };
+    let response = OffsetCommitResponse {
+        topics: vec![OffsetCommitTopicResponse {
+            name: "orders".to_owned(),
+            partitions: vec![
+                partition(0, ErrorCode::None),
+                partition(1, ErrorCode::StaleMemberEpoch),
+            ],
+        }],
+    };
+    assert_golden(&response, OFFSET_COMMIT_RESPONSE);
+}
+
+#[test]
+fn offset_fetch_request() {
+    let request = OffsetFetchRequest {
+        group_id: shipping(),
+        topics: Some(vec![orders(&[0])]),
+    };
+    assert_golden(&request, OFFSET_FETCH_REQUEST);
+    // Every committed partition is the null array.
+    assert_golden(
+        &OffsetFetchRequest {
+            group_id: shipping(),
+            topics: None,
+        },
+        "0008 7368697070696e67 ffffffff",
+    );
+}
+
+#[test]
+fn offset_fetch_response() {
+    let response = OffsetFetchResponse {
+        error_code: ErrorCode::None,
+        topics: vec![OffsetFetchTopicResponse {
+            name: "orders".to_owned(),
+            partitions: vec![
+                OffsetFetchPartitionResponse {
+                    partition: 0,
+                    committed_offset: 42,
+                    committed_metadata: Some("ok".to_owned()),
+                    error_code: ErrorCode::None,
+                },
+                OffsetFetchPartitionResponse {
+                    partition: 1,
+                    committed_offset: -1,
+                    committed_metadata: None,
+                    error_code: ErrorCode::None,
+                },
+            ],
+        }],
+    };
+    assert_golden(&response, OFFSET_FETCH_RESPONSE);
+}
+
+#[test]
+fn list_groups_request() {
+    assert_golden(&ListGroupsRequest::default(), LIST_GROUPS_REQUEST);
+}
+
+#[test]
+fn list_groups_response() {
+    let response = ListGroupsResponse {
+        error_code: ErrorCode::None,
+        groups: vec![ListedGroup {
+            group_id: shipping(),
+            group_state: "Stable".to_owned(),
+            member_count: 2,
+        }],
+    };
+    assert_golden(&response, LIST_GROUPS_RESPONSE);
+}
+
+#[test]
+fn describe_groups_request() {
+    let request = DescribeGroupsRequest {
+        group_ids: vec![shipping()],
+    };
+    assert_golden(&request, DESCRIBE_GROUPS_REQUEST);
+}
+
+#[test]
+fn describe_groups_response() {
+    let response = DescribeGroupsResponse {
+        groups: vec![DescribedGroup {
+            error_code: ErrorCode::None,
+            group_id: shipping(),
+            group_state: "Stable".to_owned(),
+            group_epoch: 3,
+            assignment_epoch: 3,
+            assignor_name: "uniform".to_owned(),
+            members: vec![DescribedMember {
+                member_id: "m1".to_owned(),
+                client_id: "fjord".to_owned(),
+                client_host: "h1".to_owned(),
+                member_epoch: 3,
+                subscribed_topic_names: vec!["orders".to_owned()],
+                assignment: vec![orders(&[0])],
+                target_assignment: vec![orders(&[0])],
+            }],
+        }],
+    };
+    assert_golden(&response, DESCRIBE_GROUPS_RESPONSE);
 }
 
 // ----- record batch ---------------------------------------------------------------------

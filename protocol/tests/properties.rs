@@ -8,17 +8,24 @@ use fjord_protocol::api::ApiKey;
 use fjord_protocol::batch::{BatchBuilder, HeaderInput, RecordBatches, RecordInput};
 use fjord_protocol::frame::{self, Decoded, RequestHeader, ResponseHeader};
 use fjord_protocol::limits::{
-    FRAME_BYTES_MAX, PARTITIONS_MAX, REPLICAS_MAX, TOPIC_NAME_BYTES_MAX, TOPICS_MAX,
+    FRAME_BYTES_MAX, GROUP_ID_BYTES_MAX, GROUP_MEMBERS_MAX, GROUPS_MAX, PARTITIONS_MAX,
+    REPLICAS_MAX, TOPIC_NAME_BYTES_MAX, TOPICS_MAX,
 };
 use fjord_protocol::messages::{
-    ApiVersion, ApiVersionsRequest, ApiVersionsResponse, BrokerMetadata, ConfigEntry, CreateTopic,
-    CreateTopicResult, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicResult,
-    DeleteTopicsRequest, DeleteTopicsResponse, FetchPartition, FetchPartitionResponse,
-    FetchRequest, FetchResponse, FetchTopic, FetchTopicResponse, ListOffsetsPartition,
-    ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopic,
-    ListOffsetsTopicResponse, Message, MetadataRequest, MetadataResponse, PartitionMetadata,
-    ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopic,
-    ProduceTopicResponse, Request, RequestError, TopicMetadata,
+    ApiVersion, ApiVersionsRequest, ApiVersionsResponse, BrokerMetadata, ConfigEntry,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, CreateTopic, CreateTopicResult,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicResult, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeGroupsRequest, DescribeGroupsResponse, DescribedGroup,
+    DescribedMember, FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse,
+    FetchTopic, FetchTopicResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    ListGroupsRequest, ListGroupsResponse, ListOffsetsPartition, ListOffsetsPartitionResponse,
+    ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopic, ListOffsetsTopicResponse,
+    ListedGroup, Message, MetadataRequest, MetadataResponse, OffsetCommitPartition,
+    OffsetCommitPartitionResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetCommitTopic,
+    OffsetCommitTopicResponse, OffsetFetchPartitionResponse, OffsetFetchRequest,
+    OffsetFetchResponse, OffsetFetchTopicResponse, PartitionMetadata, ProducePartition,
+    ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopic, ProduceTopicResponse,
+    Request, RequestError, TopicMetadata, TopicPartitions,
 };
 use fjord_protocol::{DecodeError, ErrorCode, RecordBatch, RecordBatchError};
 use proptest::prelude::*;
@@ -330,6 +337,245 @@ fn list_offsets_response() -> impl Strategy<Value = ListOffsetsResponse> {
     few(topic).prop_map(|topics| ListOffsetsResponse { topics })
 }
 
+/// A group or member id: any Unicode up to 160 bytes, or exactly the 255-byte limit.
+fn group_id() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => "(?s).{0,40}",
+        1 => "[a-z0-9._-]{255}",
+    ]
+}
+
+fn topic_partitions() -> impl Strategy<Value = TopicPartitions> {
+    (topic_name(), few(any::<i32>()))
+        .prop_map(|(topic, partitions)| TopicPartitions { topic, partitions })
+}
+
+fn find_coordinator_request() -> impl Strategy<Value = FindCoordinatorRequest> {
+    group_id().prop_map(|group_id| FindCoordinatorRequest { group_id })
+}
+
+fn find_coordinator_response() -> impl Strategy<Value = FindCoordinatorResponse> {
+    (
+        error_code(),
+        proptest::option::of(text()),
+        any::<i32>(),
+        text(),
+        any::<i32>(),
+    )
+        .prop_map(
+            |(error_code, error_message, node_id, host, port)| FindCoordinatorResponse {
+                error_code,
+                error_message,
+                node_id,
+                host,
+                port,
+            },
+        )
+}
+
+fn heartbeat_request() -> impl Strategy<Value = ConsumerGroupHeartbeatRequest> {
+    (
+        group_id(),
+        group_id(),
+        any::<i32>(),
+        non_negative(),
+        proptest::option::of(few(topic_name())),
+        few(topic_partitions()),
+    )
+        .prop_map(
+            |(
+                group_id,
+                member_id,
+                member_epoch,
+                rebalance_timeout_ms,
+                subscribed_topic_names,
+                owned_partitions,
+            )| ConsumerGroupHeartbeatRequest {
+                group_id,
+                member_id,
+                member_epoch,
+                rebalance_timeout_ms,
+                subscribed_topic_names,
+                owned_partitions,
+            },
+        )
+}
+
+fn heartbeat_response() -> impl Strategy<Value = ConsumerGroupHeartbeatResponse> {
+    (
+        error_code(),
+        proptest::option::of(text()),
+        group_id(),
+        any::<i32>(),
+        any::<i32>(),
+        few(topic_partitions()),
+    )
+        .prop_map(
+            |(
+                error_code,
+                error_message,
+                member_id,
+                member_epoch,
+                heartbeat_interval_ms,
+                assignment,
+            )| {
+                ConsumerGroupHeartbeatResponse {
+                    error_code,
+                    error_message,
+                    member_id,
+                    member_epoch,
+                    heartbeat_interval_ms,
+                    assignment,
+                }
+            },
+        )
+}
+
+fn offset_commit_request() -> impl Strategy<Value = OffsetCommitRequest> {
+    let partition = (any::<i32>(), any::<i64>(), proptest::option::of(text())).prop_map(
+        |(partition, committed_offset, committed_metadata)| OffsetCommitPartition {
+            partition,
+            committed_offset,
+            committed_metadata,
+        },
+    );
+    let topic = (topic_name(), few(partition))
+        .prop_map(|(name, partitions)| OffsetCommitTopic { name, partitions });
+    (group_id(), group_id(), any::<i32>(), few(topic)).prop_map(
+        |(group_id, member_id, member_epoch, topics)| OffsetCommitRequest {
+            group_id,
+            member_id,
+            member_epoch,
+            topics,
+        },
+    )
+}
+
+fn offset_commit_response() -> impl Strategy<Value = OffsetCommitResponse> {
+    let partition = (any::<i32>(), error_code()).prop_map(|(partition, error_code)| {
+        OffsetCommitPartitionResponse {
+            partition,
+            error_code,
+        }
+    });
+    let topic = (topic_name(), few(partition))
+        .prop_map(|(name, partitions)| OffsetCommitTopicResponse { name, partitions });
+    few(topic).prop_map(|topics| OffsetCommitResponse { topics })
+}
+
+fn offset_fetch_request() -> impl Strategy<Value = OffsetFetchRequest> {
+    (group_id(), proptest::option::of(few(topic_partitions())))
+        .prop_map(|(group_id, topics)| OffsetFetchRequest { group_id, topics })
+}
+
+fn offset_fetch_response() -> impl Strategy<Value = OffsetFetchResponse> {
+    let partition = (
+        any::<i32>(),
+        any::<i64>(),
+        proptest::option::of(text()),
+        error_code(),
+    )
+        .prop_map(
+            |(partition, committed_offset, committed_metadata, error_code)| {
+                OffsetFetchPartitionResponse {
+                    partition,
+                    committed_offset,
+                    committed_metadata,
+                    error_code,
+                }
+            },
+        );
+    let topic = (topic_name(), few(partition))
+        .prop_map(|(name, partitions)| OffsetFetchTopicResponse { name, partitions });
+    (error_code(), few(topic))
+        .prop_map(|(error_code, topics)| OffsetFetchResponse { error_code, topics })
+}
+
+/// A group state name within `GROUP_STATE_BYTES_MAX` (16 characters are at most 64 bytes).
+fn group_state() -> impl Strategy<Value = String> {
+    "(?s).{0,16}"
+}
+
+fn list_groups_request() -> impl Strategy<Value = ListGroupsRequest> {
+    few(group_state()).prop_map(|states_filter| ListGroupsRequest { states_filter })
+}
+
+fn list_groups_response() -> impl Strategy<Value = ListGroupsResponse> {
+    let group = (group_id(), group_state(), any::<i32>()).prop_map(
+        |(group_id, group_state, member_count)| ListedGroup {
+            group_id,
+            group_state,
+            member_count,
+        },
+    );
+    (error_code(), few(group))
+        .prop_map(|(error_code, groups)| ListGroupsResponse { error_code, groups })
+}
+
+fn describe_groups_request() -> impl Strategy<Value = DescribeGroupsRequest> {
+    few(group_id()).prop_map(|group_ids| DescribeGroupsRequest { group_ids })
+}
+
+fn describe_groups_response() -> impl Strategy<Value = DescribeGroupsResponse> {
+    let member = (
+        group_id(),
+        text(),
+        text(),
+        any::<i32>(),
+        few(topic_name()),
+        few(topic_partitions()),
+        few(topic_partitions()),
+    )
+        .prop_map(
+            |(
+                member_id,
+                client_id,
+                client_host,
+                member_epoch,
+                subscribed_topic_names,
+                assignment,
+                target_assignment,
+            )| DescribedMember {
+                member_id,
+                client_id,
+                client_host,
+                member_epoch,
+                subscribed_topic_names,
+                assignment,
+                target_assignment,
+            },
+        );
+    let group = (
+        error_code(),
+        group_id(),
+        group_state(),
+        any::<i32>(),
+        any::<i32>(),
+        text(),
+        few(member),
+    )
+        .prop_map(
+            |(
+                error_code,
+                group_id,
+                group_state,
+                group_epoch,
+                assignment_epoch,
+                assignor_name,
+                members,
+            )| DescribedGroup {
+                error_code,
+                group_id,
+                group_state,
+                group_epoch,
+                assignment_epoch,
+                assignor_name,
+                members,
+            },
+        );
+    few(group).prop_map(|groups| DescribeGroupsResponse { groups })
+}
+
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         produce_request().prop_map(Request::Produce),
@@ -339,6 +585,12 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::ApiVersions(ApiVersionsRequest)),
         create_topics_request().prop_map(Request::CreateTopics),
         delete_topics_request().prop_map(Request::DeleteTopics),
+        find_coordinator_request().prop_map(Request::FindCoordinator),
+        heartbeat_request().prop_map(Request::ConsumerGroupHeartbeat),
+        offset_commit_request().prop_map(Request::OffsetCommit),
+        offset_fetch_request().prop_map(Request::OffsetFetch),
+        list_groups_request().prop_map(Request::ListGroups),
+        describe_groups_request().prop_map(Request::DescribeGroups),
     ]
 }
 
@@ -352,6 +604,12 @@ fn encoded_response() -> impl Strategy<Value = Bytes> {
         produce_response().prop_map(|value| value.to_bytes()),
         fetch_response().prop_map(|value| value.to_bytes()),
         list_offsets_response().prop_map(|value| value.to_bytes()),
+        find_coordinator_response().prop_map(|value| value.to_bytes()),
+        heartbeat_response().prop_map(|value| value.to_bytes()),
+        offset_commit_response().prop_map(|value| value.to_bytes()),
+        offset_fetch_response().prop_map(|value| value.to_bytes()),
+        list_groups_response().prop_map(|value| value.to_bytes()),
+        describe_groups_response().prop_map(|value| value.to_bytes()),
     ]
 }
 
@@ -518,6 +776,12 @@ fn decode_everything(bytes: &[u8]) {
     ignore(ProduceResponse::decode_body(owned.clone()));
     ignore(FetchResponse::decode_body(owned.clone()));
     ignore(ListOffsetsResponse::decode_body(owned.clone()));
+    ignore(FindCoordinatorResponse::decode_body(owned.clone()));
+    ignore(ConsumerGroupHeartbeatResponse::decode_body(owned.clone()));
+    ignore(OffsetCommitResponse::decode_body(owned.clone()));
+    ignore(OffsetFetchResponse::decode_body(owned.clone()));
+    ignore(ListGroupsResponse::decode_body(owned.clone()));
+    ignore(DescribeGroupsResponse::decode_body(owned.clone()));
     inspect_batches(owned);
 }
 
@@ -637,6 +901,66 @@ proptest! {
 
     #[test]
     fn list_offsets_response_round_trips(value in list_offsets_response()) {
+        round_trip(&value)?;
+    }
+
+    #[test]
+    fn find_coordinator_request_round_trips(value in find_coordinator_request()) {
+        round_trip(&value)?;
+    }
+
+    #[test]
+    fn find_coordinator_response_round_trips(value in find_coordinator_response()) {
+        round_trip(&value)?;
+    }
+
+    #[test]
+    fn consumer_group_heartbeat_request_round_trips(value in heartbeat_request()) {
+        round_trip(&value)?;
+    }
+
+    #[test]
+    fn consumer_group_heartbeat_response_round_trips(value in heartbeat_response()) {
+        round_trip(&value)?;
+    }
+
+    #[test]
+    fn offset_commit_request_round_trips(value in offset_commit_request()) {
+        round_trip(&value)?;
+    }
+
+    #[test]
+    fn offset_commit_response_round_trips(value in offset_commit_response()) {
+        round_trip(&value)?;
+    }
+
+    #[test]
+    fn offset_fetch_request_round_trips(value in offset_fetch_request()) {
+        round_trip(&value)?;
+    }
+
+    #[test]
+    fn offset_fetch_response_round_trips(value in offset_fetch_response()) {
+        round_trip(&value)?;
+    }
+
+    #[test]
+    fn list_groups_request_round_trips(value in list_groups_request()) {
+        round_trip(&value)?;
+    }
+
+    #[test]
+    fn list_groups_response_round_trips(value in list_groups_response()) {
+        round_trip(&value)?;
+    }
+
+    #[test]
+    fn describe_groups_request_round_trips(value in describe_groups_request()) {
+        round_trip(&value)?;
+    }
+
+    #[test]
+    fn describe_groups_response_round_trips(value in describe_groups_response()) {
         round_trip(&value)?;
     }
 
@@ -962,6 +1286,44 @@ fn huge_counts_are_refused_before_allocating() {
         }
     ));
 
+    // Group requests: the arrays after the group id (and member id and epoch).
+    let group = [0u8, 1, b'g'];
+    too_large("topics", TOPICS_MAX)(malformed(
+        ApiKey::OffsetFetch,
+        &[&group[..], &huge].concat(),
+    ));
+    too_large("topics", TOPICS_MAX)(malformed(
+        ApiKey::OffsetCommit,
+        &[&group[..], &[0, 0], &[0, 0, 0, 1], &huge].concat(),
+    ));
+    let heartbeat_head = [&group[..], &[0, 0], &[0, 0, 0, 0], &[0, 0, 0x75, 0x30]].concat();
+    too_large("subscribed_topic_names", TOPICS_MAX)(malformed(
+        ApiKey::ConsumerGroupHeartbeat,
+        &[&heartbeat_head[..], &huge].concat(),
+    ));
+    too_large("owned_partitions", TOPICS_MAX)(malformed(
+        ApiKey::ConsumerGroupHeartbeat,
+        &[&heartbeat_head[..], &[0xff; 4], &huge].concat(),
+    ));
+    too_large("partitions", PARTITIONS_MAX)(malformed(
+        ApiKey::ConsumerGroupHeartbeat,
+        &[&heartbeat_head[..], &[0xff; 4], &one, &name, &huge].concat(),
+    ));
+    too_large("group_ids", GROUPS_MAX)(malformed(ApiKey::DescribeGroups, &huge));
+    too_large("states_filter", GROUPS_MAX)(malformed(ApiKey::ListGroups, &huge));
+    let long_group = (GROUP_ID_BYTES_MAX as i16 + 1).to_be_bytes();
+    assert!(matches!(
+        malformed(
+            ApiKey::FindCoordinator,
+            &[&long_group[..], &[b'g'; GROUP_ID_BYTES_MAX + 1]].concat()
+        ),
+        DecodeError::TooLarge {
+            field: "group_id",
+            value: 256,
+            max: 255
+        }
+    ));
+
     // Topic names above 249 bytes.
     let long_name = (TOPIC_NAME_BYTES_MAX as i16 + 1).to_be_bytes();
     assert!(matches!(
@@ -994,6 +1356,30 @@ fn huge_counts_in_responses_are_refused() {
     is_too_large(ProduceResponse::decode_body(body()).map(ignore));
     is_too_large(FetchResponse::decode_body(body()).map(ignore));
     is_too_large(ListOffsetsResponse::decode_body(body()).map(ignore));
+    is_too_large(OffsetCommitResponse::decode_body(body()).map(ignore));
+    is_too_large(DescribeGroupsResponse::decode_body(body()).map(ignore));
+    // Error code NONE, then i32::MAX entries.
+    let after_error = || Bytes::copy_from_slice(&[&[0u8, 0][..], &huge].concat());
+    is_too_large(OffsetFetchResponse::decode_body(after_error()).map(ignore));
+    is_too_large(ListGroupsResponse::decode_body(after_error()).map(ignore));
+    // A heartbeat response whose assignment claims i32::MAX topics.
+    let heartbeat = [&[0u8, 0, 0xff, 0xff, 0, 0][..], &[0u8; 8], &huge].concat();
+    is_too_large(ConsumerGroupHeartbeatResponse::decode_body(heartbeat.into()).map(ignore));
+    // A described group with more members than GROUP_MEMBERS_MAX.
+    let mut describe = 1i32.to_be_bytes().to_vec(); // one group
+    describe.extend([0, 0, 0, 0, 0, 0]); // error NONE, id "", state ""
+    describe.extend([0u8; 8]); // group and assignment epochs
+    describe.extend([0, 0]); // assignor ""
+    describe.extend(((GROUP_MEMBERS_MAX + 1) as i32).to_be_bytes());
+    describe.extend([0u8; 64]);
+    assert_eq!(
+        DescribeGroupsResponse::decode_body(describe.into()),
+        Err(DecodeError::TooLarge {
+            field: "members",
+            value: GROUP_MEMBERS_MAX as i64 + 1,
+            max: GROUP_MEMBERS_MAX,
+        })
+    );
     // Metadata: empty cluster id, controller 0, then i32::MAX brokers.
     let metadata = [&[0u8, 0, 0, 0, 0, 0][..], &huge].concat();
     is_too_large(MetadataResponse::decode_body(metadata.into()).map(ignore));

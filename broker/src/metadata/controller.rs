@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::image::{MetadataImage, TopicImage};
 use super::log::MetadataLog;
 use super::records::MetadataRecord;
-use super::topic_config;
+use super::topic_config::{self, TopicConfigError};
 use crate::config::BrokerConfig;
 use crate::storage::StorageError;
 
@@ -38,14 +38,34 @@ pub enum TopicError {
     AlreadyExists(String),
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
+    /// The topic belongs to the broker itself (such as the consumer offsets topic)
+    /// and clients may not delete it.
+    #[error("topic '{0}' is internal to the broker and cannot be deleted")]
+    Protected(String),
     #[error("invalid topic name: {0}")]
     InvalidName(String),
     #[error("invalid partition count: {0}")]
     InvalidPartitions(String),
     #[error("invalid replication factor: {0}")]
     InvalidReplicationFactor(String),
+    /// More partitions than this broker's budget leaves room for (see
+    /// [`crate::resources::partitions_max`]).
+    #[error(
+        "{requested} more partitions exceed this broker's limit: {held} of {limit} are held (max_partitions, or the open-file limit)"
+    )]
+    PartitionLimit {
+        requested: usize,
+        held: usize,
+        limit: usize,
+    },
+    /// More replicas than brokers: the request is valid, the cluster too small for it.
+    #[error("replication factor {requested} exceeds the number of brokers ({available})")]
+    NotEnoughBrokers { requested: i16, available: usize },
     #[error("invalid topic config: {0}")]
     InvalidConfig(String),
+    /// Each value is valid, but not together with the others and the broker's defaults.
+    #[error("inconsistent topic config: {0}")]
+    InconsistentConfig(String),
     #[error("metadata storage failed: {0}")]
     Storage(#[from] StorageError),
 }
@@ -55,11 +75,24 @@ impl TopicError {
         match self {
             Self::AlreadyExists(_) => ErrorCode::TopicAlreadyExists,
             Self::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
-            Self::InvalidName(_) => ErrorCode::InvalidTopic,
-            Self::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
-            Self::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
-            Self::InvalidConfig(_) => ErrorCode::InvalidConfig,
+            Self::InvalidName(_) | Self::Protected(_) => ErrorCode::InvalidTopic,
+            Self::InvalidPartitions(_) | Self::PartitionLimit { .. } => {
+                ErrorCode::InvalidPartitions
+            }
+            Self::InvalidReplicationFactor(_) | Self::NotEnoughBrokers { .. } => {
+                ErrorCode::InvalidReplicationFactor
+            }
+            Self::InvalidConfig(_) | Self::InconsistentConfig(_) => ErrorCode::InvalidConfig,
             Self::Storage(_) => ErrorCode::StorageError,
+        }
+    }
+}
+
+impl From<TopicConfigError> for TopicError {
+    fn from(error: TopicConfigError) -> Self {
+        match error {
+            TopicConfigError::Invalid(reason) => Self::InvalidConfig(reason),
+            TopicConfigError::Inconsistent(reason) => Self::InconsistentConfig(reason),
         }
     }
 }
@@ -89,6 +122,8 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
 #[derive(Debug)]
 pub struct Controller {
     defaults: BrokerConfig,
+    /// Most partitions this broker may hold.
+    partitions_max: usize,
     log: Mutex<MetadataLog>,
     image: watch::Sender<Arc<MetadataImage>>,
 }
@@ -107,6 +142,7 @@ impl Controller {
         }
         let controller = Self {
             defaults: config.clone(),
+            partitions_max: crate::resources::partitions_max(config),
             log: Mutex::new(log),
             image: watch::Sender::new(Arc::new(image)),
         };
@@ -144,11 +180,18 @@ impl Controller {
         self.image.subscribe()
     }
 
-    /// Appends records durably, applies them and publishes the new image. The log's
-    /// lock serialises writers, so validation against the image and the append are one
-    /// step.
+    /// Appends records durably, applies them and publishes the new image.
     fn commit(&self, records: &[MetadataRecord]) -> Result<Arc<MetadataImage>, StorageError> {
         let mut log = self.log.lock().expect("metadata lock poisoned");
+        self.commit_locked(&mut log, records)
+    }
+
+    /// [`Controller::commit`] for a caller that already holds the log's lock.
+    fn commit_locked(
+        &self,
+        log: &mut MetadataLog,
+        records: &[MetadataRecord],
+    ) -> Result<Arc<MetadataImage>, StorageError> {
         log.append(records)?;
         let mut image = (*self.image()).clone();
         for record in records {
@@ -159,17 +202,18 @@ impl Controller {
         Ok(image)
     }
 
+    /// Validates an operation against the current image and commits its records as one
+    /// step: the log's lock is held from validation to publication, so two concurrent
+    /// creations of the same name (or two config changes of one topic) cannot both
+    /// validate against the same image.
     fn locked<T>(
         &self,
         operation: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), TopicError>,
     ) -> Result<T, TopicError> {
-        // Hold the log lock across validation and commit so that two creations of the
-        // same name cannot both pass validation.
-        let _serial = self.log.lock().expect("metadata lock poisoned");
+        let mut log = self.log.lock().expect("metadata lock poisoned");
         let (records, value) = operation(&self.image())?;
-        drop(_serial);
         if !records.is_empty() {
-            self.commit(&records)?;
+            self.commit_locked(&mut log, &records)?;
         }
         Ok(value)
     }
@@ -192,8 +236,7 @@ impl Controller {
         let replication_factor = request
             .replication_factor
             .unwrap_or(self.defaults.default_replication_factor);
-        topic_config::resolve(&self.defaults, &request.config)
-            .map_err(TopicError::InvalidConfig)?;
+        topic_config::resolve(&self.defaults, &request.config)?;
         let topic_id = uuid::Uuid::new_v4();
         let name = request.name.clone();
         let created = self.locked(|image| {
@@ -201,19 +244,45 @@ impl Controller {
                 return Err(TopicError::AlreadyExists(name.clone()));
             }
             let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-            if replication_factor < 1 || replication_factor as usize > brokers.len() {
+            if replication_factor < 1 {
                 return Err(TopicError::InvalidReplicationFactor(format!(
-                    "{replication_factor}; must be between 1 and the number of brokers ({})",
-                    brokers.len()
+                    "{replication_factor}; must be at least 1"
                 )));
             }
-            let replicas = (0..partitions as usize)
+            if replication_factor as usize > brokers.len() {
+                return Err(TopicError::NotEnoughBrokers {
+                    requested: replication_factor,
+                    available: brokers.len(),
+                });
+            }
+            let replicas: Vec<Vec<i32>> = (0..partitions as usize)
                 .map(|partition| {
                     (0..replication_factor as usize)
                         .map(|r| brokers[(partition + r) % brokers.len()])
                         .collect()
                 })
                 .collect();
+            // Only this broker's budget is known here; in a cluster every broker will
+            // report its own.
+            let node_id = self.defaults.node_id;
+            let on_this_broker = |replicas: &Vec<i32>| replicas.contains(&node_id);
+            let held = image
+                .topics
+                .values()
+                .flat_map(|topic| &topic.partitions)
+                .filter(|partition| on_this_broker(&partition.replicas))
+                .count();
+            let requested = replicas
+                .iter()
+                .filter(|replicas| on_this_broker(replicas))
+                .count();
+            if held + requested > self.partitions_max {
+                return Err(TopicError::PartitionLimit {
+                    requested,
+                    held,
+                    limit: self.partitions_max,
+                });
+            }
             let record = MetadataRecord::TopicCreated {
                 name: name.clone(),
                 topic_id: topic_id.to_string(),
@@ -251,23 +320,34 @@ impl Controller {
         })
     }
 
-    /// Replaces a topic's config overrides.
+    /// Changes a topic's config overrides incrementally, like Kafka's
+    /// IncrementalAlterConfigs: a key with a value sets that override, a key with `None`
+    /// removes it (the broker default applies again), keys not named keep their
+    /// overrides. The merged result is validated as a whole and committed under the
+    /// log's lock, so concurrent changes of different keys are never lost.
     pub fn alter_topic_config(
         &self,
         name: &str,
-        config: BTreeMap<String, String>,
+        changes: &BTreeMap<String, Option<String>>,
     ) -> Result<Arc<TopicImage>, TopicError> {
-        topic_config::resolve(&self.defaults, &config).map_err(TopicError::InvalidConfig)?;
         self.locked(|image| {
             let topic = image
                 .topic(name)
                 .ok_or_else(|| TopicError::UnknownTopic(name.to_owned()))?;
+            let mut config = topic.config.clone();
+            for (key, value) in changes {
+                match value {
+                    Some(value) => config.insert(key.clone(), value.clone()),
+                    None => config.remove(key),
+                };
+            }
+            topic_config::resolve(&self.defaults, &config)?;
             let record = MetadataRecord::TopicConfigChanged {
                 topic_id: topic.topic_id.to_string(),
                 config: config.clone(),
             };
             let mut updated = (**topic).clone();
-            updated.config = config.clone();
+            updated.config = config;
             Ok((vec![record], Arc::new(updated)))
         })
     }
@@ -277,7 +357,8 @@ impl Controller {
 mod tests {
     use super::*;
 
-    /// Topics are created, refused when invalid, survive a restart and are deleted.
+    /// Topics are created, refused when invalid, survive a restart, have their config
+    /// changed incrementally (set, remove, invalid change refused whole) and are deleted.
     #[test]
     fn topic_lifecycle_survives_restart() {
         let dir = tempfile::tempdir().unwrap();
@@ -301,7 +382,7 @@ mod tests {
         };
         assert!(matches!(
             controller.create_topic(&too_many, false),
-            Err(TopicError::InvalidReplicationFactor(_))
+            Err(TopicError::NotEnoughBrokers { .. })
         ));
         let bad_name = CreateTopic {
             name: "a/b".into(),
@@ -320,6 +401,32 @@ mod tests {
             controller.image().topic("orders").unwrap().topic_id,
             topic.topic_id
         );
+        let changed = controller
+            .alter_topic_config(
+                "orders",
+                &[
+                    ("retention.ms".to_string(), Some("1000".to_string())),
+                    ("segment.bytes".to_string(), Some("16777216".to_string())),
+                ]
+                .into(),
+            )
+            .unwrap();
+        assert_eq!(changed.config.len(), 2);
+        let changed = controller
+            .alter_topic_config("orders", &[("retention.ms".to_string(), None)].into())
+            .unwrap();
+        assert_eq!(
+            changed.config,
+            [("segment.bytes".to_string(), "16777216".to_string())].into()
+        );
+        assert!(matches!(
+            controller.alter_topic_config(
+                "orders",
+                &[("segment.bytes".to_string(), Some("1".to_string()))].into()
+            ),
+            Err(TopicError::InvalidConfig(_))
+        ));
+        assert_eq!(controller.image().topic("orders").unwrap().config.len(), 1);
         controller.delete_topic("orders").unwrap();
         assert!(controller.image().topic("orders").is_none());
         assert!(matches!(

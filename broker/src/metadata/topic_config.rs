@@ -32,6 +32,18 @@ pub const KEYS: [&str; 9] = [
 ];
 const CLEANUP_POLICY: &str = "cleanup.policy";
 
+/// Why topic config overrides were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicConfigError {
+    /// A key is unknown, or its value is invalid by itself.
+    #[error("{0}")]
+    Invalid(String),
+    /// Every value is valid by itself, but together with each other and the broker's
+    /// defaults and limits they cannot work.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
 /// A topic's effective settings: broker defaults with the topic's overrides applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicConfig {
@@ -40,15 +52,15 @@ pub struct TopicConfig {
     pub min_insync_replicas: i16,
 }
 
-fn number<T>(key: &str, value: &str, min: T) -> Result<T, String>
+fn number<T>(key: &str, value: &str, min: T) -> Result<T, TopicConfigError>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display,
 {
     match value.trim().parse::<T>() {
         Ok(number) if number >= min => Ok(number),
-        _ => Err(format!(
+        _ => Err(TopicConfigError::Invalid(format!(
             "`{key}` must be a whole number of at least {min}, got `{value}`"
-        )),
+        ))),
     }
 }
 
@@ -57,7 +69,7 @@ where
 pub fn resolve(
     defaults: &BrokerConfig,
     overrides: &BTreeMap<String, String>,
-) -> Result<TopicConfig, String> {
+) -> Result<TopicConfig, TopicConfigError> {
     let mut log = defaults.default_log_config();
     let mut max_message_bytes = defaults.max_message_bytes;
     let mut min_insync_replicas = 1i16;
@@ -81,22 +93,22 @@ pub fn resolve(
             "durability" => match value.as_str() {
                 "fsync" | "interval" => durability = Some(value.clone()),
                 other => {
-                    return Err(format!(
+                    return Err(TopicConfigError::Invalid(format!(
                         "`durability` must be `fsync` or `interval`, got `{other}`"
-                    ));
+                    )));
                 }
             },
             CLEANUP_POLICY if value == "delete" => {}
             CLEANUP_POLICY => {
-                return Err(format!(
+                return Err(TopicConfigError::Invalid(format!(
                     "`cleanup.policy` must be `delete` (compaction is not built yet), got `{value}`"
-                ));
+                )));
             }
             other => {
-                return Err(format!(
+                return Err(TopicConfigError::Invalid(format!(
                     "unknown topic config `{other}`; known: {}, {CLEANUP_POLICY}",
                     KEYS.join(", ")
-                ));
+                )));
             }
         }
     }
@@ -111,16 +123,16 @@ pub fn resolve(
         None => log.durability,
     };
     if u64::from(max_message_bytes) > log.segment_bytes {
-        return Err(format!(
+        return Err(TopicConfigError::Inconsistent(format!(
             "`max.message.bytes` ({max_message_bytes}) must not exceed `segment.bytes` ({})",
             log.segment_bytes
-        ));
+        )));
     }
     if max_message_bytes as usize > defaults.max_request_bytes {
-        return Err(format!(
-            "`max.message.bytes` must not exceed the broker's max_request_bytes ({})",
+        return Err(TopicConfigError::Inconsistent(format!(
+            "`max.message.bytes` ({max_message_bytes}) must not exceed the broker's max_request_bytes ({})",
             defaults.max_request_bytes
-        ));
+        )));
     }
     Ok(TopicConfig {
         log,
@@ -133,7 +145,8 @@ pub fn resolve(
 mod tests {
     use super::*;
 
-    /// Overrides apply, unknown keys and bad values are refused by name.
+    /// Overrides apply; unknown keys and bad values are refused by name as invalid,
+    /// valid values that cannot work together as inconsistent.
     #[test]
     fn resolve_overrides() {
         let defaults = BrokerConfig::default();
@@ -162,7 +175,14 @@ mod tests {
         ] {
             let error =
                 resolve(&defaults, &[(key.to_string(), value.to_string())].into()).unwrap_err();
-            assert!(error.contains(key), "{error}");
+            assert!(matches!(error, TopicConfigError::Invalid(_)), "{error}");
+            assert!(error.to_string().contains(key), "{error}");
         }
+        // Valid values that do not fit the broker's default max.message.bytes.
+        let error = resolve(&defaults, &[("segment.bytes".into(), "1024".into())].into());
+        assert!(
+            matches!(error, Err(TopicConfigError::Inconsistent(_))),
+            "{error:?}"
+        );
     }
 }

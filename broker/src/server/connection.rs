@@ -49,7 +49,7 @@ pub async fn run(
     let (reader, writer) = stream.into_split();
     let (queue, responses) = mpsc::channel(broker.config.max_in_flight_requests);
     let writer = tokio::spawn(write_responses(writer, responses, peer));
-    if let Err(reason) = read_requests(reader, &broker, queue, shutdown).await {
+    if let Err(reason) = read_requests(reader, peer, &broker, queue, shutdown).await {
         tracing::warn!(%peer, %reason, "closing connection");
     }
     // The queue's sender is gone: the writer answers what is in flight, then ends.
@@ -63,6 +63,7 @@ pub async fn run(
 /// unusable (the error says why).
 async fn read_requests(
     mut reader: OwnedReadHalf,
+    peer: SocketAddr,
     broker: &Arc<Broker>,
     queue: mpsc::Sender<Pending>,
     mut shutdown: watch::Receiver<bool>,
@@ -79,7 +80,7 @@ async fn read_requests(
                     Some(permit) => permit,
                     None => reserve(broker, consumed).await,
                 };
-                let pending = start_request(broker, frame, permit)?;
+                let pending = start_request(broker, peer, frame, permit)?;
                 if queue.send(pending).await.is_err() {
                     return Err("the connection's writer stopped".into());
                 }
@@ -137,6 +138,7 @@ async fn reserve(broker: &Broker, bytes: usize) -> OwnedSemaphorePermit {
 /// Reads the header and starts handling the request on its own task.
 fn start_request(
     broker: &Arc<Broker>,
+    peer: SocketAddr,
     frame: Bytes,
     memory: OwnedSemaphorePermit,
 ) -> Result<Pending, String> {
@@ -157,9 +159,14 @@ fn start_request(
             }
         };
         let timeout = Duration::from_millis(broker.config.request_timeout_ms);
+        let context = handlers::RequestContext {
+            correlation_id,
+            client_id: header.client_id,
+            peer,
+        };
         let response = match tokio::time::timeout(
             timeout,
-            handlers::handle(&broker, correlation_id, request),
+            handlers::handle(&broker, &context, request),
         )
         .await
         {

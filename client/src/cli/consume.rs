@@ -7,13 +7,23 @@
 //!
 //! `--format text` prints each value (invalid UTF-8 replaced); `--format json` prints
 //! one object per line with topic, partition, offset, timestamp, key, value and headers.
+//!
+//! With `--group G` the command is a member of consumer group G: the group's
+//! coordinator gives it its share of the topic's partitions, it starts where the group
+//! left off (`--from-beginning` only matters for partitions the group never committed),
+//! commits as it goes, and reads until Ctrl-C, SIGTERM or `--max-messages`; then it
+//! commits what it printed and leaves the group, so that the other members take over
+//! its partitions at once.
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Write};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use fjord_client::{Admin, Client, Consumer, ConsumerConfig, ConsumerRecord, TopicPartition};
+use fjord_client::{
+    Admin, Client, Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupConsumerConfig,
+    OffsetReset, TopicPartition,
+};
 use serde_json::json;
 
 /// How long one poll waits before the stop conditions are checked again.
@@ -32,6 +42,9 @@ pub struct ConsumeArgs {
     /// Read only this partition.
     #[arg(long, value_name = "P")]
     partition: Option<i32>,
+    /// Read as a member of this consumer group, until interrupted (always follows).
+    #[arg(long, value_name = "GROUP", conflicts_with_all = ["offset", "partition"])]
+    group: Option<String>,
     /// Stop after this many records.
     #[arg(long, value_name = "N")]
     max_messages: Option<u64>,
@@ -52,6 +65,9 @@ enum RecordFormat {
 }
 
 pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
+    if let Some(group) = &args.group {
+        return run_in_group(client, group, &args).await;
+    }
     let partitions = select_partitions(client, &args).await?;
     let mut consumer = Consumer::new(client, ConsumerConfig::default())?;
     consumer.assign(partitions.iter().cloned());
@@ -109,6 +125,85 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
     }
     flush(&mut out)?;
     Ok(())
+}
+
+/// Completes on Ctrl-C or (on Unix) SIGTERM.
+async fn interrupted() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => interrupted,
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
+
+/// `--group`: reads as a group member until interrupted or `--max-messages`, then
+/// commits what was printed and leaves the group.
+async fn run_in_group(client: &Client, group: &str, args: &ConsumeArgs) -> anyhow::Result<()> {
+    // Fail fast on a missing topic instead of waiting for partitions that never come.
+    Admin::new(client).describe_topic(&args.topic).await?;
+    let mut config = GroupConsumerConfig::new(group);
+    config.consumer.auto_offset_reset = if args.from_beginning {
+        OffsetReset::Earliest
+    } else {
+        OffsetReset::Latest
+    };
+    let mut consumer = GroupConsumer::new(client, config)?;
+    consumer.subscribe([args.topic.clone()])?;
+    let stop = interrupted();
+    tokio::pin!(stop);
+    let mut printed: u64 = 0;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let outcome = loop {
+        if args.max_messages.is_some_and(|max| printed >= max) {
+            break Ok(());
+        }
+        let records = tokio::select! {
+            records = consumer.poll(POLL_INTERVAL) => match records {
+                Ok(records) => records,
+                Err(error) if error.is_retriable() => {
+                    tracing::debug!(%error, "poll failed; retrying");
+                    continue;
+                }
+                Err(error) => break Err(error.into()),
+            },
+            interrupted = &mut stop => break interrupted.map_err(Into::into),
+        };
+        // Records beyond --max-messages are not printed, so the position goes back to
+        // the first of them and closing commits only what was printed.
+        let mut unprinted: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        let mut closed = false;
+        for record in records {
+            let partition = TopicPartition::new(record.topic.clone(), record.partition);
+            if closed || args.max_messages.is_some_and(|max| printed >= max) {
+                unprinted.entry(partition).or_insert(record.offset);
+                continue;
+            }
+            if !write_record(&mut out, &record, args.format)? {
+                closed = true;
+                unprinted.insert(partition, record.offset);
+                continue;
+            }
+            printed += 1;
+        }
+        for (partition, offset) in unprinted {
+            consumer.seek(&partition, offset)?;
+        }
+        if closed || !flush(&mut out)? {
+            break Ok(());
+        }
+    };
+    flush(&mut out)?;
+    consumer.close().await?;
+    outcome
 }
 
 async fn select_partitions(

@@ -2,13 +2,16 @@
 //!
 //! - `topic`: `fjord topic create|list|describe|delete`.
 //! - `produce`: `fjord produce`, lines from stdin or a file become records.
-//! - `consume`: `fjord consume`, records printed as text or JSON lines.
+//! - `consume`: `fjord consume`, records printed as text or JSON lines, optionally as
+//!   a member of a consumer group.
+//! - `group`: `fjord group list|describe|reset-offsets`.
 //! - `table`: aligned plain-text tables for human-readable output.
 //!
 //! Every command prints its result on stdout; errors are returned to `main`, which
 //! prints them as one line on stderr and exits non-zero.
 
 mod consume;
+mod group;
 mod produce;
 mod table;
 mod topic;
@@ -37,6 +40,8 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print the records of a topic.
     Consume(consume::ConsumeArgs),
+    /// List, describe and reset consumer groups.
+    Group(group::GroupArgs),
 }
 
 /// How topic commands print their result.
@@ -56,6 +61,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(args) => topic::run(&client, args).await,
         Command::Produce(args) => produce::run(&client, args).await,
         Command::Consume(args) => consume::run(&client, args).await,
+        Command::Group(args) => group::run(&client, args).await,
     }
 }
 
@@ -82,6 +88,12 @@ mod tests {
             "fjord produce orders --file in.txt --key-separator : --acks leader",
             "fjord consume orders --from-beginning --partition 0 --max-messages 10 --format json",
             "fjord consume orders --offset 5 --follow",
+            "fjord consume orders --group shipping --from-beginning --max-messages 10",
+            "fjord topic list --include-internal",
+            "fjord group list --output json",
+            "fjord group describe shipping",
+            "fjord group reset-offsets shipping --topic orders --to-earliest",
+            "fjord group reset-offsets shipping --topic orders --to-timestamp 1700000000000",
         ] {
             let words = line.split_whitespace();
             if let Err(error) = Cli::try_parse_from(words) {
@@ -93,5 +105,14 @@ mod tests {
                 .is_err()
         );
         assert!(Cli::try_parse_from(["fjord", "produce", "t", "--acks", "some"]).is_err());
+        assert!(
+            Cli::try_parse_from(["fjord", "consume", "t", "--group", "g", "--partition", "1"])
+                .is_err()
+        );
+        let reset = ["fjord", "group", "reset-offsets", "g", "--topic", "t"];
+        assert!(Cli::try_parse_from(reset).is_err(), "a target is required");
+        assert!(
+            Cli::try_parse_from([&reset[..], &["--to-earliest", "--to-latest"]].concat()).is_err()
+        );
     }
 }

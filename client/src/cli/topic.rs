@@ -32,8 +32,12 @@ enum TopicCommand {
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
         configs: Vec<(String, String)>,
     },
-    /// List every topic.
-    List,
+    /// List the topics (without the broker's internal ones unless asked).
+    List {
+        /// Also list internal topics, such as `__consumer_offsets`.
+        #[arg(long)]
+        include_internal: bool,
+    },
     /// Show a topic's partitions, leaders and replicas.
     Describe { name: String },
     /// Delete a topic and its data.
@@ -65,8 +69,11 @@ pub async fn run(client: &Client, args: TopicArgs) -> anyhow::Result<()> {
                 OutputFormat::Json => println!("{}", json!({ "created": name })),
             }
         }
-        TopicCommand::List => {
-            let topics = admin.list_topics().await?;
+        TopicCommand::List { include_internal } => {
+            let mut topics = admin.list_topics().await?;
+            // Internal topics belong to the broker (committed offsets); listing them
+            // by default would only invite mistakes.
+            topics.retain(|topic| include_internal || !topic.is_internal);
             match output {
                 OutputFormat::Table => print!("{}", list_table(&topics)),
                 OutputFormat::Json => println!("{}", list_json(&topics)),

@@ -12,8 +12,10 @@ use fjord_protocol::RecordBatch;
 use fjord_protocol::batch::RecordBatches;
 use fjord_protocol::frame::{self, Decoded};
 use fjord_protocol::messages::{
-    ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse, FetchResponse,
-    ListOffsetsResponse, Message, MetadataResponse, ProduceResponse, Request,
+    ApiVersionsResponse, ConsumerGroupHeartbeatResponse, CreateTopicsResponse,
+    DeleteTopicsResponse, DescribeGroupsResponse, FetchResponse, FindCoordinatorResponse,
+    ListGroupsResponse, ListOffsetsResponse, Message, MetadataResponse, OffsetCommitResponse,
+    OffsetFetchResponse, ProduceResponse, Request,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -60,7 +62,13 @@ fn response_path(frame_bytes: Bytes) {
     ignore(DeleteTopicsResponse::decode_body(body.clone()));
     ignore(ProduceResponse::decode_body(body.clone()));
     ignore(FetchResponse::decode_body(body.clone()));
-    ignore(ListOffsetsResponse::decode_body(body));
+    ignore(ListOffsetsResponse::decode_body(body.clone()));
+    ignore(FindCoordinatorResponse::decode_body(body.clone()));
+    ignore(ConsumerGroupHeartbeatResponse::decode_body(body.clone()));
+    ignore(OffsetCommitResponse::decode_body(body.clone()));
+    ignore(OffsetFetchResponse::decode_body(body.clone()));
+    ignore(ListGroupsResponse::decode_body(body.clone()));
+    ignore(DescribeGroupsResponse::decode_body(body));
 }
 
 fn inspect_batch(batch: &RecordBatch) {

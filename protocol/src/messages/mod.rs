@@ -5,17 +5,33 @@
 //! header's API key and version.
 
 mod api_versions;
+mod consumer_group_heartbeat;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_fetch;
 mod produce;
+mod topic_partitions;
 mod topics;
 
 pub use api_versions::{ApiVersion, ApiVersionsRequest, ApiVersionsResponse};
+pub use consumer_group_heartbeat::{
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, JOIN_MEMBER_EPOCH,
+    LEAVE_MEMBER_EPOCH,
+};
+pub use describe_groups::{
+    DescribeGroupsRequest, DescribeGroupsResponse, DescribedGroup, DescribedMember,
+};
 pub use fetch::{
     CONSUMER_REPLICA_ID, FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse,
     FetchTopic, FetchTopicResponse,
 };
+pub use find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
+pub use list_groups::{ListGroupsRequest, ListGroupsResponse, ListedGroup};
 pub use list_offsets::{
     ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
     ListOffsetsTopic, ListOffsetsTopicResponse, OffsetSpec,
@@ -23,10 +39,18 @@ pub use list_offsets::{
 pub use metadata::{
     BrokerMetadata, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
 };
+pub use offset_commit::{
+    ADMIN_MEMBER_EPOCH, OffsetCommitPartition, OffsetCommitPartitionResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetCommitTopic, OffsetCommitTopicResponse,
+};
+pub use offset_fetch::{
+    OffsetFetchPartitionResponse, OffsetFetchRequest, OffsetFetchResponse, OffsetFetchTopicResponse,
+};
 pub use produce::{
     Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse,
     ProduceTopic, ProduceTopicResponse,
 };
+pub use topic_partitions::TopicPartitions;
 pub use topics::{
     ConfigEntry, CreateTopic, CreateTopicResult, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicResult, DeleteTopicsRequest, DeleteTopicsResponse,
@@ -69,6 +93,12 @@ pub enum Request {
     ApiVersions(ApiVersionsRequest),
     CreateTopics(CreateTopicsRequest),
     DeleteTopics(DeleteTopicsRequest),
+    FindCoordinator(FindCoordinatorRequest),
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    ListGroups(ListGroupsRequest),
+    DescribeGroups(DescribeGroupsRequest),
 }
 
 /// Why a request frame could not become a [`Request`]; each maps to the error code the
@@ -123,6 +153,24 @@ impl Request {
             ApiKey::DeleteTopics => {
                 Self::DeleteTopics(DeleteTopicsRequest::decode_body(body).map_err(malformed)?)
             }
+            ApiKey::FindCoordinator => {
+                Self::FindCoordinator(FindCoordinatorRequest::decode_body(body).map_err(malformed)?)
+            }
+            ApiKey::ConsumerGroupHeartbeat => Self::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatRequest::decode_body(body).map_err(malformed)?,
+            ),
+            ApiKey::OffsetCommit => {
+                Self::OffsetCommit(OffsetCommitRequest::decode_body(body).map_err(malformed)?)
+            }
+            ApiKey::OffsetFetch => {
+                Self::OffsetFetch(OffsetFetchRequest::decode_body(body).map_err(malformed)?)
+            }
+            ApiKey::ListGroups => {
+                Self::ListGroups(ListGroupsRequest::decode_body(body).map_err(malformed)?)
+            }
+            ApiKey::DescribeGroups => {
+                Self::DescribeGroups(DescribeGroupsRequest::decode_body(body).map_err(malformed)?)
+            }
         })
     }
 
@@ -135,6 +183,12 @@ impl Request {
             Self::ApiVersions(_) => ApiKey::ApiVersions,
             Self::CreateTopics(_) => ApiKey::CreateTopics,
             Self::DeleteTopics(_) => ApiKey::DeleteTopics,
+            Self::FindCoordinator(_) => ApiKey::FindCoordinator,
+            Self::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
+            Self::OffsetCommit(_) => ApiKey::OffsetCommit,
+            Self::OffsetFetch(_) => ApiKey::OffsetFetch,
+            Self::ListGroups(_) => ApiKey::ListGroups,
+            Self::DescribeGroups(_) => ApiKey::DescribeGroups,
         }
     }
 
@@ -147,6 +201,12 @@ impl Request {
             Self::ApiVersions(request) => request.encode(out),
             Self::CreateTopics(request) => request.encode(out),
             Self::DeleteTopics(request) => request.encode(out),
+            Self::FindCoordinator(request) => request.encode(out),
+            Self::ConsumerGroupHeartbeat(request) => request.encode(out),
+            Self::OffsetCommit(request) => request.encode(out),
+            Self::OffsetFetch(request) => request.encode(out),
+            Self::ListGroups(request) => request.encode(out),
+            Self::DescribeGroups(request) => request.encode(out),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fjord_protocol::ErrorCode;
+use fjord_protocol::batch::RecordBatches;
 use fjord_protocol::messages::{
     CONSUMER_REPLICA_ID, FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse,
 };
@@ -27,8 +28,7 @@ pub async fn handle(
         let (response, bytes, errors, mut changes) = read_once(broker, &request).await;
         let satisfied = bytes >= request.min_bytes as usize || errors || changes.is_empty();
         if satisfied || Instant::now() >= deadline {
-            metrics::counter!("fjord_fetch_bytes_total").increment(bytes as u64);
-            return ResponseFrame::fetch(correlation_id, &response);
+            return respond(correlation_id, &response, bytes);
         }
         let any_change = select_all(
             changes
@@ -38,10 +38,29 @@ pub async fn handle(
         if tokio::time::timeout_at(deadline, any_change).await.is_err() {
             // Deadline: answer with whatever is there now.
             let (response, bytes, _, _) = read_once(broker, &request).await;
-            metrics::counter!("fjord_fetch_bytes_total").increment(bytes as u64);
-            return ResponseFrame::fetch(correlation_id, &response);
+            return respond(correlation_id, &response, bytes);
         }
     }
+}
+
+/// Counts what the response carries and encodes it.
+fn respond(correlation_id: i32, response: &FetchResponse, bytes: usize) -> ResponseFrame {
+    metrics::counter!("fjord_fetch_bytes_total").increment(bytes as u64);
+    metrics::counter!("fjord_fetch_records_total").increment(record_count(response));
+    ResponseFrame::fetch(correlation_id, response)
+}
+
+/// Records in the response's batches, read from each batch header (no record is
+/// decoded). Batches are whole, so records before a mid-batch fetch offset count too.
+fn record_count(response: &FetchResponse) -> u64 {
+    response
+        .topics
+        .iter()
+        .flat_map(|topic| &topic.partitions)
+        .flat_map(|partition| RecordBatches::new(partition.records.clone()))
+        .map_while(Result::ok)
+        .map(|batch| u64::try_from(batch.record_count()).unwrap_or(0))
+        .sum()
 }
 
 /// Reads every requested partition once. Returns the response, the record bytes in it,

@@ -3,9 +3,11 @@
 
 mod admin;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod produce;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fjord_protocol::messages::Request;
@@ -13,11 +15,20 @@ use fjord_protocol::messages::Request;
 use super::response::ResponseFrame;
 use crate::broker::Broker;
 
+/// Who sent a request: from its header and its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+    pub peer: SocketAddr,
+}
+
 pub async fn handle(
     broker: &Arc<Broker>,
-    correlation_id: i32,
+    context: &RequestContext,
     request: Request,
 ) -> Option<ResponseFrame> {
+    let correlation_id = context.correlation_id;
     match request {
         Request::ApiVersions(_) => Some(admin::api_versions(correlation_id)),
         Request::Metadata(request) => Some(admin::metadata(broker, correlation_id, request).await),
@@ -32,5 +43,17 @@ pub async fn handle(
         Request::ListOffsets(request) => {
             Some(list_offsets::handle(broker, correlation_id, request))
         }
+        Request::FindCoordinator(request) => {
+            Some(groups::find_coordinator(broker, context, request).await)
+        }
+        Request::ConsumerGroupHeartbeat(request) => {
+            Some(groups::heartbeat(broker, context, request).await)
+        }
+        Request::OffsetCommit(request) => {
+            Some(groups::offset_commit(broker, context, request).await)
+        }
+        Request::OffsetFetch(request) => Some(groups::offset_fetch(broker, context, request)),
+        Request::ListGroups(request) => Some(groups::list_groups(broker, context, request)),
+        Request::DescribeGroups(request) => Some(groups::describe_groups(broker, context, request)),
     }
 }

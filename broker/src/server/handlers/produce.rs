@@ -16,6 +16,7 @@ use fjord_protocol::messages::{
 use fjord_protocol::{ErrorCode, RecordBatch};
 
 use crate::broker::Broker;
+use crate::group::OFFSETS_TOPIC;
 use crate::server::response::ResponseFrame;
 use crate::storage::{AppendInfo, PartitionLog};
 
@@ -151,6 +152,12 @@ async fn append(
         .leader_log(topic, partition, true)
         .await
         .map_err(|code| fail(code, format!("{topic}-{partition}: {}", code.name())))?;
+    if topic_image.name == OFFSETS_TOPIC {
+        return Err(fail(
+            ErrorCode::InvalidTopic,
+            format!("{topic} is internal: only the group coordinator writes to it"),
+        ));
+    }
     let config = broker.topic_config(&topic_image);
     if acks == Acks::All && partition_image.isr.len() < config.min_insync_replicas as usize {
         return Err(fail(

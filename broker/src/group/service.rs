@@ -1,0 +1,425 @@
+//! The runtime of the group coordinator: everything [`GroupCoordinator`] must not do
+//! itself.
+//!
+//! - Start-up ([`GroupService::load`], in [`super::loading`]): creates
+//!   `__consumer_offsets` when it is missing and replays every partition of it this
+//!   broker leads, so committed offsets survive restarts.
+//! - Requests: checks that this broker coordinates the group, feeds the request to the
+//!   coordinator under its lock, and carries out the effects. An offset commit is
+//!   validated and appended under the lock (so that its checks hold for what is
+//!   written), becomes durable outside it, and is applied once durable; only then is it
+//!   answered.
+//! - Background ([`GroupService::run`]): wakes the coordinator when a session or
+//!   rebalance timeout is due, and hands it every new topic metadata image.
+//!
+//! Time for the coordinator is monotonic milliseconds since the service was created,
+//! so that a wall-clock jump can neither expire every session nor keep one alive; the
+//! commit timestamps stored with offsets are wall-clock time.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use fjord_protocol::ErrorCode;
+use fjord_protocol::RecordBatch;
+use fjord_protocol::batch::{BatchBuilder, RecordInput};
+use fjord_protocol::messages::{
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, DescribedGroup, FindCoordinatorRequest, FindCoordinatorResponse,
+    ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse,
+};
+use tokio::sync::{Notify, watch};
+
+use super::effect::Effect;
+use super::records::OffsetRecord;
+use super::{
+    CoordinatorConfig, GroupCoordinator, HeartbeatContext, OFFSETS_TOPIC, TopicInfo,
+    offsets_partition,
+};
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::metadata::MetadataImage;
+use crate::storage::{AppendInfo, Clock, PartitionLog, SystemClock};
+
+/// The longest the background task sleeps without looking at the coordinator; a
+/// safety net only, since every event that moves a deadline closer wakes it.
+const IDLE_WAKE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Records appended to the offsets topic, waiting to become durable.
+#[derive(Debug)]
+struct Appended {
+    log: Arc<PartitionLog>,
+    info: AppendInfo,
+    records: Vec<OffsetRecord>,
+}
+
+#[derive(Debug)]
+pub struct GroupService {
+    pub(super) coordinator: Mutex<GroupCoordinator>,
+    /// The origin of the coordinator's monotonic milliseconds.
+    origin: Instant,
+    wall_clock: Arc<dyn Clock>,
+    /// Wakes the background task when a deadline may have moved closer.
+    deadline_changed: Notify,
+    /// Set once the offsets topic has been replayed; until then the coordinator is
+    /// not available.
+    pub(super) loaded: AtomicBool,
+}
+
+impl GroupService {
+    pub fn new(config: &BrokerConfig) -> Self {
+        let coordinator = GroupCoordinator::new(
+            CoordinatorConfig {
+                session_timeout_ms: i64::try_from(config.group_session_timeout_ms)
+                    .unwrap_or(i64::MAX),
+                heartbeat_interval_ms: i32::try_from(config.group_heartbeat_interval_ms)
+                    .unwrap_or(i32::MAX),
+                members_max: config.group_members_max,
+            },
+            config.group_assignor.build(),
+        );
+        Self {
+            coordinator: Mutex::new(coordinator),
+            origin: Instant::now(),
+            wall_clock: Arc::new(SystemClock),
+            deadline_changed: Notify::new(),
+            loaded: AtomicBool::new(false),
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, GroupCoordinator> {
+        self.coordinator
+            .lock()
+            .expect("group coordinator lock poisoned")
+    }
+
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.origin.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    // ----- requests ---------------------------------------------------------------
+
+    /// Whether this broker coordinates `group_id` now.
+    fn check_coordinator(&self, broker: &Broker, group_id: &str) -> Result<(), ErrorCode> {
+        if !self.loaded.load(Ordering::Acquire) {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+        let partition = coordinator_partition(&broker.metadata(), group_id)?;
+        match broker.leader_log_now(OFFSETS_TOPIC, partition) {
+            Ok(_) => Ok(()),
+            Err(ErrorCode::NotLeaderOrFollower) => Err(ErrorCode::NotCoordinator),
+            Err(_) => Err(ErrorCode::CoordinatorNotAvailable),
+        }
+    }
+
+    /// A FindCoordinator; creates `__consumer_offsets` first if it could not be
+    /// created at start-up.
+    pub async fn find_coordinator(
+        &self,
+        broker: &Arc<Broker>,
+        request: &FindCoordinatorRequest,
+    ) -> FindCoordinatorResponse {
+        if request.group_id.is_empty() {
+            return FindCoordinatorResponse::error(
+                ErrorCode::InvalidGroupId,
+                "the group id is empty",
+            );
+        }
+        if let Err(error) = Self::ensure_offsets_topic(broker).await {
+            return FindCoordinatorResponse::error(
+                ErrorCode::CoordinatorNotAvailable,
+                format!("cannot create {OFFSETS_TOPIC}: {error}"),
+            );
+        }
+        let image = broker.metadata();
+        let leader = coordinator_partition(&image, &request.group_id)
+            .ok()
+            .and_then(|partition| {
+                let leader = image.topic(OFFSETS_TOPIC)?.partition(partition)?.leader;
+                image.brokers.get(&leader)
+            });
+        match leader {
+            Some(leader) => FindCoordinatorResponse {
+                error_code: ErrorCode::None,
+                error_message: None,
+                node_id: leader.node_id,
+                host: leader.host.clone(),
+                port: i32::from(leader.port),
+            },
+            None => FindCoordinatorResponse::error(
+                ErrorCode::CoordinatorNotAvailable,
+                format!("the group's partition of {OFFSETS_TOPIC} has no leader"),
+            ),
+        }
+    }
+
+    pub async fn heartbeat(
+        &self,
+        broker: &Broker,
+        client_id: Option<&str>,
+        client_host: String,
+        request: &ConsumerGroupHeartbeatRequest,
+    ) -> ConsumerGroupHeartbeatResponse {
+        if let Err(code) = self.check_coordinator(broker, &request.group_id) {
+            return ConsumerGroupHeartbeatResponse::error(
+                code,
+                format!("group '{}'", request.group_id),
+            );
+        }
+        let context = HeartbeatContext {
+            now_ms: self.now_ms(),
+            client_id: client_id.unwrap_or_default().to_owned(),
+            client_host,
+            new_member_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let (response, effects) = self.lock().heartbeat(&context, request);
+        self.deadline_changed.notify_one();
+        self.execute(broker, effects).await;
+        response
+    }
+
+    pub async fn commit_offsets(
+        &self,
+        broker: &Broker,
+        request: &OffsetCommitRequest,
+    ) -> OffsetCommitResponse {
+        if let Err(code) = self.check_coordinator(broker, &request.group_id) {
+            return OffsetCommitResponse::all(request, code);
+        }
+        let (mut response, appended) = {
+            let coordinator = self.lock();
+            let (response, effects) = coordinator.commit(request, self.wall_clock.now_ms());
+            let appended = effects.into_iter().find_map(|effect| match effect {
+                Effect::PersistRecords { group_id, records } => {
+                    Some(self.append(broker, &group_id, records))
+                }
+                _ => None,
+            });
+            (response, appended)
+        };
+        let outcome = match appended {
+            None => Ok(()),
+            Some(Ok(appended)) => self.complete(appended).await,
+            Some(Err(code)) => Err(code),
+        };
+        if let Err(code) = outcome {
+            for partition in response
+                .topics
+                .iter_mut()
+                .flat_map(|topic| &mut topic.partitions)
+            {
+                if partition.error_code.is_ok() {
+                    partition.error_code = code;
+                }
+            }
+        }
+        response
+    }
+
+    pub fn fetch_offsets(
+        &self,
+        broker: &Broker,
+        request: &OffsetFetchRequest,
+    ) -> OffsetFetchResponse {
+        if let Err(error_code) = self.check_coordinator(broker, &request.group_id) {
+            return OffsetFetchResponse {
+                error_code,
+                topics: Vec::new(),
+            };
+        }
+        self.lock().fetch_offsets(request)
+    }
+
+    pub fn list_groups(&self, request: &ListGroupsRequest) -> ListGroupsResponse {
+        if !self.loaded.load(Ordering::Acquire) {
+            return ListGroupsResponse {
+                error_code: ErrorCode::CoordinatorNotAvailable,
+                groups: Vec::new(),
+            };
+        }
+        ListGroupsResponse {
+            error_code: ErrorCode::None,
+            groups: self.lock().list_groups(&request.states_filter),
+        }
+    }
+
+    pub fn describe_groups(
+        &self,
+        broker: &Broker,
+        request: &DescribeGroupsRequest,
+    ) -> DescribeGroupsResponse {
+        let groups = request
+            .group_ids
+            .iter()
+            .map(|group_id| match self.check_coordinator(broker, group_id) {
+                Ok(()) => self.lock().describe_group(group_id),
+                Err(code) => DescribedGroup::error(group_id.clone(), code),
+            })
+            .collect();
+        DescribeGroupsResponse { groups }
+    }
+
+    /// Reads the coordinator (for the HTTP API and metrics).
+    pub fn with_coordinator<T>(&self, read: impl FnOnce(&GroupCoordinator) -> T) -> T {
+        read(&self.lock())
+    }
+
+    // ----- effects ----------------------------------------------------------------
+
+    /// Carries out effects that nobody waits for (tombstones, rebalance notes).
+    pub(super) async fn execute(&self, broker: &Broker, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::PersistRecords { group_id, records } => {
+                    let appended = {
+                        let _serial = self.lock();
+                        self.append(broker, &group_id, records)
+                    };
+                    let outcome = match appended {
+                        Ok(appended) => self.complete(appended).await,
+                        Err(code) => Err(code),
+                    };
+                    if let Err(code) = outcome {
+                        tracing::warn!(group = %group_id, %code, "cannot persist offsets records");
+                    }
+                }
+                Effect::Rebalanced {
+                    group_id,
+                    group_epoch,
+                    reason,
+                } => {
+                    tracing::debug!(group = %group_id, group_epoch, reason = reason.name(), "group rebalancing");
+                }
+                Effect::MemberRemoved {
+                    group_id,
+                    member_id,
+                    reason,
+                } => {
+                    tracing::info!(group = %group_id, member = %member_id, reason = reason.name(), "member removed from group");
+                }
+            }
+        }
+    }
+
+    /// Appends records to the group's offsets partition as one batch. Called with the
+    /// coordinator locked, so that appends are in the order of the checks.
+    fn append(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        records: Vec<OffsetRecord>,
+    ) -> Result<Appended, ErrorCode> {
+        let partition = coordinator_partition(&broker.metadata(), group_id)?;
+        let (_, partition_image, log) =
+            broker
+                .leader_log_now(OFFSETS_TOPIC, partition)
+                .map_err(|code| match code {
+                    ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
+                    _ => ErrorCode::CoordinatorNotAvailable,
+                })?;
+        let timestamp_ms = self.wall_clock.now_ms();
+        let encoded: Vec<_> = records
+            .iter()
+            .map(|record| (record.encode_key(), record.encode_value()))
+            .collect();
+        let mut builder = BatchBuilder::new();
+        for (key, value) in &encoded {
+            builder.push(&RecordInput {
+                key: Some(key),
+                value: value.as_deref(),
+                headers: &[],
+                timestamp_ms,
+            });
+        }
+        let batch = RecordBatch::new(builder.finish()).expect("the builder makes valid batches");
+        let info = log
+            .append(&[batch], partition_image.leader_epoch)
+            .map_err(|error| {
+                tracing::error!(%error, "cannot append to {OFFSETS_TOPIC}");
+                error.error_code()
+            })?;
+        Ok(Appended { log, info, records })
+    }
+
+    /// Waits until appended records are durable, makes them visible and applies them.
+    async fn complete(&self, appended: Appended) -> Result<(), ErrorCode> {
+        appended.log.commit(&appended.info).await.map_err(|error| {
+            tracing::error!(%error, "cannot make {OFFSETS_TOPIC} records durable");
+            error.error_code()
+        })?;
+        let next_offset = appended.info.last_offset + 1;
+        if appended.log.high_watermark() < next_offset {
+            appended.log.set_high_watermark(next_offset);
+        }
+        let mut coordinator = self.lock();
+        for (offset, record) in (appended.info.base_offset..).zip(&appended.records) {
+            coordinator.apply_record(record, offset);
+        }
+        Ok(())
+    }
+
+    // ----- background -------------------------------------------------------------
+
+    /// Expires sessions and rebalance timeouts when they are due, and follows topic
+    /// metadata, until `shutdown` turns true.
+    pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+        let service = &broker.groups;
+        let mut metadata = broker.controller.subscribe();
+        loop {
+            let wake_at = {
+                let now_ms = service.now_ms();
+                let idle = now_ms.saturating_add(IDLE_WAKE_INTERVAL.as_millis() as i64);
+                let due = service.lock().next_deadline_ms().unwrap_or(idle).min(idle);
+                tokio::time::Instant::now()
+                    + Duration::from_millis(u64::try_from(due - now_ms).unwrap_or(0))
+            };
+            let effects = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = tokio::time::sleep_until(wake_at) => service.lock().tick(service.now_ms()),
+                _ = service.deadline_changed.notified() => continue,
+                changed = metadata.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let image = metadata.borrow_and_update().clone();
+                    service.lock().set_topics(topic_infos(&image))
+                }
+            };
+            service.execute(&broker, effects).await;
+        }
+    }
+}
+
+/// The offsets partition of `group_id`, from the metadata image.
+fn coordinator_partition(image: &MetadataImage, group_id: &str) -> Result<i32, ErrorCode> {
+    if group_id.is_empty() {
+        return Err(ErrorCode::InvalidGroupId);
+    }
+    let topic = image
+        .topic(OFFSETS_TOPIC)
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let partitions = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+    if partitions == 0 {
+        return Err(ErrorCode::CoordinatorNotAvailable);
+    }
+    Ok(offsets_partition(group_id, partitions))
+}
+
+/// Every topic of the image as the coordinator needs it.
+pub(super) fn topic_infos(image: &MetadataImage) -> BTreeMap<String, TopicInfo> {
+    image
+        .topics
+        .values()
+        .map(|topic| {
+            (
+                topic.name.clone(),
+                TopicInfo {
+                    topic_id: topic.topic_id.as_u128(),
+                    partitions: i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
+                },
+            )
+        })
+        .collect()
+}

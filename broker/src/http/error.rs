@@ -1,0 +1,233 @@
+//! Errors of the admin HTTP API.
+//!
+//! Every failure, including a bad route, a bad method and input axum refuses before a
+//! handler runs, is answered with the same JSON shape and the status that fits it:
+//!
+//! ```text
+//! {"error": {"code": "topic_not_found", "message": "topic 'orders' does not exist"}}
+//! ```
+//!
+//! `code` is a stable, machine-readable [`ErrorCode`]; `message` is for people and may
+//! change. Internal error types convert here, at the edge, and nowhere else.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::REQUEST_BODY_BYTES_MAX;
+use crate::metadata::TopicError;
+use crate::storage::StorageError;
+
+/// The stable error codes of the HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the body, a path parameter or the query cannot be read (bad JSON, wrong
+    /// types, unknown fields, a value out of range).
+    InvalidRequest,
+    /// 400: the topic name breaks the naming rules.
+    InvalidTopicName,
+    /// 400: the partition count is out of range.
+    InvalidPartitions,
+    /// 400: the replication factor is below 1.
+    InvalidReplicationFactor,
+    /// 400: an unknown config key or an invalid value.
+    InvalidConfig,
+    /// 403: the topic belongs to the broker (such as `__consumer_offsets`) and cannot
+    /// be deleted.
+    TopicProtected,
+    /// 404: no such route.
+    RouteNotFound,
+    /// 404: no such topic.
+    TopicNotFound,
+    /// 404: the topic has no such partition.
+    PartitionNotFound,
+    /// 404: the partition's log holds no records at that offset (deleted by retention,
+    /// or not written yet).
+    OffsetOutOfRange,
+    /// 405: the route exists but not with this method (the `Allow` header lists those
+    /// it has).
+    MethodNotAllowed,
+    /// 409: a topic of that name exists.
+    TopicAlreadyExists,
+    /// 409: the replication factor is larger than the number of brokers.
+    NotEnoughBrokers,
+    /// 409: the broker holds as many partitions as its budget (`max_partitions`, or
+    /// the open-file limit) allows.
+    PartitionLimitReached,
+    /// 409: each config value is valid, but together with the others and the broker's
+    /// defaults and limits they cannot work (e.g. `max.message.bytes` above
+    /// `segment.bytes`).
+    InconsistentConfig,
+    /// 413: the request body is larger than the API accepts.
+    PayloadTooLarge,
+    /// 415: the request body is not `application/json`.
+    UnsupportedMediaType,
+    /// 421: this broker does not lead the partition; ask its leader.
+    NotLeader,
+    /// 503: the broker is starting, recovering or shutting down.
+    NotReady,
+    /// 500: the storage layer failed.
+    StorageError,
+    /// 500: a bug; the message says what failed.
+    InternalError,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidRequest
+            | Self::InvalidTopicName
+            | Self::InvalidPartitions
+            | Self::InvalidReplicationFactor
+            | Self::InvalidConfig => StatusCode::BAD_REQUEST,
+            Self::RouteNotFound
+            | Self::TopicNotFound
+            | Self::PartitionNotFound
+            | Self::OffsetOutOfRange => StatusCode::NOT_FOUND,
+            Self::TopicProtected => StatusCode::FORBIDDEN,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TopicAlreadyExists
+            | Self::NotEnoughBrokers
+            | Self::PartitionLimitReached
+            | Self::InconsistentConfig => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotLeader => StatusCode::MISDIRECTED_REQUEST,
+            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StorageError | Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+/// A failed request: its code (which decides the status) and a message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.code.status().is_server_error() {
+            tracing::error!(code = ?self.code, message = %self.message, "HTTP request failed");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
+        (self.code.status(), Json(body)).into_response()
+    }
+}
+
+impl From<TopicError> for ApiError {
+    fn from(error: TopicError) -> Self {
+        let code = match &error {
+            TopicError::AlreadyExists(_) => ErrorCode::TopicAlreadyExists,
+            TopicError::UnknownTopic(_) => ErrorCode::TopicNotFound,
+            TopicError::Protected(_) => ErrorCode::TopicProtected,
+            TopicError::InvalidName(_) => ErrorCode::InvalidTopicName,
+            TopicError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+            TopicError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
+            TopicError::NotEnoughBrokers { .. } => ErrorCode::NotEnoughBrokers,
+            TopicError::PartitionLimit { .. } => ErrorCode::PartitionLimitReached,
+            TopicError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+            TopicError::InconsistentConfig(_) => ErrorCode::InconsistentConfig,
+            TopicError::Storage(_) => ErrorCode::StorageError,
+        };
+        Self::new(code, error.to_string())
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        let code = match &error {
+            StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            // The log was closed under the request: the topic was just deleted.
+            StorageError::Closed(_) => ErrorCode::TopicNotFound,
+            StorageError::Io { .. }
+            | StorageError::Offline { .. }
+            | StorageError::Corrupt { .. } => ErrorCode::StorageError,
+        };
+        Self::new(code, error.to_string())
+    }
+}
+
+/// axum's rejections say 422 for JSON of the wrong shape; to this API any input it
+/// cannot read is a 400, while a too large body and a wrong content type keep their
+/// own statuses.
+fn from_rejection(status: StatusCode, message: String) -> ApiError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the request body is larger than {REQUEST_BODY_BYTES_MAX} bytes"),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::new(ErrorCode::UnsupportedMediaType, message)
+        }
+        status if status.is_server_error() => ApiError::new(ErrorCode::InternalError, message),
+        _ => ApiError::new(ErrorCode::InvalidRequest, message),
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        from_rejection(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        from_rejection(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        from_rejection(rejection.status(), rejection.body_text())
+    }
+}
+
+/// The answer to a path no route matches.
+pub async fn route_not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::RouteNotFound,
+        format!("no route for {method} {}", uri.path()),
+    )
+}
+
+/// The answer to a route asked with a method it does not have; axum adds `Allow`.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} does not support {method}", uri.path()),
+    )
+}

@@ -1,0 +1,1311 @@
+//! The admin HTTP API over real HTTP/1.1 on 127.0.0.1, against in-process brokers:
+//! every route with its success and error cases, the one error shape, readiness before
+//! start-up and shutdown, the OpenAPI document against the router, and `/metrics` after
+//! real traffic on the native protocol.
+//!
+//! The HTTP client is a few lines over a `TcpStream` (one request per connection,
+//! `Connection: close`), so that tests control every byte and the broker's tests pull in
+//! no HTTP client library.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use fjord_broker::config::BrokerConfig;
+use fjord_broker::http::{HttpState, REQUEST_BODY_BYTES_MAX};
+use fjord_broker::metrics::{METRICS, MetricKind};
+use fjord_broker::{Broker, BrokerHandle};
+use fjord_protocol::batch::{BatchBuilder, HeaderInput, RecordInput};
+use fjord_protocol::frame::{
+    Decoded, RequestHeader, ResponseHeader, decode_frame, encode_request, split_response,
+};
+use fjord_protocol::messages::*;
+use fjord_protocol::{ApiKey, ErrorCode, RecordBatch};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------
+// A minimal HTTP/1.1 client.
+
+#[derive(Debug)]
+struct HttpResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl HttpResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("the body is UTF-8")
+    }
+
+    fn json(&self) -> Value {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{self:?}"
+        );
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.text()))
+    }
+
+    /// Asserts the status and the error shape `{"error": {"code", "message"}}` with
+    /// nothing else in it; returns the message.
+    fn expect_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "{}", self.text());
+        let body = self.json();
+        let object = body.as_object().expect("an object");
+        assert_eq!(object.len(), 1, "{body}");
+        let error = object["error"].as_object().expect("error is an object");
+        assert_eq!(error.len(), 2, "{body}");
+        assert_eq!(error["code"], code, "{body}");
+        let message = error["message"].as_str().expect("message is a string");
+        assert!(!message.is_empty());
+        message.to_owned()
+    }
+}
+
+/// Sends one request on a fresh connection and reads the response to the end.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some((content_type, bytes)) = body {
+        head.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            bytes.len()
+        ));
+    }
+    head.push_str("\r\n");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body.map_or(&[][..], |(_, bytes)| bytes));
+    stream.write_all(&request).await.expect("write the request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut raw))
+        .await
+        .expect("no response in time")
+        .expect("read the response");
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> HttpResponse {
+    let end = raw
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = std::str::from_utf8(&raw[..end]).expect("the head is text");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
+    let status = status_line[9..12].parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|line| {
+            let (key, value) = line.split_once(':').expect("a header line");
+            (key.trim().to_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    let response = HttpResponse {
+        status,
+        headers,
+        body: raw[end + 4..].to_vec(),
+    };
+    assert_ne!(
+        response.header("transfer-encoding"),
+        Some("chunked"),
+        "this client does not decode chunked bodies"
+    );
+    if let Some(length) = response.header("content-length") {
+        assert_eq!(length.parse::<usize>().unwrap(), response.body.len());
+    }
+    response
+}
+
+async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
+    http(addr, "GET", path, None).await
+}
+
+async fn send_json(addr: SocketAddr, method: &str, path: &str, body: &Value) -> HttpResponse {
+    let bytes = serde_json::to_vec(body).unwrap();
+    http(addr, method, path, Some(("application/json", &bytes))).await
+}
+
+// ---------------------------------------------------------------------------------
+// A minimal native-protocol client, for real produce and fetch traffic.
+
+struct NativeClient {
+    stream: TcpStream,
+    buffer: BytesMut,
+    next_correlation_id: i32,
+}
+
+impl NativeClient {
+    async fn connect(addr: SocketAddr) -> Self {
+        Self {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            buffer: BytesMut::new(),
+            next_correlation_id: 1,
+        }
+    }
+
+    async fn send_raw(&mut self, api_key: i16, write_body: impl FnOnce(&mut BytesMut)) -> i32 {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let header = RequestHeader {
+            api_key,
+            api_version: 0,
+            correlation_id,
+            client_id: Some("http-test".into()),
+        };
+        let mut out = BytesMut::new();
+        encode_request(&mut out, &header, write_body);
+        self.stream.write_all(&out).await.unwrap();
+        correlation_id
+    }
+
+    async fn receive(&mut self) -> (ResponseHeader, Bytes) {
+        loop {
+            if let Ok(Decoded::Complete { consumed, .. }) = decode_frame(&self.buffer) {
+                return split_response(self.buffer.split_to(consumed).freeze()).unwrap();
+            }
+            let read = tokio::time::timeout(TIMEOUT, self.stream.read_buf(&mut self.buffer))
+                .await
+                .expect("no response in time")
+                .unwrap();
+            assert!(read > 0, "the broker closed the connection");
+        }
+    }
+
+    async fn call<T: Message>(&mut self, api: ApiKey, body: &impl Message) -> T {
+        let correlation_id = self.send_raw(api.code(), |out| body.encode(out)).await;
+        let (header, body) = self.receive().await;
+        assert_eq!(header.correlation_id, correlation_id);
+        assert_eq!(header.error_code, ErrorCode::None);
+        T::decode_body(body).unwrap()
+    }
+
+    async fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> ErrorCode {
+        let request = ProduceRequest {
+            acks: Acks::Leader.code(),
+            timeout_ms: 10_000,
+            topics: vec![ProduceTopic {
+                name: topic.into(),
+                partitions: vec![ProducePartition { partition, records }],
+            }],
+        };
+        let response: ProduceResponse = self.call(ApiKey::Produce, &request).await;
+        response.topics[0].partitions[0].error_code
+    }
+
+    async fn fetch(&mut self, topic: &str, partition: i32, offset: i64) -> FetchPartitionResponse {
+        let request = FetchRequest {
+            replica_id: -1,
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: 1 << 20,
+            topics: vec![FetchTopic {
+                name: topic.into(),
+                partitions: vec![FetchPartition {
+                    partition,
+                    current_leader_epoch: -1,
+                    fetch_offset: offset,
+                    partition_max_bytes: 1 << 20,
+                }],
+            }],
+        };
+        let response: FetchResponse = self.call(ApiKey::Fetch, &request).await;
+        response.topics[0].partitions[0].clone()
+    }
+}
+
+fn batch(records: &[RecordInput<'_>]) -> Bytes {
+    let mut builder = BatchBuilder::new();
+    for record in records {
+        builder.push(record);
+    }
+    builder.finish()
+}
+
+/// A batch of `count` records with values `prefix-<index>`.
+fn values_batch(prefix: &str, count: usize) -> Bytes {
+    let values: Vec<String> = (0..count)
+        .map(|index| format!("{prefix}-{index}"))
+        .collect();
+    let records: Vec<RecordInput<'_>> = values
+        .iter()
+        .map(|value| RecordInput {
+            value: Some(value.as_bytes()),
+            timestamp_ms: 1_700_000_000_000,
+            ..Default::default()
+        })
+        .collect();
+    batch(&records)
+}
+
+/// The names in a topic list, without the broker's internal topics (such as the
+/// consumer offsets topic), which a broker may create for itself.
+fn user_topic_names(list: &Value) -> Vec<String> {
+    list["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|topic| topic["internal"] == false)
+        .map(|topic| topic["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn start(dir: &Path, adjust: impl FnOnce(&mut BrokerConfig)) -> BrokerHandle {
+    let mut config = BrokerConfig::for_tests(dir);
+    adjust(&mut config);
+    Broker::start(config).await.unwrap()
+}
+
+// ---------------------------------------------------------------------------------
+// Cluster and brokers.
+
+/// `GET /v1/cluster` and `GET /v1/brokers` describe the running broker: the cluster id
+/// from its metadata, itself as controller and only broker, its version and client port.
+#[tokio::test]
+async fn cluster_and_brokers_describe_the_running_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+
+    let response = get(addr, "/v1/cluster").await;
+    assert_eq!(response.status, 200);
+    let metadata = broker.broker().metadata();
+    assert_eq!(
+        response.json(),
+        json!({
+            "cluster_id": metadata.cluster_id,
+            "controller_id": 0,
+            "broker_count": 1,
+            "version": env!("CARGO_PKG_VERSION"),
+        })
+    );
+
+    let response = get(addr, "/v1/brokers").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.json(),
+        json!({"brokers": [{
+            "node_id": 0,
+            "host": "127.0.0.1",
+            "port": broker.client_addr().port(),
+        }]})
+    );
+    broker.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// Topics.
+
+/// A topic goes through its whole life over HTTP: created with explicit settings and
+/// with the broker's defaults, listed, described with its partitions' logs, its config
+/// merged (set, remove, keep), deleted, and gone afterwards.
+#[tokio::test]
+async fn topic_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |config| config.default_partitions = 3).await;
+    let addr = broker.http_addr();
+
+    let response = send_json(
+        addr,
+        "POST",
+        "/v1/topics",
+        &json!({
+            "name": "orders",
+            "partitions": 2,
+            "replication_factor": 1,
+            "config": {"retention.ms": 86_400_000, "segment.bytes": 16_777_216},
+        }),
+    )
+    .await;
+    assert_eq!(response.status, 201, "{}", response.text());
+    assert_eq!(response.header("location"), Some("/v1/topics/orders"));
+    let created = response.json();
+    assert_eq!(created["name"], "orders");
+    assert_eq!(created["replication_factor"], 1);
+    assert_eq!(created["internal"], false);
+    assert_eq!(
+        created["config"],
+        json!({"retention.ms": 86_400_000, "segment.bytes": 16_777_216})
+    );
+    let partitions = created["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 2);
+    for (index, partition) in partitions.iter().enumerate() {
+        assert_eq!(partition["partition"], index);
+        assert_eq!(partition["leader"], 0);
+        assert_eq!(partition["leader_epoch"], 0);
+        assert_eq!(partition["replicas"], json!([0]));
+        assert_eq!(partition["isr"], json!([0]));
+        assert_eq!(partition["log_start_offset"], 0);
+        assert_eq!(partition["log_end_offset"], 0);
+        assert_eq!(partition["high_watermark"], 0);
+        assert!(partition["size_bytes"].as_u64().is_some());
+    }
+
+    // Partitions and replication factor left out: the broker's defaults.
+    let response = send_json(addr, "POST", "/v1/topics", &json!({"name": "defaults"})).await;
+    assert_eq!(response.status, 201, "{}", response.text());
+    let defaults = response.json();
+    assert_eq!(defaults["partitions"].as_array().unwrap().len(), 3);
+    assert_eq!(defaults["replication_factor"], 1);
+    assert_eq!(defaults["config"], json!({}));
+
+    let response = get(addr, "/v1/topics").await;
+    assert_eq!(response.status, 200);
+    let list = response.json();
+    assert_eq!(user_topic_names(&list), ["defaults", "orders"]);
+    let orders = list["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|topic| topic["name"] == "orders")
+        .unwrap();
+    assert_eq!(orders["partition_count"], 2);
+    assert_eq!(orders["topic_id"], created["topic_id"]);
+
+    let response = get(addr, "/v1/topics/orders").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json(), created);
+
+    // Merge: set one key, remove another, keep the rest.
+    let response = send_json(
+        addr,
+        "PATCH",
+        "/v1/topics/orders/config",
+        &json!({"retention.bytes": 1_073_741_824, "retention.ms": null}),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let expected = json!({"retention.bytes": 1_073_741_824, "segment.bytes": 16_777_216});
+    assert_eq!(response.json()["config"], expected);
+    assert_eq!(
+        get(addr, "/v1/topics/orders").await.json()["config"],
+        expected
+    );
+    // The open logs got the change too.
+    let log = broker
+        .broker()
+        .logs
+        .get(&fjord_broker::storage::TopicPartition::new("orders", 0))
+        .unwrap();
+    assert_eq!(log.config().retention_bytes, Some(1 << 30));
+    assert_eq!(log.config().segment_bytes, 16 << 20);
+
+    let response = http(addr, "DELETE", "/v1/topics/orders", None).await;
+    assert_eq!(response.status, 204);
+    assert!(response.body.is_empty());
+    get(addr, "/v1/topics/orders")
+        .await
+        .expect_error(404, "topic_not_found");
+    http(addr, "DELETE", "/v1/topics/orders", None)
+        .await
+        .expect_error(404, "topic_not_found");
+    let list = get(addr, "/v1/topics").await.json();
+    assert_eq!(user_topic_names(&list), ["defaults"]);
+    // The broker's own topics are listed as internal and cannot be deleted.
+    for internal in list["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|topic| topic["internal"] == true)
+    {
+        let path = format!("/v1/topics/{}", internal["name"].as_str().unwrap());
+        http(addr, "DELETE", &path, None)
+            .await
+            .expect_error(403, "topic_protected");
+    }
+    broker.shutdown().await.unwrap();
+}
+
+/// Every way a topic request can be wrong gets the JSON error shape, the fitting
+/// status and a message that says what is wrong: 400 for input that is wrong by itself
+/// (names, counts, config values, unreadable or unknown JSON), 409 for input that
+/// conflicts with the broker's state (an existing name, too few brokers, config that
+/// does not fit the broker's defaults), 413, 415, and 404/405 for unknown topics,
+/// routes and methods. A refused config change changes nothing.
+#[tokio::test]
+async fn topic_errors_have_the_json_shape_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+    let create = |body: Value| async move { send_json(addr, "POST", "/v1/topics", &body).await };
+
+    assert_eq!(create(json!({"name": "taken"})).await.status, 201);
+    let message = create(json!({"name": "taken"}))
+        .await
+        .expect_error(409, "topic_already_exists");
+    assert!(message.contains("taken"), "{message}");
+    let message = create(json!({"name": "a/b"}))
+        .await
+        .expect_error(400, "invalid_topic_name");
+    assert!(message.contains('/'), "{message}");
+    create(json!({"name": ".."}))
+        .await
+        .expect_error(400, "invalid_topic_name");
+    create(json!({"name": "zero", "partitions": 0}))
+        .await
+        .expect_error(400, "invalid_partitions");
+    create(json!({"name": "narrow", "replication_factor": 0}))
+        .await
+        .expect_error(400, "invalid_replication_factor");
+    let message = create(json!({"name": "wide", "replication_factor": 2}))
+        .await
+        .expect_error(409, "not_enough_brokers");
+    assert!(message.contains("number of brokers"), "{message}");
+    let message = create(json!({"name": "odd", "config": {"retention.mss": 1}}))
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(message.contains("retention.mss"), "{message}");
+    let message = create(json!({"name": "odd", "config": {"retention.ms": "5"}}))
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(message.contains("retention.ms"), "{message}");
+    let message = create(json!({"name": "odd", "config": {"retention.ms": -2}}))
+        .await
+        .expect_error(400, "invalid_config");
+    assert!(message.contains("retention.ms"), "{message}");
+    let message = create(json!({"name": "odd", "config": {"segment.bytes": 1024}}))
+        .await
+        .expect_error(409, "inconsistent_config");
+    assert!(message.contains("max.message.bytes"), "{message}");
+    let consistent = json!({"segment.bytes": 1024, "max.message.bytes": 1024});
+    assert_eq!(
+        create(json!({"name": "odd", "config": consistent}))
+            .await
+            .status,
+        201
+    );
+    let message = create(json!({"name": "extra", "colour": "blue"}))
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(message.contains("unknown field `colour`"), "{message}");
+    let message = create(json!({"partitions": 1}))
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(message.contains("missing field `name`"), "{message}");
+    let message = create(json!({"name": "big", "partitions": 1_u64 << 40}))
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(message.contains("partitions"), "{message}");
+    // Objects only, although serde's structs would also read an array of the fields.
+    let message = create(json!(["array"]))
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(message.contains("a JSON object"), "{message}");
+    create(json!({"name": "array", "config": [null, null]}))
+        .await
+        .expect_error(400, "invalid_request");
+    // JSON Schema's integers include `2.0`; `2.5` is no integer.
+    let response =
+        create(json!({"name": "float", "partitions": 2.0, "config": {"retention.ms": 1000.0}}))
+            .await;
+    assert_eq!(response.status, 201, "{}", response.text());
+    assert_eq!(response.json()["config"], json!({"retention.ms": 1000}));
+    create(json!({"name": "fraction", "partitions": 2.5}))
+        .await
+        .expect_error(400, "invalid_request");
+    http(
+        addr,
+        "POST",
+        "/v1/topics",
+        Some(("application/json", b"{\"name\": ")),
+    )
+    .await
+    .expect_error(400, "invalid_request");
+    http(
+        addr,
+        "POST",
+        "/v1/topics",
+        Some(("text/plain", b"{\"name\": \"plain\"}")),
+    )
+    .await
+    .expect_error(415, "unsupported_media_type");
+
+    // The body limit: a body of exactly the limit is read (and refused for its content),
+    // one byte more is refused for its size.
+    let body_of = |length: usize| {
+        let mut body = b"{\"k\":\"".to_vec();
+        body.resize(length - 2, b'x');
+        body.extend_from_slice(b"\"}");
+        body
+    };
+    let path = "/v1/topics/taken/config";
+    let at_limit = body_of(REQUEST_BODY_BYTES_MAX);
+    let message = http(addr, "PATCH", path, Some(("application/json", &at_limit)))
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(message.contains("unknown field `k`"), "{message}");
+    let over_limit = body_of(REQUEST_BODY_BYTES_MAX + 1);
+    let message = http(addr, "PATCH", path, Some(("application/json", &over_limit)))
+        .await
+        .expect_error(413, "payload_too_large");
+    assert!(
+        message.contains(&REQUEST_BODY_BYTES_MAX.to_string()),
+        "{message}"
+    );
+
+    // Config changes: invalid ones change nothing; unknown topics are 404.
+    assert_eq!(
+        send_json(
+            addr,
+            "PATCH",
+            path,
+            &json!({"segment.bytes": 4_194_304, "max.message.bytes": 65_536})
+        )
+        .await
+        .status,
+        200
+    );
+    let message = send_json(addr, "PATCH", path, &json!({"segment.bytes": 2048}))
+        .await
+        .expect_error(409, "inconsistent_config");
+    assert!(message.contains("max.message.bytes"), "{message}");
+    send_json(addr, "PATCH", path, &json!({"segment.bytes": 10}))
+        .await
+        .expect_error(400, "invalid_config");
+    send_json(addr, "PATCH", path, &json!({"durability": "sometimes"}))
+        .await
+        .expect_error(400, "invalid_request");
+    send_json(addr, "PATCH", path, &json!({"durability": 1}))
+        .await
+        .expect_error(400, "invalid_request");
+    send_json(addr, "PATCH", path, &json!(["not", "a", "map"]))
+        .await
+        .expect_error(400, "invalid_request");
+    send_json(addr, "PATCH", path, &json!([null, null]))
+        .await
+        .expect_error(400, "invalid_request");
+    assert_eq!(
+        get(addr, "/v1/topics/taken").await.json()["config"],
+        json!({"segment.bytes": 4_194_304, "max.message.bytes": 65_536})
+    );
+    send_json(addr, "PATCH", "/v1/topics/nope/config", &json!({}))
+        .await
+        .expect_error(404, "topic_not_found");
+    get(addr, "/v1/topics/nope")
+        .await
+        .expect_error(404, "topic_not_found");
+
+    // Unknown routes and methods.
+    let message = get(addr, "/v2/topics")
+        .await
+        .expect_error(404, "route_not_found");
+    assert!(message.contains("/v2/topics"), "{message}");
+    let response = http(addr, "PUT", "/v1/topics", None).await;
+    response.expect_error(405, "method_not_allowed");
+    let allow = response.header("allow").expect("an Allow header");
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    http(addr, "POST", "/v1/topics/taken", None)
+        .await
+        .expect_error(405, "method_not_allowed");
+    broker.shutdown().await.unwrap();
+}
+
+/// Topic creation stops at the broker's partition budget with 409 and a message, and
+/// deleting a topic frees its share. A topic whose logs cannot be created is undone:
+/// 500 with the storage error, and no half-created topic stays listed.
+#[tokio::test]
+async fn partition_budget_and_failed_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |config| config.max_partitions = 4).await;
+    let addr = broker.http_addr();
+    let create = |name: &str, partitions: i32| {
+        let body = json!({"name": name, "partitions": partitions});
+        async move { send_json(addr, "POST", "/v1/topics", &body).await }
+    };
+    assert_eq!(create("first", 3).await.status, 201);
+    let message = create("second", 2)
+        .await
+        .expect_error(409, "partition_limit_reached");
+    assert!(message.contains("3 of 4"), "{message}");
+    assert_eq!(create("second", 1).await.status, 201);
+    create("third", 1)
+        .await
+        .expect_error(409, "partition_limit_reached");
+    assert_eq!(
+        http(addr, "DELETE", "/v1/topics/first", None).await.status,
+        204
+    );
+    assert_eq!(create("third", 3).await.status, 201);
+
+    // A file where the partition's directory must go makes creating its log fail.
+    assert_eq!(
+        http(addr, "DELETE", "/v1/topics/third", None).await.status,
+        204
+    );
+    let blocker = dir.path().join("blocked-1");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let message = create("blocked", 2)
+        .await
+        .expect_error(500, "storage_error");
+    assert!(message.contains("blocked-1"), "{message}");
+    get(addr, "/v1/topics/blocked")
+        .await
+        .expect_error(404, "topic_not_found");
+    assert!(
+        !dir.path().join("blocked-0").exists(),
+        "the created log was removed"
+    );
+    assert_eq!(std::fs::read(&blocker).unwrap(), b"not a directory");
+    let list = get(addr, "/v1/topics").await.json();
+    assert_eq!(user_topic_names(&list), ["second"]);
+    broker.shutdown().await.unwrap();
+}
+
+/// Concurrent config changes of different keys are merged, none lost: the controller
+/// validates and commits each change under one lock.
+#[tokio::test]
+async fn concurrent_config_changes_are_all_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+    assert_eq!(
+        send_json(addr, "POST", "/v1/topics", &json!({"name": "busy"}))
+            .await
+            .status,
+        201
+    );
+    let changes = [
+        ("retention.ms", 60_000),
+        ("retention.bytes", 1_048_576),
+        ("flush.ms", 100),
+        ("flush.bytes", 4096),
+        ("min.insync.replicas", 1),
+    ];
+    let tasks: Vec<_> = changes
+        .iter()
+        .map(|(key, value)| {
+            let body = json!({ *key: *value });
+            tokio::spawn(async move {
+                send_json(addr, "PATCH", "/v1/topics/busy/config", &body)
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    let config = get(addr, "/v1/topics/busy").await.json()["config"].clone();
+    let expected: serde_json::Map<String, Value> = changes
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), json!(value)))
+        .collect();
+    assert_eq!(config, Value::Object(expected));
+    broker.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// Records.
+
+/// The record peek shows committed records with keys, values and headers as text or
+/// base64, pages with `limit` and `next_offset` (default limit 10), starts mid-batch,
+/// stops at the high watermark even when the log holds more, stops early for large
+/// payloads, and refuses bad offsets, limits, partitions and topics.
+#[tokio::test]
+async fn record_peek_pages_through_committed_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+    let response = send_json(
+        addr,
+        "POST",
+        "/v1/topics",
+        &json!({"name": "peek", "partitions": 2}),
+    )
+    .await;
+    assert_eq!(response.status, 201);
+
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    let first = batch(&[
+        RecordInput {
+            key: Some(b"k0"),
+            value: Some(b"v0"),
+            headers: &[HeaderInput {
+                key: "trace",
+                value: Some(b"abc"),
+            }],
+            timestamp_ms: 1_700_000_000_000,
+        },
+        RecordInput {
+            key: None,
+            value: Some(&[0, 1, 2, 0xff]),
+            timestamp_ms: 1_700_000_000_001,
+            ..Default::default()
+        },
+        RecordInput {
+            key: Some(b"k2"),
+            value: None,
+            headers: &[
+                HeaderInput {
+                    key: "binary",
+                    value: Some(&[0xff]),
+                },
+                HeaderInput {
+                    key: "empty",
+                    value: None,
+                },
+            ],
+            timestamp_ms: 1_700_000_000_002,
+        },
+    ]);
+    assert_eq!(client.produce("peek", 0, first).await, ErrorCode::None);
+    assert_eq!(
+        client.produce("peek", 0, values_batch("more", 9)).await,
+        ErrorCode::None
+    );
+    let records_path = "/v1/topics/peek/partitions/0/records";
+
+    let response = get(addr, records_path).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let page = response.json();
+    assert_eq!(page["topic"], "peek");
+    assert_eq!(page["partition"], 0);
+    assert_eq!(page["log_start_offset"], 0);
+    assert_eq!(page["high_watermark"], 12);
+    assert_eq!(page["next_offset"], 10);
+    let records = page["records"].as_array().unwrap();
+    assert_eq!(records.len(), 10, "the default limit");
+    assert_eq!(
+        records[0],
+        json!({
+            "offset": 0,
+            "timestamp_ms": 1_700_000_000_000_i64,
+            "key": {"encoding": "utf8", "data": "k0"},
+            "value": {"encoding": "utf8", "data": "v0"},
+            "headers": [{"key": "trace", "value": {"encoding": "utf8", "data": "abc"}}],
+        })
+    );
+    assert_eq!(
+        records[1],
+        json!({
+            "offset": 1,
+            "timestamp_ms": 1_700_000_000_001_i64,
+            "key": null,
+            "value": {"encoding": "base64", "data": "AAEC/w=="},
+            "headers": [],
+        })
+    );
+    assert_eq!(
+        records[2],
+        json!({
+            "offset": 2,
+            "timestamp_ms": 1_700_000_000_002_i64,
+            "key": {"encoding": "utf8", "data": "k2"},
+            "value": null,
+            "headers": [
+                {"key": "binary", "value": {"encoding": "base64", "data": "/w=="}},
+                {"key": "empty", "value": null},
+            ],
+        })
+    );
+    assert_eq!(records[3]["value"]["data"], "more-0");
+    assert_eq!(records[9]["offset"], 9);
+
+    // Paging on from next_offset; starting in the middle of a batch.
+    let page = get(addr, &format!("{records_path}?offset=10&limit=5"))
+        .await
+        .json();
+    let offsets: Vec<i64> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| record["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(offsets, [10, 11]);
+    assert_eq!(page["next_offset"], 12);
+    let page = get(addr, &format!("{records_path}?offset=1&limit=1"))
+        .await
+        .json();
+    assert_eq!(page["records"].as_array().unwrap().len(), 1);
+    assert_eq!(page["records"][0]["offset"], 1);
+    assert_eq!(page["next_offset"], 2);
+
+    // Records appended but not committed (the high watermark has not moved) stay
+    // hidden, while the topic shows both offsets.
+    let (_, partition, log) = broker.broker().leader_log_now("peek", 0).unwrap();
+    log.append(
+        &[RecordBatch::new(values_batch("uncommitted", 1)).unwrap()],
+        partition.leader_epoch,
+    )
+    .unwrap();
+    let topic = get(addr, "/v1/topics/peek").await.json();
+    assert_eq!(topic["partitions"][0]["log_end_offset"], 13);
+    assert_eq!(topic["partitions"][0]["high_watermark"], 12);
+    let page = get(addr, &format!("{records_path}?offset=12")).await.json();
+    assert_eq!(page["records"], json!([]));
+    assert_eq!(page["next_offset"], 12);
+    let page = get(addr, &format!("{records_path}?offset=13")).await.json();
+    assert_eq!(page["records"], json!([]));
+    let page = get(addr, &format!("{records_path}?offset=5&limit=1000"))
+        .await
+        .json();
+    assert_eq!(page["records"].as_array().unwrap().len(), 7);
+    assert_eq!(page["next_offset"], 12);
+
+    // An empty partition.
+    let page = get(addr, "/v1/topics/peek/partitions/1/records")
+        .await
+        .json();
+    assert_eq!(page["records"], json!([]));
+    assert_eq!(page["next_offset"], 0);
+
+    // Refusals.
+    let message = get(addr, &format!("{records_path}?offset=14"))
+        .await
+        .expect_error(404, "offset_out_of_range");
+    assert!(message.contains("0..13"), "{message}");
+    get(addr, &format!("{records_path}?offset=-1"))
+        .await
+        .expect_error(404, "offset_out_of_range");
+    for query in [
+        "limit=0",
+        "limit=1001",
+        "limit=-1",
+        "limit=ten",
+        "offset=x",
+        "colour=blue",
+    ] {
+        get(addr, &format!("{records_path}?{query}"))
+            .await
+            .expect_error(400, "invalid_request");
+    }
+    let message = get(addr, "/v1/topics/peek/partitions/2/records")
+        .await
+        .expect_error(404, "partition_not_found");
+    assert!(message.contains("has no partition 2"), "{message}");
+    get(addr, "/v1/topics/peek/partitions/-1/records")
+        .await
+        .expect_error(404, "partition_not_found");
+    let message = get(addr, "/v1/topics/peek/partitions/first/records")
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(message.contains("partition"), "{message}");
+    get(addr, "/v1/topics/nope/partitions/0/records")
+        .await
+        .expect_error(404, "topic_not_found");
+
+    // Large records: a page stops once 4 MiB of payload are shown.
+    let response = send_json(addr, "POST", "/v1/topics", &json!({"name": "large"})).await;
+    assert_eq!(response.status, 201);
+    let value = vec![b'v'; 2 << 20];
+    for _ in 0..3 {
+        let large = batch(&[RecordInput {
+            value: Some(&value),
+            ..Default::default()
+        }]);
+        assert_eq!(client.produce("large", 0, large).await, ErrorCode::None);
+    }
+    let page = get(addr, "/v1/topics/large/partitions/0/records?limit=3")
+        .await
+        .json();
+    assert_eq!(page["records"].as_array().unwrap().len(), 2);
+    assert_eq!(page["next_offset"], 2);
+    broker.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// Health, readiness and shutdown.
+
+/// The probes and `/metrics` answer before the broker exists, `/readyz` and the `/v1`
+/// routes with 503 and the reason; on a started broker `/readyz` is 200; and the HTTP
+/// server stops on the broker's shutdown signal.
+#[tokio::test]
+async fn probes_answer_before_start_and_the_server_stops_with_the_broker() {
+    // The HTTP server as Broker::start runs it before storage is open.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (shutdown, shutdown_receiver) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(fjord_broker::http::serve(
+        listener,
+        HttpState::starting(),
+        shutdown_receiver,
+        Duration::from_secs(5),
+    ));
+    let response = get(addr, "/healthz").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json(), json!({"status": "alive"}));
+    let message = get(addr, "/readyz").await.expect_error(503, "not_ready");
+    assert!(message.contains("opening the data directory"), "{message}");
+    get(addr, "/v1/topics").await.expect_error(503, "not_ready");
+    get(addr, "/v1/cluster")
+        .await
+        .expect_error(503, "not_ready");
+    let response = get(addr, "/metrics").await;
+    assert_eq!(response.status, 200);
+    assert!(
+        response
+            .text()
+            .contains("# TYPE fjord_requests_total counter")
+    );
+    assert_eq!(get(addr, "/openapi.json").await.status, 200);
+    shutdown.send_replace(true);
+    tokio::time::timeout(TIMEOUT, server)
+        .await
+        .expect("the server stops")
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+
+    // A started broker is ready; its HTTP listener closes with it.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+    assert_ne!(addr.port(), 0);
+    let response = get(addr, "/readyz").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json(), json!({"status": "ready"}));
+    assert_eq!(get(addr, "/healthz").await.status, 200);
+    // An idle keep-alive connection does not hold the shutdown up.
+    let idle = TcpStream::connect(addr).await.unwrap();
+    tokio::time::timeout(TIMEOUT, broker.shutdown())
+        .await
+        .expect("shutdown in time")
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+    drop(idle);
+}
+
+// ---------------------------------------------------------------------------------
+// OpenAPI.
+
+const ROUTES: [(&str, &str); 11] = [
+    ("get", "/v1/cluster"),
+    ("get", "/v1/brokers"),
+    ("get", "/v1/topics"),
+    ("post", "/v1/topics"),
+    ("get", "/v1/topics/{name}"),
+    ("delete", "/v1/topics/{name}"),
+    ("patch", "/v1/topics/{name}/config"),
+    ("get", "/v1/topics/{name}/partitions/{partition}/records"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+];
+
+/// `/openapi.json` is an OpenAPI 3.1 document that lists exactly the served routes,
+/// documents the error shape on every error response, marks request bodies strict,
+/// and every route it lists is served (no `route_not_found`, no 405).
+#[tokio::test]
+async fn openapi_document_matches_the_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+    let document = get(addr, "/openapi.json").await.json();
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"));
+
+    let mut documented = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            documented.push((method.clone(), path.clone()));
+            let responses = operation["responses"].as_object().unwrap();
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+            if path.starts_with("/v1/") {
+                assert!(responses.contains_key("503"), "{method} {path}");
+                assert!(responses.contains_key("500"), "{method} {path}");
+            }
+            if operation.get("requestBody").is_some() {
+                for status in ["400", "413", "415"] {
+                    assert!(responses.contains_key(status), "{method} {path} {status}");
+                }
+            }
+        }
+    }
+    let mut expected: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+        .chain([("get".to_owned(), "/openapi.json".to_owned())])
+        .collect();
+    expected.sort();
+    documented.sort();
+    assert_eq!(documented, expected);
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(schemas["NewTopic"]["additionalProperties"], false);
+    assert!(
+        schemas["ErrorCode"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("topic_not_found"))
+    );
+
+    for (method, path) in &documented {
+        let concrete = path
+            .replace("{name}", "no-such-topic")
+            .replace("{partition}", "0");
+        let response = http(addr, &method.to_uppercase(), &concrete, None).await;
+        assert_ne!(response.status, 405, "{method} {path}");
+        if response.status == 404 {
+            assert_eq!(
+                response.json()["error"]["code"],
+                "topic_not_found",
+                "{method} {path}"
+            );
+        }
+    }
+    broker.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// Metrics.
+
+/// A parsed Prometheus text exposition.
+#[derive(Debug, Default)]
+struct Exposition {
+    help: HashMap<String, String>,
+    types: HashMap<String, String>,
+    /// (name, labels as written, value)
+    samples: Vec<(String, String, f64)>,
+}
+
+impl Exposition {
+    fn parse(text: &str) -> Self {
+        let mut exposition = Self::default();
+        for line in text.lines().filter(|line| !line.is_empty()) {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').unwrap();
+                exposition.help.insert(name.to_owned(), help.to_owned());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(
+                    exposition
+                        .types
+                        .insert(name.to_owned(), kind.to_owned())
+                        .is_none(),
+                    "{name} has two TYPE lines"
+                );
+            } else {
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                let (name, labels) = match series.split_once('{') {
+                    Some((name, labels)) => (name, labels.trim_end_matches('}')),
+                    None => (series, ""),
+                };
+                exposition.samples.push((
+                    name.to_owned(),
+                    labels.to_owned(),
+                    value
+                        .parse()
+                        .unwrap_or_else(|_| panic!("bad value in {line}")),
+                ));
+            }
+        }
+        exposition
+    }
+
+    /// The value of the one series of `name` whose labels contain every `label`.
+    fn value(&self, name: &str, labels: &[&str]) -> Option<f64> {
+        let mut found = self.samples.iter().filter(|(sample, written, _)| {
+            sample == name && labels.iter().all(|label| written.contains(label))
+        });
+        let value = found.next().map(|(_, _, value)| *value);
+        assert!(
+            found.next().is_none(),
+            "{name} {labels:?} matches several series"
+        );
+        value
+    }
+
+    fn has_series(&self, name: &str, label: &str) -> bool {
+        self.samples
+            .iter()
+            .any(|(sample, labels, _)| sample == name && labels.contains(label))
+    }
+}
+
+async fn scrape(addr: SocketAddr) -> Exposition {
+    let response = get(addr, "/metrics").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    Exposition::parse(&response.text())
+}
+
+/// After real produce, fetch, bad requests, segment rolls and retention on the native
+/// protocol, `/metrics` has every metric in the table with its HELP and TYPE, the
+/// counters moved, histograms have buckets up to +Inf, the partition gauges equal the
+/// log's state, and a deleted topic's partition series are gone.
+#[tokio::test]
+async fn metrics_after_real_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |config| {
+        config.log_retention_check_interval_ms = 50;
+    })
+    .await;
+    let addr = broker.http_addr();
+    let response = send_json(
+        addr,
+        "POST",
+        "/v1/topics",
+        &json!({"name": "metered", "config": {
+            "segment.bytes": 1024,
+            "max.message.bytes": 1024,
+            "retention.bytes": 2048,
+        }}),
+    )
+    .await;
+    assert_eq!(response.status, 201, "{}", response.text());
+
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    let batches = 12;
+    for index in 0..batches {
+        let records = values_batch(&format!("metered-{index:02}-{}", "x".repeat(100)), 2);
+        assert_eq!(client.produce("metered", 0, records).await, ErrorCode::None);
+    }
+    assert_eq!(
+        client.produce("metered", 7, values_batch("lost", 1)).await,
+        ErrorCode::UnknownTopicOrPartition
+    );
+    let (_, _, log) = broker.broker().leader_log_now("metered", 0).unwrap();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while log.log_start_offset() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fetched = client.fetch("metered", 0, log.log_start_offset()).await;
+    assert_eq!(fetched.error_code, ErrorCode::None);
+    assert!(!fetched.records.is_empty());
+    // A request whose body does not decode: a request-level error.
+    client
+        .send_raw(ApiKey::Produce.code(), |out| {
+            out.extend_from_slice(&[0, 1, 0xff, 0xff])
+        })
+        .await;
+    assert_eq!(
+        client.receive().await.0.error_code,
+        ErrorCode::InvalidRequest
+    );
+
+    let metrics = scrape(addr).await;
+    for metric in METRICS {
+        assert!(
+            metrics.help.contains_key(metric.name),
+            "{} has no HELP",
+            metric.name
+        );
+        assert_eq!(
+            metrics.types.get(metric.name).map(String::as_str),
+            Some(metric.kind.name()),
+            "{}",
+            metric.name
+        );
+        match metric.kind {
+            MetricKind::Histogram => {
+                for suffix in ["_sum", "_count"] {
+                    let series = format!("{}{suffix}", metric.name);
+                    assert!(metrics.has_series(&series, ""), "no {series}");
+                }
+                assert!(
+                    metrics.has_series(&format!("{}_bucket", metric.name), "le=\"+Inf\""),
+                    "{} has no +Inf bucket",
+                    metric.name
+                );
+            }
+            MetricKind::Counter | MetricKind::Gauge => {
+                assert!(metrics.has_series(metric.name, ""), "no {}", metric.name)
+            }
+        }
+    }
+    let at_least = |name: &str, labels: &[&str], minimum: f64| {
+        let value = metrics
+            .value(name, labels)
+            .unwrap_or_else(|| panic!("no {name} {labels:?}"));
+        assert!(value >= minimum, "{name} {labels:?} = {value} < {minimum}");
+    };
+    at_least("fjord_requests_total", &["api=\"produce\""], batches as f64);
+    at_least("fjord_requests_total", &["api=\"fetch\""], 1.0);
+    at_least(
+        "fjord_request_errors_total",
+        &["api=\"produce\"", "code=\"INVALID_REQUEST\""],
+        1.0,
+    );
+    at_least(
+        "fjord_request_duration_seconds_count",
+        &["api=\"produce\""],
+        batches as f64,
+    );
+    at_least(
+        "fjord_produce_partition_errors_total",
+        &["code=\"UNKNOWN_TOPIC_OR_PARTITION\""],
+        1.0,
+    );
+    at_least("fjord_produce_records_total", &[], 2.0 * batches as f64);
+    at_least("fjord_produce_bytes_total", &[], 1024.0);
+    at_least("fjord_fetch_records_total", &[], 2.0);
+    at_least("fjord_fetch_bytes_total", &[], fetched.records.len() as f64);
+    at_least(
+        "fjord_storage_fsync_duration_seconds_count",
+        &[],
+        batches as f64,
+    );
+    at_least("fjord_storage_segment_rolls_total", &[], 2.0);
+    at_least("fjord_storage_retention_deleted_segments_total", &[], 1.0);
+    at_least("fjord_connections_accepted_total", &[], 1.0);
+    at_least("fjord_connections_active", &[], 1.0);
+    at_least("fjord_network_received_bytes_total", &[], 1024.0);
+    at_least("fjord_network_sent_bytes_total", &[], 1.0);
+    at_least("fjord_process_uptime_seconds", &[], 0.0);
+    let partition = ["topic=\"metered\"", "partition=\"0\""];
+    let gauge = |name: &str| {
+        metrics
+            .value(name, &partition)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert_eq!(
+        gauge("fjord_partition_log_end_offset"),
+        log.log_end_offset() as f64
+    );
+    assert_eq!(
+        gauge("fjord_partition_high_watermark"),
+        log.high_watermark() as f64
+    );
+    assert_eq!(
+        gauge("fjord_partition_log_start_offset"),
+        log.log_start_offset() as f64
+    );
+    assert!(gauge("fjord_partition_log_start_offset") > 0.0);
+    assert_eq!(gauge("fjord_partition_size_bytes"), log.size_bytes() as f64);
+    assert_eq!(log.log_end_offset(), 2 * batches);
+
+    // Scrape-time gauges follow the broker: a deleted topic's series go with it.
+    drop(log);
+    assert_eq!(
+        http(addr, "DELETE", "/v1/topics/metered", None)
+            .await
+            .status,
+        204
+    );
+    let metrics = scrape(addr).await;
+    assert!(!metrics.has_series("fjord_partition_log_end_offset", "topic=\"metered\""));
+    assert!(metrics.types.contains_key("fjord_requests_total"));
+    broker.shutdown().await.unwrap();
+}

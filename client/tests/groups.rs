@@ -1,0 +1,707 @@
+//! Consumer groups against a real in-process broker: partitions shared by members,
+//! incremental rebalancing when a member joins, reassignment after a crash, no record
+//! processed by two live members at once, committed offsets across a broker restart,
+//! and the `fjord` tool's group commands (reset-offsets, a group consumer stopped with
+//! SIGTERM).
+//!
+//! The broker runs with a 1 s session timeout and 100 ms heartbeats, so that a crash is
+//! noticed quickly. Two delays are measured, not asserted (run with `--nocapture` to
+//! see them): from a member's subscribe to its first record, and from a member's crash
+//! to its partitions being consumed again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fjord_broker::config::BrokerConfig;
+use fjord_broker::{Broker, BrokerHandle};
+use fjord_client::{
+    Admin, Client, ClientConfig, GroupConsumer, GroupConsumerConfig, NewTopic, OffsetReset,
+    Producer, ProducerConfig, ProducerRecord, RebalanceEvent, TopicPartition,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Longest any wait in these tests may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(30);
+const SESSION_TIMEOUT_MS: u64 = 1_000;
+const HEARTBEAT_INTERVAL_MS: u64 = 100;
+const TOPIC: &str = "orders";
+
+async fn start_broker(data_dir: &Path) -> BrokerHandle {
+    let mut config = BrokerConfig::for_tests(data_dir);
+    config.group_session_timeout_ms = SESSION_TIMEOUT_MS;
+    config.group_heartbeat_interval_ms = HEARTBEAT_INTERVAL_MS;
+    Broker::start(config).await.expect("broker starts")
+}
+
+async fn connect(broker: &BrokerHandle) -> Client {
+    Client::connect(ClientConfig::new([broker.client_addr().to_string()]))
+        .await
+        .expect("client connects")
+}
+
+async fn create_topic(client: &Client, partitions: i32) {
+    Admin::new(client)
+        .create_topics(&[NewTopic::new(TOPIC, partitions, 1)])
+        .await
+        .expect("topic is created");
+}
+
+fn partitions(indexes: impl IntoIterator<Item = i32>) -> BTreeSet<TopicPartition> {
+    indexes
+        .into_iter()
+        .map(|partition| TopicPartition::new(TOPIC, partition))
+        .collect()
+}
+
+/// Polls `condition` until it holds, failing the test after [`PATIENCE`].
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Produces to every partition in turn, a record every few milliseconds, until stopped.
+fn spawn_producer(client: &Client, partition_count: i32) -> (watch::Sender<bool>, JoinHandle<()>) {
+    let (stop, mut stopped) = watch::channel(false);
+    let producer = Producer::new(
+        client,
+        ProducerConfig {
+            linger_ms: 1,
+            ..ProducerConfig::default()
+        },
+    )
+    .unwrap();
+    let task = tokio::spawn(async move {
+        let mut sequence = 0u64;
+        while !*stopped.borrow_and_update() {
+            for partition in 0..partition_count {
+                let record =
+                    ProducerRecord::new(TOPIC, sequence.to_string()).with_partition(partition);
+                drop(producer.send(record).await.unwrap());
+            }
+            sequence += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        producer.close().await.unwrap();
+    });
+    (stop, task)
+}
+
+/// What the members of a test did, shared by their tasks.
+#[derive(Debug, Default)]
+struct Journal {
+    /// Which live member is processing each partition; a second one is a violation.
+    holders: HashMap<TopicPartition, String>,
+    violations: Vec<String>,
+    owned: HashMap<String, BTreeSet<TopicPartition>>,
+    revoked: HashMap<String, BTreeSet<TopicPartition>>,
+    /// (member, partition) → offsets received, in order, with when.
+    received: HashMap<(String, TopicPartition), Vec<(i64, Instant)>>,
+    first_record: HashMap<String, Instant>,
+}
+
+type SharedJournal = Arc<Mutex<Journal>>;
+
+impl Journal {
+    fn owned_by(&self, member: &str) -> BTreeSet<TopicPartition> {
+        self.owned.get(member).cloned().unwrap_or_default()
+    }
+
+    /// Partition → owning member, from the members' own events.
+    fn owners(&self) -> BTreeMap<TopicPartition, String> {
+        self.owned
+            .iter()
+            .flat_map(|(member, owned)| {
+                owned
+                    .iter()
+                    .map(move |partition| (partition.clone(), member.clone()))
+            })
+            .collect()
+    }
+
+    fn offsets(&self, member: &str, partition: &TopicPartition) -> Vec<i64> {
+        self.received
+            .get(&(member.to_owned(), partition.clone()))
+            .map(|records| records.iter().map(|(offset, _)| *offset).collect())
+            .unwrap_or_default()
+    }
+
+    /// The member is gone (crashed): it processes nothing any more.
+    fn forget(&mut self, member: &str) {
+        self.holders.retain(|_, holder| holder != member);
+        self.owned.remove(member);
+    }
+}
+
+/// A group member running in its own task: polls, records what it gets.
+struct Member {
+    name: String,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    subscribed_at: Instant,
+}
+
+fn spawn_member(client: &Client, group: &str, name: &str, journal: &SharedJournal) -> Member {
+    let mut config = GroupConsumerConfig::new(group);
+    config.consumer.auto_offset_reset = OffsetReset::Earliest;
+    config.consumer.fetch_wait_ms = 100;
+    config.auto_commit_interval_ms = Some(200);
+    let mut consumer = GroupConsumer::new(client, config).unwrap();
+    let (stop, mut stopped) = watch::channel(false);
+    let me = name.to_owned();
+    let events = journal.clone();
+    consumer.on_rebalance(move |event| {
+        let mut journal = events.lock().unwrap();
+        match event {
+            RebalanceEvent::Assigned(added) => {
+                journal
+                    .owned
+                    .entry(me.clone())
+                    .or_default()
+                    .extend(added.iter().cloned());
+            }
+            RebalanceEvent::Revoked(gone) | RebalanceEvent::Lost(gone) => {
+                for partition in gone {
+                    journal
+                        .owned
+                        .entry(me.clone())
+                        .or_default()
+                        .remove(partition);
+                    journal
+                        .revoked
+                        .entry(me.clone())
+                        .or_default()
+                        .insert(partition.clone());
+                    if journal.holders.get(partition) == Some(&me) {
+                        journal.holders.remove(partition);
+                    }
+                }
+            }
+        }
+    });
+    let me = name.to_owned();
+    let journal = journal.clone();
+    let subscribed_at = Instant::now();
+    consumer.subscribe([TOPIC]).unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let records = tokio::select! {
+                _ = stopped.changed() => break,
+                records = consumer.poll(Duration::from_millis(100)) => records.unwrap(),
+            };
+            let now = Instant::now();
+            let mut journal = journal.lock().unwrap();
+            for record in records {
+                let partition = TopicPartition::new(record.topic.clone(), record.partition);
+                match journal.holders.get(&partition) {
+                    Some(holder) if *holder != me => {
+                        let violation = format!(
+                            "{me} got {partition}@{} while {holder} holds it",
+                            record.offset
+                        );
+                        journal.violations.push(violation);
+                    }
+                    _ => {
+                        journal.holders.insert(partition.clone(), me.clone());
+                    }
+                }
+                journal.first_record.entry(me.clone()).or_insert(now);
+                journal
+                    .received
+                    .entry((me.clone(), partition))
+                    .or_default()
+                    .push((record.offset, now));
+            }
+        }
+        consumer.close().await.unwrap();
+    });
+    Member {
+        name: name.to_owned(),
+        stop,
+        task,
+        subscribed_at,
+    }
+}
+
+impl Member {
+    /// Closes the consumer: commits and leaves the group.
+    async fn close(self) {
+        self.stop.send_replace(true);
+        self.task.await.unwrap();
+    }
+
+    /// Stops the member like a crash: its task (and with it the consumer and its
+    /// heartbeat task) is dropped without leaving the group.
+    async fn crash(self, journal: &SharedJournal) -> Instant {
+        self.task.abort();
+        assert!(self.task.await.unwrap_err().is_cancelled());
+        let crashed_at = Instant::now();
+        journal.lock().unwrap().forget(&self.name);
+        crashed_at
+    }
+}
+
+/// Offsets are contiguous: no record skipped, none delivered twice.
+fn assert_contiguous(member: &str, partition: &TopicPartition, offsets: &[i64]) {
+    for pair in offsets.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "{member} on {partition}: {offsets:?}");
+    }
+}
+
+/// Three members of a six-partition topic get two partitions each. A fourth joins:
+/// only the partitions that move to it change owner, and the members that keep theirs
+/// go on consuming them through the rebalance: no revocation, records still arriving
+/// while the rebalance runs, and no offset skipped or repeated. At no time do two
+/// members process the same partition. The delay from the fourth member's subscribe to
+/// its first record is measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_member_moves_only_the_partitions_it_takes() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start_broker(directory.path()).await;
+    let client = connect(&broker).await;
+    create_topic(&client, 6).await;
+    let (stop_producing, producer) = spawn_producer(&client, 6);
+    let journal = SharedJournal::default();
+
+    let members: Vec<Member> = ["m1", "m2", "m3"]
+        .into_iter()
+        .map(|name| spawn_member(&client, "shipping", name, &journal))
+        .collect();
+    wait_until("three members own two partitions each, and consume", || {
+        let journal = journal.lock().unwrap();
+        members.iter().all(|member| {
+            let owned = journal.owned_by(&member.name);
+            owned.len() == 2
+                && owned
+                    .iter()
+                    .all(|partition| !journal.offsets(&member.name, partition).is_empty())
+        })
+    })
+    .await;
+    let before = journal.lock().unwrap().owners();
+    assert_eq!(before.len(), 6);
+
+    let joined_at = Instant::now();
+    let fourth = spawn_member(&client, "shipping", "m4", &journal);
+    wait_until("the fourth member consumes", || {
+        journal.lock().unwrap().first_record.contains_key("m4")
+    })
+    .await;
+    let first_record_ms = journal.lock().unwrap().first_record["m4"]
+        .duration_since(fourth.subscribed_at)
+        .as_millis();
+    println!("measured: join -> first record of the joining member: {first_record_ms} ms");
+    wait_until("the group settles at 2/2/1/1", || {
+        let journal = journal.lock().unwrap();
+        let mut counts: Vec<usize> = ["m1", "m2", "m3", "m4"]
+            .iter()
+            .map(|member| journal.owned_by(member).len())
+            .collect();
+        counts.sort_unstable();
+        counts == [1, 1, 2, 2] && journal.owners().len() == 6
+    })
+    .await;
+    let settled_at = Instant::now();
+    // Let the members that kept their partitions consume a little more.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    {
+        let journal_now = journal.lock().unwrap();
+        let after = journal_now.owners();
+        let moved: BTreeSet<&TopicPartition> = after
+            .iter()
+            .filter(|(partition, owner)| before[*partition] != **owner)
+            .map(|(partition, _)| partition)
+            .collect();
+        let taken = journal_now.owned_by("m4");
+        assert_eq!(
+            moved,
+            taken.iter().collect(),
+            "only what m4 took changed owner"
+        );
+        assert_eq!(moved.len(), 1, "uniform assignment moves one partition");
+        for (partition, owner) in &before {
+            let revoked = journal_now.revoked.get(owner).cloned().unwrap_or_default();
+            let offsets = journal_now.offsets(owner, partition);
+            assert_contiguous(owner, partition, &offsets);
+            if moved.contains(partition) {
+                assert!(revoked.contains(partition));
+                continue;
+            }
+            assert!(
+                !revoked.contains(partition),
+                "{owner} had {partition} revoked"
+            );
+            let during_rebalance = journal_now.received[&(owner.clone(), partition.clone())]
+                .iter()
+                .filter(|(_, at)| *at >= joined_at && *at <= settled_at)
+                .count();
+            assert!(
+                during_rebalance > 0,
+                "{owner} stopped consuming {partition} during the rebalance"
+            );
+        }
+        // The partition that moved continues where its previous owner committed: nothing
+        // is skipped (records after that commit may be processed again).
+        for partition in &moved {
+            let previous = journal_now.offsets(&before[*partition], partition);
+            let next = journal_now.offsets("m4", partition);
+            assert!(
+                next[0] <= previous.last().unwrap() + 1,
+                "{partition}: gap after the move"
+            );
+            assert_contiguous("m4", partition, &next);
+        }
+        assert!(
+            journal_now.violations.is_empty(),
+            "{:?}",
+            journal_now.violations
+        );
+    }
+
+    stop_producing.send_replace(true);
+    producer.await.unwrap();
+    for member in members.into_iter().chain([fourth]) {
+        member.close().await;
+    }
+    let listed = Admin::new(&client).list_groups().await.unwrap();
+    assert_eq!(listed[0].group_id, "shipping");
+    assert_eq!((listed[0].state.as_str(), listed[0].members), ("Empty", 0));
+    broker.shutdown().await.unwrap();
+}
+
+/// A member that crashes (its heartbeats stop, it never leaves) keeps its partitions
+/// until its session times out; then the remaining member gets them and continues from
+/// the crashed member's committed offsets, without a gap, and never while the crashed
+/// member was still alive. The delay from the crash to the first record of its
+/// partitions consumed again is measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_member_loses_its_partitions_after_the_session_timeout() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start_broker(directory.path()).await;
+    let client = connect(&broker).await;
+    create_topic(&client, 6).await;
+    let (stop_producing, producer) = spawn_producer(&client, 6);
+    let journal = SharedJournal::default();
+    let survivor = spawn_member(&client, "billing", "survivor", &journal);
+    let doomed = spawn_member(&client, "billing", "doomed", &journal);
+    wait_until("both members own and consume three partitions", || {
+        let journal = journal.lock().unwrap();
+        ["survivor", "doomed"].iter().all(|member| {
+            let owned = journal.owned_by(member);
+            owned.len() == 3
+                && owned
+                    .iter()
+                    .all(|partition| !journal.offsets(member, partition).is_empty())
+        })
+    })
+    .await;
+    // Let a commit or two happen.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let orphaned = journal.lock().unwrap().owned_by("doomed");
+    let crashed_at = doomed.crash(&journal).await;
+    let last_processed: BTreeMap<TopicPartition, i64> = {
+        let journal = journal.lock().unwrap();
+        orphaned
+            .iter()
+            .map(|partition| {
+                (
+                    partition.clone(),
+                    *journal.offsets("doomed", partition).last().unwrap(),
+                )
+            })
+            .collect()
+    };
+
+    let first_again = |journal: &Journal| {
+        orphaned
+            .iter()
+            .filter_map(|partition| {
+                journal
+                    .received
+                    .get(&("survivor".to_owned(), partition.clone()))
+                    .and_then(|records| records.first())
+                    .map(|(_, at)| *at)
+            })
+            .min()
+    };
+    wait_until("the survivor consumes every orphaned partition", || {
+        let journal = journal.lock().unwrap();
+        orphaned
+            .iter()
+            .all(|partition| !journal.offsets("survivor", partition).is_empty())
+    })
+    .await;
+    {
+        let journal_now = journal.lock().unwrap();
+        let reassigned_ms = first_again(&journal_now)
+            .unwrap()
+            .duration_since(crashed_at)
+            .as_millis();
+        println!(
+            "measured: crash -> its partitions consumed again: {reassigned_ms} ms (session timeout {SESSION_TIMEOUT_MS} ms)"
+        );
+        // The session counts from the last heartbeat, at most one interval before the crash.
+        assert!(
+            reassigned_ms as u64 >= SESSION_TIMEOUT_MS - HEARTBEAT_INTERVAL_MS,
+            "reassigned after {reassigned_ms} ms, before the session could time out"
+        );
+        assert_eq!(journal_now.owned_by("survivor").len(), 6);
+        for (partition, last) in &last_processed {
+            let resumed = journal_now.offsets("survivor", partition);
+            assert!(
+                resumed[0] <= last + 1,
+                "{partition}: resumed at {} after {last}",
+                resumed[0]
+            );
+            assert_contiguous("survivor", partition, &resumed);
+        }
+        assert!(
+            journal_now.violations.is_empty(),
+            "{:?}",
+            journal_now.violations
+        );
+    }
+
+    stop_producing.send_replace(true);
+    producer.await.unwrap();
+    survivor.close().await;
+    broker.shutdown().await.unwrap();
+}
+
+/// Offsets committed by a member are records of `__consumer_offsets`: after a broker
+/// restart they are all there, and a new member of the group starts exactly where the
+/// old one stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_survive_a_broker_restart() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start_broker(directory.path()).await;
+    let client = connect(&broker).await;
+    create_topic(&client, 3).await;
+    let producer = Producer::new(&client, ProducerConfig::default()).unwrap();
+    for index in 0..90 {
+        let record =
+            ProducerRecord::new(TOPIC, format!("before-{index}")).with_partition(index % 3);
+        drop(producer.send(record).await.unwrap());
+    }
+    producer.close().await.unwrap();
+
+    let mut config = GroupConsumerConfig::new("audit");
+    config.consumer.auto_offset_reset = OffsetReset::Earliest;
+    config.auto_commit_interval_ms = None;
+    let mut consumer = GroupConsumer::new(&client, config.clone()).unwrap();
+    consumer.subscribe([TOPIC]).unwrap();
+    let mut seen = 0;
+    let deadline = Instant::now() + PATIENCE;
+    while seen < 90 {
+        assert!(Instant::now() < deadline, "only {seen} of 90 records");
+        seen += consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .unwrap()
+            .len();
+    }
+    consumer.commit().await.unwrap();
+    consumer.close().await.unwrap();
+    let committed = Admin::new(&client).group_offsets("audit").await.unwrap();
+    assert_eq!(
+        committed,
+        partitions(0..3).into_iter().map(|p| (p, 30)).collect()
+    );
+    drop(client);
+    broker.shutdown().await.unwrap();
+
+    let broker = start_broker(directory.path()).await;
+    let client = connect(&broker).await;
+    let admin = Admin::new(&client);
+    assert_eq!(admin.group_offsets("audit").await.unwrap(), committed);
+    let listed = admin.list_groups().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, "Empty");
+    let producer = Producer::new(&client, ProducerConfig::default()).unwrap();
+    for index in 0..3 {
+        let record = ProducerRecord::new(TOPIC, format!("after-{index}")).with_partition(index);
+        drop(producer.send(record).await.unwrap());
+    }
+    producer.close().await.unwrap();
+    let mut consumer = GroupConsumer::new(&client, config).unwrap();
+    consumer.subscribe([TOPIC]).unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while records.len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 3 records",
+            records.len()
+        );
+        records.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
+    }
+    assert!(
+        records.iter().all(|record| record.offset == 30),
+        "{records:?}"
+    );
+    consumer.close().await.unwrap();
+    broker.shutdown().await.unwrap();
+}
+
+/// Runs the built `fjord` binary off the async workers.
+async fn fjord(arguments: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
+            .args(&arguments)
+            .env_remove("FJORD_BOOTSTRAP")
+            .output()
+            .expect("fjord runs")
+    })
+    .await
+    .unwrap()
+}
+
+fn words(line: &str) -> Vec<String> {
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "fjord failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// `fjord consume --group` commits what it printed and leaves the group when stopped by
+/// `--max-messages` or by SIGTERM; `fjord group reset-offsets` refuses a group with
+/// members and moves the offsets of an empty one; `group list` and `group describe`
+/// show the group, its committed offsets and lag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commands_of_the_fjord_tool() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start_broker(directory.path()).await;
+    let bootstrap = broker.client_addr().to_string();
+    let at = |line: &str| words(&format!("--bootstrap {bootstrap} {line}"));
+    let client = connect(&broker).await;
+    create_topic(&client, 2).await;
+    let producer = Producer::new(&client, ProducerConfig::default()).unwrap();
+    for index in 0..20 {
+        let record = ProducerRecord::new(TOPIC, format!("r{index}")).with_partition(index % 2);
+        drop(producer.send(record).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    let admin = Admin::new(&client);
+
+    let printed = stdout(
+        &fjord(at(
+            "consume orders --group cli --from-beginning --max-messages 5",
+        ))
+        .await,
+    );
+    assert_eq!(printed.lines().count(), 5);
+    let committed: i64 = admin.group_offsets("cli").await.unwrap().values().sum();
+    assert_eq!(committed, 5, "exactly what was printed is committed");
+    let listed = stdout(&fjord(at("group list")).await);
+    assert!(
+        listed
+            .lines()
+            .any(|line| words(line) == ["cli", "Empty", "0"]),
+        "{listed}"
+    );
+
+    // SIGTERM: the consumer commits what it printed and leaves.
+    let arguments = at("consume orders --group cli");
+    let sigterm = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
+            .args(&arguments)
+            .env_remove("FJORD_BOOTSTRAP")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let printed: Vec<String> = lines.by_ref().take(15).map(Result::unwrap).collect();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(lines.count(), 0, "nothing printed after the 15 records");
+        (printed.len(), child.wait().unwrap())
+    });
+    let (printed, exit) = tokio::time::timeout(PATIENCE, sigterm)
+        .await
+        .expect("fjord consume printed 15 records and ended on SIGTERM")
+        .unwrap();
+    assert_eq!(printed, 15);
+    assert!(exit.success(), "{exit:?}");
+    let committed = admin.group_offsets("cli").await.unwrap();
+    assert_eq!(
+        committed,
+        partitions(0..2).into_iter().map(|p| (p, 10)).collect()
+    );
+    let described: serde_json::Value = serde_json::from_str(&stdout(
+        &fjord(at("group describe cli --output json")).await,
+    ))
+    .unwrap();
+    assert_eq!(described["state"], "Empty");
+    assert_eq!(described["offsets"][0]["lag"], 0);
+
+    // A live member blocks resetting; once it has left, the reset goes through.
+    let mut config = GroupConsumerConfig::new("cli");
+    config.auto_commit_interval_ms = None;
+    let mut member = GroupConsumer::new(&client, config).unwrap();
+    member.subscribe([TOPIC]).unwrap();
+    wait_until("the member joined", || member.member_id().is_some()).await;
+    let refused = fjord(at("group reset-offsets cli --topic orders --to-earliest")).await;
+    assert!(!refused.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr),
+        "error: group 'cli' has active members; stop them before resetting its offsets\n"
+    );
+    member.close().await.unwrap();
+    let reset = stdout(&fjord(at("group reset-offsets cli --topic orders --to-earliest")).await);
+    assert!(
+        reset
+            .lines()
+            .any(|line| words(line) == ["orders", "1", "0"]),
+        "{reset}"
+    );
+    assert!(
+        admin
+            .group_offsets("cli")
+            .await
+            .unwrap()
+            .values()
+            .all(|offset| *offset == 0)
+    );
+    let described = stdout(&fjord(at("group describe cli")).await);
+    assert!(
+        described
+            .lines()
+            .any(|line| words(line) == ["orders", "0", "0", "10", "10", "-"]),
+        "{described}"
+    );
+    stdout(&fjord(at("group reset-offsets cli --topic orders --to-latest")).await);
+    assert!(
+        admin
+            .group_offsets("cli")
+            .await
+            .unwrap()
+            .values()
+            .all(|offset| *offset == 10)
+    );
+    let missing = fjord(at("group describe nothing")).await;
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr),
+        "error: group 'nothing' does not exist\n"
+    );
+    producer.close().await.unwrap();
+    broker.shutdown().await.unwrap();
+}
