@@ -115,6 +115,7 @@ use MetricUnit::{Bytes, Count, Offset, Seconds};
 use Sampling::{Event, Scrape};
 
 const PARTITION_LABELS: &[&str] = &["topic", "partition"];
+const GROUP_PARTITION_LABELS: &[&str] = &["group", "topic", "partition"];
 
 /// Every metric the broker exports. A unit test checks that every metric the source
 /// records is in this table and that `docs/metrics.md` lists every entry.
@@ -158,6 +159,9 @@ pub const METRICS: &[MetricDescription] = &[
         "Active segments sealed and replaced by a new one."),
     metric("fjord_storage_retention_deleted_segments_total", Counter, Count, &[], Event,
         "Sealed segments deleted by retention (age or size)."),
+    // Consumer groups (group/).
+    metric("fjord_group_rebalances_total", Counter, Count, &["group", "reason"], Event,
+        "Consumer group rebalances (group epoch increases, each computing a new target assignment), by group and reason."),
     // Sampled at scrape time.
     metric("fjord_partition_log_start_offset", Gauge, Offset, PARTITION_LABELS, Scrape,
         "First offset still stored in the partition log."),
@@ -169,6 +173,10 @@ pub const METRICS: &[MetricDescription] = &[
         "Bytes of the partition's segment files."),
     metric("fjord_process_uptime_seconds", Gauge, Seconds, &[], Scrape,
         "Seconds since the broker started."),
+    metric("fjord_group_members", Gauge, Count, &["group"], Scrape,
+        "Members of each consumer group this broker coordinates."),
+    metric("fjord_group_lag", Gauge, Count, GROUP_PARTITION_LABELS, Scrape,
+        "Records between a consumer group's committed offset and the partition's high watermark, for each partition the group has committed and this broker holds."),
 ];
 
 /// Histogram buckets of every `_seconds` histogram: 100 µs (an fsync on fast storage,
@@ -261,6 +269,7 @@ pub fn render(broker: Option<&Broker>) -> String {
                 .set(log.high_watermark() as f64);
             ::metrics::gauge!("fjord_partition_size_bytes", &labels).set(log.size_bytes() as f64);
         }
+        crate::group::gauges::record(broker);
     });
     text.push_str(&scrape.handle().render());
     text

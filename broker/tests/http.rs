@@ -231,6 +231,48 @@ impl NativeClient {
         let response: FetchResponse = self.call(ApiKey::Fetch, &request).await;
         response.topics[0].partitions[0].clone()
     }
+
+    /// Joins `group` as a new member subscribed to `topic`.
+    async fn join_group(&mut self, group: &str, topic: &str) -> ConsumerGroupHeartbeatResponse {
+        let request = ConsumerGroupHeartbeatRequest {
+            group_id: group.into(),
+            member_id: String::new(),
+            member_epoch: JOIN_MEMBER_EPOCH,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topic_names: Some(vec![topic.into()]),
+            owned_partitions: Vec::new(),
+        };
+        let response: ConsumerGroupHeartbeatResponse =
+            self.call(ApiKey::ConsumerGroupHeartbeat, &request).await;
+        assert_eq!(response.error_code, ErrorCode::None, "{response:?}");
+        response
+    }
+
+    /// Commits `offset` of `topic`-`partition` as `member`.
+    async fn commit(
+        &mut self,
+        group: &str,
+        member: &ConsumerGroupHeartbeatResponse,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> ErrorCode {
+        let request = OffsetCommitRequest {
+            group_id: group.into(),
+            member_id: member.member_id.clone(),
+            member_epoch: member.member_epoch,
+            topics: vec![OffsetCommitTopic {
+                name: topic.into(),
+                partitions: vec![OffsetCommitPartition {
+                    partition,
+                    committed_offset: offset,
+                    committed_metadata: None,
+                }],
+            }],
+        };
+        let response: OffsetCommitResponse = self.call(ApiKey::OffsetCommit, &request).await;
+        response.topics[0].partitions[0].error_code
+    }
 }
 
 fn batch(records: &[RecordInput<'_>]) -> Bytes {
@@ -273,6 +315,85 @@ async fn start(dir: &Path, adjust: impl FnOnce(&mut BrokerConfig)) -> BrokerHand
     let mut config = BrokerConfig::for_tests(dir);
     adjust(&mut config);
     Broker::start(config).await.unwrap()
+}
+
+// ---------------------------------------------------------------------------------
+// Consumer groups.
+
+/// `GET /v1/groups` lists the groups the broker coordinates and `GET /v1/groups/{id}`
+/// describes one: its members with their assignments, and its committed offsets with
+/// the high watermark and lag of each; an unknown group is a 404 in the error shape.
+#[tokio::test]
+async fn groups_are_listed_and_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+    let created = send_json(
+        addr,
+        "POST",
+        "/v1/topics",
+        &json!({"name": "orders", "partitions": 2}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(get(addr, "/v1/groups").await.json(), json!({"groups": []}));
+
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    assert_eq!(
+        client.produce("orders", 0, values_batch("order", 3)).await,
+        ErrorCode::None
+    );
+    let member = client.join_group("shipping", "orders").await;
+    assert_eq!(
+        client.commit("shipping", &member, "orders", 0, 1).await,
+        ErrorCode::None
+    );
+
+    let response = get(addr, "/v1/groups").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.json(),
+        json!({"groups": [{"group_id": "shipping", "state": "Stable", "member_count": 1, "group_epoch": 1}]})
+    );
+    let response = get(addr, "/v1/groups/shipping").await;
+    assert_eq!(response.status, 200);
+    let group = response.json();
+    let commit_timestamp_ms = group["offsets"][0]["commit_timestamp_ms"].clone();
+    assert!(commit_timestamp_ms.as_i64().unwrap() > 1_700_000_000_000);
+    let both = json!([{"topic": "orders", "partitions": [0, 1]}]);
+    assert_eq!(
+        group,
+        json!({
+            "group_id": "shipping",
+            "state": "Stable",
+            "group_epoch": 1,
+            "assignment_epoch": 1,
+            "assignor": "uniform",
+            "members": [{
+                "member_id": member.member_id,
+                "client_id": "http-test",
+                "client_host": "127.0.0.1",
+                "member_epoch": 1,
+                "subscribed_topics": ["orders"],
+                "assignment": both,
+                "target_assignment": both,
+            }],
+            "offsets": [{
+                "topic": "orders",
+                "partition": 0,
+                "committed_offset": 1,
+                "metadata": null,
+                "commit_timestamp_ms": commit_timestamp_ms,
+                "high_watermark": 3,
+                "lag": 2,
+            }],
+        })
+    );
+    let message = get(addr, "/v1/groups/nothing")
+        .await
+        .expect_error(404, "group_not_found");
+    assert_eq!(message, "group 'nothing' does not exist");
+    broker.shutdown().await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------
@@ -986,7 +1107,7 @@ async fn probes_answer_before_start_and_the_server_stops_with_the_broker() {
 // ---------------------------------------------------------------------------------
 // OpenAPI.
 
-const ROUTES: [(&str, &str); 11] = [
+const ROUTES: [(&str, &str); 13] = [
     ("get", "/v1/cluster"),
     ("get", "/v1/brokers"),
     ("get", "/v1/topics"),
@@ -995,6 +1116,8 @@ const ROUTES: [(&str, &str); 11] = [
     ("delete", "/v1/topics/{name}"),
     ("patch", "/v1/topics/{name}/config"),
     ("get", "/v1/topics/{name}/partitions/{partition}/records"),
+    ("get", "/v1/groups"),
+    ("get", "/v1/groups/{id}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -1057,15 +1180,17 @@ async fn openapi_document_matches_the_router() {
     for (method, path) in &documented {
         let concrete = path
             .replace("{name}", "no-such-topic")
-            .replace("{partition}", "0");
+            .replace("{partition}", "0")
+            .replace("{id}", "no-such-group");
         let response = http(addr, &method.to_uppercase(), &concrete, None).await;
         assert_ne!(response.status, 405, "{method} {path}");
         if response.status == 404 {
-            assert_eq!(
-                response.json()["error"]["code"],
-                "topic_not_found",
-                "{method} {path}"
-            );
+            let missing = if path.starts_with("/v1/groups/") {
+                "group_not_found"
+            } else {
+                "topic_not_found"
+            };
+            assert_eq!(response.json()["error"]["code"], missing, "{method} {path}");
         }
     }
     broker.shutdown().await.unwrap();
@@ -1194,6 +1319,15 @@ async fn metrics_after_real_traffic() {
     let fetched = client.fetch("metered", 0, log.log_start_offset()).await;
     assert_eq!(fetched.error_code, ErrorCode::None);
     assert!(!fetched.records.is_empty());
+    // A consumer group member that has committed two records short of the end.
+    let member = client.join_group("metering", "metered").await;
+    let committed = log.high_watermark() - 2;
+    assert_eq!(
+        client
+            .commit("metering", &member, "metered", 0, committed)
+            .await,
+        ErrorCode::None
+    );
     // A request whose body does not decode: a request-level error.
     client
         .send_raw(ApiKey::Produce.code(), |out| {
@@ -1274,6 +1408,20 @@ async fn metrics_after_real_traffic() {
     at_least("fjord_network_received_bytes_total", &[], 1024.0);
     at_least("fjord_network_sent_bytes_total", &[], 1.0);
     at_least("fjord_process_uptime_seconds", &[], 0.0);
+    at_least(
+        "fjord_group_rebalances_total",
+        &["group=\"metering\"", "reason=\"member_joined\""],
+        1.0,
+    );
+    assert_eq!(
+        metrics.value("fjord_group_members", &["group=\"metering\""]),
+        Some(1.0)
+    );
+    let group_partition = ["group=\"metering\"", "topic=\"metered\"", "partition=\"0\""];
+    assert_eq!(
+        metrics.value("fjord_group_lag", &group_partition),
+        Some(2.0)
+    );
     let partition = ["topic=\"metered\"", "partition=\"0\""];
     let gauge = |name: &str| {
         metrics
@@ -1306,6 +1454,7 @@ async fn metrics_after_real_traffic() {
     );
     let metrics = scrape(addr).await;
     assert!(!metrics.has_series("fjord_partition_log_end_offset", "topic=\"metered\""));
+    assert!(!metrics.has_series("fjord_group_lag", "topic=\"metered\""));
     assert!(metrics.types.contains_key("fjord_requests_total"));
     broker.shutdown().await.unwrap();
 }

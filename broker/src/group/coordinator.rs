@@ -111,6 +111,11 @@ impl GroupCoordinator {
         &self.config
     }
 
+    /// The name of the server-side assignor.
+    pub fn assignor_name(&self) -> &'static str {
+        self.assignor.name()
+    }
+
     pub fn group(&self, group_id: &str) -> Option<&ConsumerGroup> {
         self.groups.get(group_id)
     }

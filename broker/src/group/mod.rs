@@ -11,6 +11,7 @@
 //! - [`offsets`]: a group's committed offsets, as rebuilt from records.
 //! - [`records`]: the record format of `__consumer_offsets`.
 //! - [`effect`]: what the coordinator asks the runtime to do.
+//! - [`gauges`]: group metrics sampled when `/metrics` is scraped.
 //! - [`coordinator`]: [`GroupCoordinator`]: heartbeats, timeouts, topic changes.
 //! - [`commits`]: offset commits and fetches of the coordinator.
 //! - [`listing`]: ListGroups and DescribeGroups answers of the coordinator.
@@ -26,6 +27,7 @@ pub mod commits;
 pub mod consumer_group;
 pub mod coordinator;
 pub mod effect;
+pub mod gauges;
 pub mod listing;
 pub mod loading;
 pub mod member;

@@ -291,6 +291,7 @@ impl GroupService {
                     reason,
                 } => {
                     tracing::debug!(group = %group_id, group_epoch, reason = reason.name(), "group rebalancing");
+                    metrics::counter!("fjord_group_rebalances_total", "group" => group_id, "reason" => reason.name()).increment(1);
                 }
                 Effect::MemberRemoved {
                     group_id,

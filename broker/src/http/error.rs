@@ -48,6 +48,8 @@ pub enum ErrorCode {
     /// 404: the partition's log holds no records at that offset (deleted by retention,
     /// or not written yet).
     OffsetOutOfRange,
+    /// 404: this broker coordinates no consumer group of that id.
+    GroupNotFound,
     /// 405: the route exists but not with this method (the `Allow` header lists those
     /// it has).
     MethodNotAllowed,
@@ -87,7 +89,8 @@ impl ErrorCode {
             Self::RouteNotFound
             | Self::TopicNotFound
             | Self::PartitionNotFound
-            | Self::OffsetOutOfRange => StatusCode::NOT_FOUND,
+            | Self::OffsetOutOfRange
+            | Self::GroupNotFound => StatusCode::NOT_FOUND,
             Self::TopicProtected => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::TopicAlreadyExists

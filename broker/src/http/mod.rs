@@ -6,6 +6,7 @@
 //! | `GET /v1/cluster`, `GET /v1/brokers` | [`cluster`] |
 //! | `GET/POST /v1/topics`, `GET/DELETE /v1/topics/{name}`, `PATCH /v1/topics/{name}/config` | [`topics`] |
 //! | `GET /v1/topics/{name}/partitions/{partition}/records` | [`records`] |
+//! | `GET /v1/groups`, `GET /v1/groups/{id}` | [`groups`] |
 //! | `GET /healthz`, `GET /readyz` | [`health`] |
 //! | `GET /metrics` | [`prometheus`] |
 //! | `GET /openapi.json` | [`openapi`] |
@@ -22,6 +23,7 @@
 pub mod cluster;
 pub mod error;
 pub mod extract;
+pub mod groups;
 pub mod health;
 pub mod json;
 pub mod listener;
@@ -59,6 +61,8 @@ fn api_router() -> OpenApiRouter<HttpState> {
         .routes(routes!(topics::get_topic, topics::delete_topic))
         .routes(routes!(topics::alter_topic_config))
         .routes(routes!(records::peek_records))
+        .routes(routes!(groups::list_groups))
+        .routes(routes!(groups::get_group))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(prometheus::metrics))

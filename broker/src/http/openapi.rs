@@ -23,13 +23,14 @@ use super::error::{ErrorBody, ErrorCode, ErrorDetail};
     info(
         title = "Fjord admin API",
         description = "Administration and observation of a Fjord broker: cluster, brokers, \
-            topics, record peek, health probes and Prometheus metrics. Every error is \
+            topics, record peek, consumer groups, health probes and Prometheus metrics. Every error is \
             `{\"error\": {\"code\": \"...\", \"message\": \"...\"}}`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     tags(
         (name = "cluster", description = "The cluster and its brokers."),
         (name = "topics", description = "Topics, their config, partitions and records."),
+        (name = "groups", description = "Consumer groups, their members, committed offsets and lag."),
         (name = "health", description = "Probes, metrics and this document."),
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
