@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,6 +19,9 @@ use fjord_client::{
     Error, NewTopic, OffsetReset, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
 use futures::StreamExt;
+
+mod common;
+use common::{fjord, stdout, words};
 
 /// Longest any wait in these tests may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -450,32 +452,6 @@ async fn acks_none_and_unknown_topics() {
         (0..100).map(|index| index.to_string()).collect::<Vec<_>>()
     );
     broker.shutdown().await.unwrap();
-}
-
-/// Runs the built `fjord` binary off the async workers.
-async fn fjord(arguments: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
-            .args(&arguments)
-            .env_remove("FJORD_BOOTSTRAP")
-            .output()
-            .expect("fjord runs")
-    })
-    .await
-    .unwrap()
-}
-
-fn words(line: &str) -> Vec<String> {
-    line.split_whitespace().map(str::to_owned).collect()
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "fjord failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
 }
 
 /// A file produced with `fjord produce --file` comes back line for line from

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,9 @@ use fjord_client::{
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+mod common;
+use common::{fjord, stdout, words};
 
 /// Longest any wait in these tests may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -550,32 +553,6 @@ async fn committed_offsets_survive_a_broker_restart() {
     );
     consumer.close().await.unwrap();
     broker.shutdown().await.unwrap();
-}
-
-/// Runs the built `fjord` binary off the async workers.
-async fn fjord(arguments: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
-            .args(&arguments)
-            .env_remove("FJORD_BOOTSTRAP")
-            .output()
-            .expect("fjord runs")
-    })
-    .await
-    .unwrap()
-}
-
-fn words(line: &str) -> Vec<String> {
-    line.split_whitespace().map(str::to_owned).collect()
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "fjord failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
 }
 
 /// `fjord consume --group` commits what it printed and leaves the group when stopped by
