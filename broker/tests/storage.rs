@@ -406,3 +406,42 @@ fn clean_open_after_crash_recovery_scans_nothing() {
     assert_eq!(report.segments_scanned, 0);
     assert_eq!(log.log_end_offset(), 360);
 }
+
+/// A failed write is fatal for the log: the append that hit it fails, every later append
+/// is refused with the reason (the log is offline, not silently continuing), and what
+/// was written before stays readable. The failure is real: the next segment's file
+/// name points at /dev/full, so creating it fails with "No space left on device".
+#[test]
+fn a_failed_write_takes_the_log_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1);
+    let log = open(dir.path(), small_config(), &clock);
+    for base in 1..400 {
+        std::os::unix::fs::symlink("/dev/full", dir.path().join(format!("{base:020}.log")))
+            .unwrap();
+    }
+    let mut appended = 0;
+    let failure = loop {
+        match log.append(&[batch(appended as u32, 3, 1)], 0) {
+            Ok(_) => appended += 3,
+            Err(error) => break error,
+        }
+        assert!(appended < 1200, "the segment never rolled");
+    };
+    assert!(
+        failure.to_string().contains("No space left on device"),
+        "{failure}"
+    );
+    assert_eq!(
+        failure.error_code(),
+        fjord_protocol::ErrorCode::StorageError
+    );
+    let refused = log.append(&[batch(999, 1, 1)], 0).unwrap_err();
+    assert!(refused.to_string().contains("offline"), "{refused}");
+    assert!(
+        log.flush().is_err(),
+        "flush must not report success on an offline log"
+    );
+    assert_eq!(log.log_end_offset(), appended);
+    assert_eq!(read_all(&log, 0).len() as i64, appended);
+}
