@@ -208,15 +208,12 @@ impl BrokerConfig {
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");
         }
-        if self.max_request_bytes < 1024
-            || self.max_request_bytes > fjord_protocol::limits::FRAME_BYTES_MAX
-        {
+        // Half a frame: a fetch response must carry the largest batch with room to spare.
+        let request_bytes_max = fjord_protocol::limits::FRAME_BYTES_MAX / 2;
+        if self.max_request_bytes < 1024 || self.max_request_bytes > request_bytes_max {
             return invalid(
                 "max_request_bytes",
-                &format!(
-                    "must be between 1024 and {}",
-                    fjord_protocol::limits::FRAME_BYTES_MAX
-                ),
+                &format!("must be between 1024 and {request_bytes_max}"),
             );
         }
         if self.max_in_flight_requests == 0 {

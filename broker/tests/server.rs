@@ -816,3 +816,52 @@ async fn connect_with_retry(addr: std::net::SocketAddr) -> TestClient {
     }
     panic!("broker at {addr} did not come up within 10 s");
 }
+
+/// A fetch that asks for more than a frame can carry is capped, not failed: with 75 MiB
+/// stored, a fetch with every budget at i32::MAX returns whole batches within the
+/// broker's cap, and fetching on from there returns the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_fetch_budgets_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.max_message_bytes = 16 << 20;
+    config.log_durability = fjord_broker::config::DurabilityPolicy::Interval;
+    let broker = Broker::start(config).await.unwrap();
+    let mut client = TestClient::connect(broker.client_addr()).await;
+    client.create_topic("big", 1, &[]).await;
+    let value = vec![7u8; 15 << 20];
+    for _ in 0..5 {
+        let mut builder = BatchBuilder::new();
+        builder.push(&RecordInput {
+            value: Some(&value),
+            ..Default::default()
+        });
+        assert_eq!(
+            client
+                .produce("big", 0, Acks::Leader, builder.finish())
+                .await
+                .error_code,
+            ErrorCode::None
+        );
+    }
+    let mut offset = 0;
+    while offset < 5 {
+        let mut request = fetch_request("big", 0, offset, 0);
+        request.max_bytes = i32::MAX;
+        request.topics[0].partitions[0].partition_max_bytes = i32::MAX;
+        let response: FetchResponse = client.call(ApiKey::Fetch, &request).await;
+        let partition = &response.topics[0].partitions[0];
+        assert_eq!(partition.error_code, ErrorCode::None);
+        assert!(
+            !partition.records.is_empty() && partition.records.len() <= 32 << 20,
+            "{} bytes",
+            partition.records.len()
+        );
+        for batch in RecordBatches::new(partition.records.clone()) {
+            let batch = batch.unwrap();
+            assert_eq!(batch.base_offset(), offset);
+            offset = batch.next_offset();
+        }
+    }
+    broker.shutdown().await.unwrap();
+}

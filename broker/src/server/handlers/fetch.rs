@@ -63,6 +63,11 @@ fn record_count(response: &FetchResponse) -> u64 {
         .sum()
 }
 
+/// Most record bytes in one fetch response, whatever the request asks: half a frame, so
+/// that the headers of even the largest request fit beside them. A single batch can
+/// exceed it only up to `max_request_bytes`, which configuration bounds by the same half.
+pub const FETCH_RESPONSE_RECORDS_BYTES_MAX: usize = fjord_protocol::limits::FRAME_BYTES_MAX / 2;
+
 /// Reads every requested partition once. Returns the response, the record bytes in it,
 /// whether any partition failed, and high-watermark receivers subscribed before the
 /// reads (so no append between read and wait can be missed).
@@ -70,7 +75,8 @@ async fn read_once(
     broker: &Arc<Broker>,
     request: &FetchRequest,
 ) -> (FetchResponse, usize, bool, Vec<watch::Receiver<i64>>) {
-    let mut budget = request.max_bytes as usize;
+    // The client's budget, capped so that a response always fits in a frame.
+    let mut budget = (request.max_bytes as usize).min(FETCH_RESPONSE_RECORDS_BYTES_MAX);
     let mut total = 0usize;
     let mut errors = false;
     let mut changes = Vec::new();
@@ -113,9 +119,15 @@ async fn read_once(
                             log.read(fetch.fetch_offset, max_bytes as u64, limit)
                         };
                         match read {
-                            Ok(read) => {
+                            Ok(mut read) => {
                                 response.high_watermark = read.high_watermark;
                                 response.log_start_offset = read.log_start_offset;
+                                // A read returns at least one batch; past the budget that is
+                                // only right for the first data of the response, otherwise
+                                // the batch waits for the next fetch.
+                                if total > 0 && read.records.len() > max_bytes {
+                                    read.records = Bytes::new();
+                                }
                                 total += read.records.len();
                                 budget = budget.saturating_sub(read.records.len());
                                 response.records = read.records;
