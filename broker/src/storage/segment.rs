@@ -350,20 +350,11 @@ impl Segment {
     /// The position of the batch that holds `offset` (or the first batch after it),
     /// or `None` when the segment ends before it.
     pub fn position_of(&self, offset: i64) -> Result<Option<(u64, BatchInfo)>> {
-        let mut position = self
+        let start = self
             .offset_index
             .floor(offset)
             .map_or(FILE_HEADER_BYTES, |(_, p)| p as u64);
-        let mut header = [0u8; BATCH_HEADER_BYTES];
-        while position < self.size {
-            self.read_at(&mut header, position)?;
-            let info = BatchInfo::from_header(&header);
-            if info.last_offset >= offset {
-                return Ok(Some((position, info)));
-            }
-            position += info.size;
-        }
-        Ok(None)
+        self.first_batch_from(start, |info| info.last_offset >= offset)
     }
 
     /// The first batch whose largest timestamp is at least `timestamp`.
@@ -372,14 +363,23 @@ impl Segment {
             .time_index
             .below(timestamp)
             .map_or(self.base_offset, |(_, offset)| offset);
-        let Some((mut position, _)) = self.position_of(start_offset)? else {
+        let Some((start, _)) = self.position_of(start_offset)? else {
             return Ok(None);
         };
+        self.first_batch_from(start, |info| info.max_timestamp >= timestamp)
+    }
+
+    /// Walks batch headers from `position` to the first batch `wanted` accepts.
+    fn first_batch_from(
+        &self,
+        mut position: u64,
+        wanted: impl Fn(&BatchInfo) -> bool,
+    ) -> Result<Option<(u64, BatchInfo)>> {
         let mut header = [0u8; BATCH_HEADER_BYTES];
         while position < self.size {
             self.read_at(&mut header, position)?;
             let info = BatchInfo::from_header(&header);
-            if info.max_timestamp >= timestamp {
+            if wanted(&info) {
                 return Ok(Some((position, info)));
             }
             position += info.size;
