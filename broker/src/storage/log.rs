@@ -795,15 +795,6 @@ impl PartitionLog {
         state.recovery_point = state.next_offset;
         self.checkpoint_with(&state, true)
     }
-
-    /// Closes the log and deletes its directory.
-    pub fn delete(&self) -> Result<()> {
-        let mut state = self.lock();
-        state.closed = true;
-        let segments = std::mem::take(&mut state.segments);
-        drop(segments);
-        fs::remove_dir_all(&self.dir).map_err(|error| StorageError::io("delete", &self.dir, error))
-    }
 }
 
 fn metrics_roll() {

@@ -387,20 +387,6 @@ impl Segment {
         Ok(None)
     }
 
-    /// Reads whole batches from `position`: at least the first (even beyond
-    /// `max_bytes`), then as many as fit in `max_bytes`, stopping before the first batch
-    /// whose base offset is `offset_limit` or more.
-    pub fn read(&self, position: u64, max_bytes: u64, offset_limit: i64) -> Result<Bytes> {
-        read_batches(
-            &self.file,
-            &self.log_path,
-            position,
-            self.size,
-            max_bytes,
-            offset_limit,
-        )
-    }
-
     /// A handle for reading without holding the log's lock.
     pub fn reader(&self) -> SegmentReader {
         SegmentReader {
@@ -536,6 +522,9 @@ pub struct SegmentReader {
 }
 
 impl SegmentReader {
+    /// Reads whole batches from `position`: at least the first (even beyond
+    /// `max_bytes`), then as many as fit in `max_bytes`, stopping before the first batch
+    /// whose base offset is `offset_limit` or more.
     pub fn read(&self, position: u64, max_bytes: u64, offset_limit: i64) -> Result<Bytes> {
         read_batches(
             &self.file,
