@@ -69,30 +69,16 @@ fn heartbeat_error(code: ErrorCode, message: &str) -> ConsumerGroupHeartbeatResp
 
 /// Groups partitions by topic for the wire.
 pub fn to_wire(partitions: &PartitionSet) -> Vec<TopicPartitions> {
-    let mut topics: Vec<TopicPartitions> = Vec::new();
-    for partition in partitions {
-        match topics.last_mut() {
-            Some(last) if last.topic == partition.topic => {
-                last.partitions.push(partition.partition)
-            }
-            _ => topics.push(TopicPartitions::new(
-                partition.topic.clone(),
-                [partition.partition],
-            )),
-        }
-    }
-    topics
+    TopicPartitions::group(
+        partitions
+            .iter()
+            .map(|partition| (partition.topic.as_str(), partition.partition)),
+    )
 }
 
 pub fn from_wire(topics: &[TopicPartitions]) -> PartitionSet {
-    topics
-        .iter()
-        .flat_map(|topic| {
-            topic
-                .partitions
-                .iter()
-                .map(|partition| TopicPartition::new(topic.topic.clone(), *partition))
-        })
+    TopicPartitions::pairs(topics)
+        .map(|(topic, partition)| TopicPartition::new(topic, partition))
         .collect()
 }
 

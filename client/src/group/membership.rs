@@ -110,30 +110,16 @@ impl Membership {
 }
 
 pub(crate) fn to_wire(partitions: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
-    let mut topics: Vec<TopicPartitions> = Vec::new();
-    for partition in partitions {
-        match topics.last_mut() {
-            Some(last) if last.topic == partition.topic => {
-                last.partitions.push(partition.partition)
-            }
-            _ => topics.push(TopicPartitions::new(
-                partition.topic.clone(),
-                [partition.partition],
-            )),
-        }
-    }
-    topics
+    TopicPartitions::group(
+        partitions
+            .iter()
+            .map(|partition| (partition.topic.as_str(), partition.partition)),
+    )
 }
 
 pub(crate) fn from_wire(topics: &[TopicPartitions]) -> BTreeSet<TopicPartition> {
-    topics
-        .iter()
-        .flat_map(|topic| {
-            topic
-                .partitions
-                .iter()
-                .map(|partition| TopicPartition::new(topic.topic.clone(), *partition))
-        })
+    TopicPartitions::pairs(topics)
+        .map(|(topic, partition)| TopicPartition::new(topic, partition))
         .collect()
 }
 

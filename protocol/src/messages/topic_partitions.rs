@@ -24,6 +24,29 @@ impl TopicPartitions {
             partitions: partitions.into_iter().collect(),
         }
     }
+
+    /// Groups `(topic, partition)` pairs into one entry per run of the same topic, in
+    /// order: pairs sorted by topic give one entry per topic.
+    pub fn group<'a>(pairs: impl IntoIterator<Item = (&'a str, i32)>) -> Vec<TopicPartitions> {
+        let mut topics: Vec<TopicPartitions> = Vec::new();
+        for (topic, partition) in pairs {
+            match topics.last_mut() {
+                Some(last) if last.topic == topic => last.partitions.push(partition),
+                _ => topics.push(TopicPartitions::new(topic, [partition])),
+            }
+        }
+        topics
+    }
+
+    /// Every `(topic, partition)` pair of `topics`, in order.
+    pub fn pairs(topics: &[TopicPartitions]) -> impl Iterator<Item = (&str, i32)> {
+        topics.iter().flat_map(|entry| {
+            entry
+                .partitions
+                .iter()
+                .map(|partition| (entry.topic.as_str(), *partition))
+        })
+    }
 }
 
 /// Writes the entries of a `topic_partitions` array (its count first).
@@ -55,4 +78,24 @@ pub(super) fn read_topic_partitions(
 ) -> Result<Vec<TopicPartitions>, DecodeError> {
     // An entry is at least an empty name (2 bytes) and an empty array (4 bytes).
     reader.array(field, TOPICS_MAX, 6, read_topic_partitions_entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sorted pairs group into one entry per topic, and the entries flatten back.
+    #[test]
+    fn group_and_pairs_round_trip() {
+        let pairs = [("a", 0), ("a", 2), ("b", 1)];
+        let grouped = TopicPartitions::group(pairs);
+        assert_eq!(
+            grouped,
+            vec![
+                TopicPartitions::new("a", [0, 2]),
+                TopicPartitions::new("b", [1])
+            ]
+        );
+        assert_eq!(TopicPartitions::pairs(&grouped).collect::<Vec<_>>(), pairs);
+    }
 }
