@@ -514,7 +514,10 @@ async fn cli_round_trip() {
         .collect();
     assert_eq!(records.len(), 3);
     assert_eq!(records[0]["offset"], 1995);
-    assert_eq!(records[0]["key"], "key-0");
+    assert_eq!(
+        records[0]["key"],
+        serde_json::json!({"encoding": "utf8", "data": "key-0"})
+    );
 
     let missing = fjord(at("topic describe nothing")).await;
     assert!(!missing.status.success());

@@ -1,12 +1,18 @@
 //! `fjord consume TOPIC`: prints records, one per line.
 //!
 //! Where to start: `--offset N` (every selected partition from N), `--from-beginning`,
-//! or by default the end (only new records). Where to stop: without `--follow`, at the
-//! end offsets the partitions had when the command started; with `--follow`, never
-//! (Ctrl-C ends it); `--max-messages N` stops after N records either way.
+//! or by default the end (only new records). Where to stop: starting at the end, or
+//! with `--follow`, never (Ctrl-C ends it), as Kafka's console consumer; otherwise at
+//! the end offsets the partitions had when the command started. `--max-messages N`
+//! stops after N records either way. Stderr says what happened: an offset past a
+//! partition's end, that it waits for new records, and on exit how many records it
+//! printed and why it stopped (records only ever go to stdout).
 //!
 //! `--format text` prints each value (invalid UTF-8 replaced); `--format json` prints
-//! one object per line with topic, partition, offset, timestamp, key, value and headers.
+//! one object per line with topic, partition, offset, timestamp, key, value and headers,
+//! losslessly: bytes are encoded as the admin HTTP API's record peek does (text when
+//! valid UTF-8, else base64, with the encoding named) and headers are a list in record
+//! order, so repeated header keys survive.
 //!
 //! With `--group G` the command is a member of consumer group G: the group's
 //! coordinator gives it its share of the topic's partitions, it starts where the group
@@ -24,6 +30,8 @@ use fjord_client::{
     Admin, Client, Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupConsumerConfig,
     OffsetReset, TopicPartition,
 };
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::json;
 
 /// How long one poll waits before the stop conditions are checked again.
@@ -48,7 +56,8 @@ pub struct ConsumeArgs {
     /// Stop after this many records.
     #[arg(long, value_name = "N")]
     max_messages: Option<u64>,
-    /// Keep waiting for new records instead of stopping at the end.
+    /// Keep waiting for new records instead of stopping at the end (the default
+    /// when neither --from-beginning nor --offset is given).
     #[arg(long)]
     follow: bool,
     /// How to print records.
@@ -71,6 +80,7 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
     let partitions = select_partitions(client, &args).await?;
     let mut consumer = Consumer::new(client, ConsumerConfig::default())?;
     consumer.assign(partitions.iter().cloned());
+    let from_end = args.offset.is_none() && !args.from_beginning;
     match (args.offset, args.from_beginning) {
         (Some(offset), _) => {
             for partition in &partitions {
@@ -80,30 +90,47 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
         (None, true) => consumer.seek_to_beginning(&partitions).await?,
         (None, false) => consumer.seek_to_end(&partitions).await?,
     }
-    // Without --follow, stop at the ends present now; records appended later are not
-    // printed even if a poll returns them.
-    let ends: Option<BTreeMap<TopicPartition, i64>> = if args.follow {
+    // Starting at the end means waiting for new records, so it follows (as Kafka's
+    // console consumer does); reading from the beginning or an offset stops at the
+    // ends present now unless --follow: records appended later are not printed even
+    // if a poll returns them.
+    let follow = args.follow || from_end;
+    let ends: Option<BTreeMap<TopicPartition, i64>> = if follow {
         None
     } else {
         Some(consumer.end_offsets(&partitions).await?)
     };
+    if let (Some(offset), Some(ends)) = (args.offset, &ends) {
+        for (partition, end) in ends.iter().filter(|(_, end)| offset > **end) {
+            eprintln!(
+                "partition {} of '{}' ends at offset {end}: offset {offset} is past the end, nothing to read there",
+                partition.partition, partition.topic
+            );
+        }
+    }
+    if follow {
+        eprintln!(
+            "waiting for new records on '{}' (Ctrl-C to stop)",
+            args.topic
+        );
+    }
     let mut printed: u64 = 0;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    loop {
+    let outcome = loop {
         if args.max_messages.is_some_and(|max| printed >= max) {
-            break;
+            break Stop::MaxMessages;
         }
         if let Some(ends) = &ends
             && reached_ends(&consumer, ends)
         {
-            break;
+            break Stop::End;
         }
         let records = tokio::select! {
             records = consumer.poll(POLL_INTERVAL) => records?,
             interrupted = tokio::signal::ctrl_c() => {
                 interrupted?;
-                break;
+                break Stop::Interrupted;
             }
         };
         for record in records {
@@ -122,9 +149,24 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
         if !flush(&mut out)? {
             return Ok(());
         }
-    }
+    };
     flush(&mut out)?;
+    let reason = match outcome {
+        Stop::MaxMessages => "reached --max-messages",
+        Stop::End => "reached the end (--follow waits for more)",
+        Stop::Interrupted => "interrupted",
+    };
+    let noun = if printed == 1 { "record" } else { "records" };
+    eprintln!("{printed} {noun} from '{}': {reason}", args.topic);
     Ok(())
+}
+
+/// Why reading stopped, said on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    MaxMessages,
+    End,
+    Interrupted,
 }
 
 /// Completes on Ctrl-C or (on Unix) SIGTERM.
@@ -267,21 +309,34 @@ fn text(bytes: Option<&[u8]>) -> String {
     })
 }
 
+/// Bytes as the admin HTTP API shows them (docs/http-api.md, record peek): as text when
+/// they are valid UTF-8, otherwise as standard base64 with padding, with the encoding
+/// named, so that no byte is lost; `null` when absent.
+fn payload_json(bytes: Option<&[u8]>) -> serde_json::Value {
+    let Some(bytes) = bytes else {
+        return serde_json::Value::Null;
+    };
+    match std::str::from_utf8(bytes) {
+        Ok(text) => json!({"encoding": "utf8", "data": text}),
+        Err(_) => json!({"encoding": "base64", "data": BASE64.encode(bytes)}),
+    }
+}
+
+/// One record as a JSON object, losslessly: key, value and header values as
+/// [`payload_json`], headers as a list in record order (keys may repeat).
 fn record_json(record: &ConsumerRecord) -> serde_json::Value {
-    let optional =
-        |bytes: Option<&[u8]>| bytes.map(|bytes| String::from_utf8_lossy(bytes).into_owned());
-    let headers: serde_json::Map<String, serde_json::Value> = record
+    let headers: Vec<serde_json::Value> = record
         .headers
         .iter()
-        .map(|header| (header.key.clone(), json!(optional(header.value.as_deref()))))
+        .map(|header| json!({"key": header.key, "value": payload_json(header.value.as_deref())}))
         .collect();
     json!({
         "topic": record.topic,
         "partition": record.partition,
         "offset": record.offset,
         "timestamp_ms": record.timestamp_ms,
-        "key": optional(record.key.as_deref()),
-        "value": optional(record.value.as_deref()),
+        "key": payload_json(record.key.as_deref()),
+        "value": payload_json(record.value.as_deref()),
         "headers": headers,
     })
 }
@@ -293,7 +348,8 @@ mod tests {
 
     use super::*;
 
-    /// JSON lines carry every field, with nulls for a missing key.
+    /// JSON lines carry every field, with nulls for a missing key; binary bytes are
+    /// base64 and repeated header keys are all kept, in order.
     #[test]
     fn json_record() {
         let record = ConsumerRecord {
@@ -302,11 +358,21 @@ mod tests {
             offset: 7,
             timestamp_ms: 1_700_000_000_000,
             key: None,
-            value: Some(Bytes::from_static(b"hello")),
-            headers: vec![Header {
-                key: "source".into(),
-                value: Some(Bytes::from_static(b"web")),
-            }],
+            value: Some(Bytes::from_static(b"\xff\x00")),
+            headers: vec![
+                Header {
+                    key: "trace".into(),
+                    value: Some(Bytes::from_static(b"a")),
+                },
+                Header {
+                    key: "trace".into(),
+                    value: Some(Bytes::from_static(b"b")),
+                },
+                Header {
+                    key: "empty".into(),
+                    value: None,
+                },
+            ],
         };
         assert_eq!(
             record_json(&record),
@@ -316,12 +382,20 @@ mod tests {
                 "offset": 7,
                 "timestamp_ms": 1_700_000_000_000_i64,
                 "key": null,
-                "value": "hello",
-                "headers": {"source": "web"},
+                "value": {"encoding": "base64", "data": "/wA="},
+                "headers": [
+                    {"key": "trace", "value": {"encoding": "utf8", "data": "a"}},
+                    {"key": "trace", "value": {"encoding": "utf8", "data": "b"}},
+                    {"key": "empty", "value": null},
+                ],
             })
         );
         let mut out = Vec::new();
-        assert!(write_record(&mut out, &record, RecordFormat::Text).unwrap());
+        let text = ConsumerRecord {
+            value: Some(Bytes::from_static(b"hello")),
+            ..record
+        };
+        assert!(write_record(&mut out, &text, RecordFormat::Text).unwrap());
         assert_eq!(out, b"hello\n");
     }
 }
