@@ -373,10 +373,11 @@ impl Broker {
         if let Some(topic) = self.metadata().topic(name) {
             return Ok(topic.clone());
         }
+        // An invalid name is INVALID_TOPIC whether or not topics are created on demand.
+        validate_topic_name(name).map_err(|error| error.error_code())?;
         if !self.config.auto_create_topics {
             return Err(ErrorCode::UnknownTopicOrPartition);
         }
-        validate_topic_name(name).map_err(|error| error.error_code())?;
         match self
             .create_topic(
                 CreateTopic {

@@ -591,14 +591,24 @@ async fn topic_errors_have_the_json_shape_and_status() {
         .await
         .expect_error(409, "not_enough_brokers");
     assert!(message.contains("number of brokers"), "{message}");
+    // Config errors are invalid_config with a message naming the setting: an unknown
+    // key, a wrong type, a value outside the type's range or an unsupported choice.
     let message = create(json!({"name": "odd", "config": {"retention.mss": 1}}))
         .await
-        .expect_error(400, "invalid_request");
+        .expect_error(400, "invalid_config");
     assert!(message.contains("retention.mss"), "{message}");
     let message = create(json!({"name": "odd", "config": {"retention.ms": "5"}}))
         .await
-        .expect_error(400, "invalid_request");
+        .expect_error(400, "invalid_config");
     assert!(message.contains("retention.ms"), "{message}");
+    let message = create(json!({"name": "odd", "config": {"cleanup.policy": "compact"}}))
+        .await
+        .expect_error(400, "invalid_config");
+    assert!(message.contains("cleanup.policy"), "{message}");
+    let message = create(json!({"name": "odd", "config": {"min.insync.replicas": 40_000}}))
+        .await
+        .expect_error(400, "invalid_config");
+    assert!(message.contains("min.insync.replicas"), "{message}");
     let message = create(json!({"name": "odd", "config": {"retention.ms": -2}}))
         .await
         .expect_error(400, "invalid_config");
@@ -672,8 +682,8 @@ async fn topic_errors_have_the_json_shape_and_status() {
     let at_limit = body_of(REQUEST_BODY_BYTES_MAX);
     let message = http(addr, "PATCH", path, Some(("application/json", &at_limit)))
         .await
-        .expect_error(400, "invalid_request");
-    assert!(message.contains("unknown field `k`"), "{message}");
+        .expect_error(400, "invalid_config");
+    assert!(message.contains("unknown topic config `k`"), "{message}");
     let over_limit = body_of(REQUEST_BODY_BYTES_MAX + 1);
     let message = http(addr, "PATCH", path, Some(("application/json", &over_limit)))
         .await
@@ -702,12 +712,17 @@ async fn topic_errors_have_the_json_shape_and_status() {
     send_json(addr, "PATCH", path, &json!({"segment.bytes": 10}))
         .await
         .expect_error(400, "invalid_config");
-    send_json(addr, "PATCH", path, &json!({"durability": "sometimes"}))
+    let message = send_json(addr, "PATCH", path, &json!({"durability": "sometimes"}))
         .await
-        .expect_error(400, "invalid_request");
+        .expect_error(400, "invalid_config");
+    assert!(message.contains("durability"), "{message}");
     send_json(addr, "PATCH", path, &json!({"durability": 1}))
         .await
-        .expect_error(400, "invalid_request");
+        .expect_error(400, "invalid_config");
+    let message = send_json(addr, "PATCH", path, &json!({"flush.ms": 1.5}))
+        .await
+        .expect_error(400, "invalid_config");
+    assert!(message.contains("flush.ms"), "{message}");
     send_json(addr, "PATCH", path, &json!(["not", "a", "map"]))
         .await
         .expect_error(400, "invalid_request");

@@ -145,6 +145,23 @@ pub fn split_request(frame: Bytes) -> Result<(RequestHeader, Bytes), DecodeError
     Ok((header, frame.slice(body_start..)))
 }
 
+/// The correlation id to answer a request under when [`split_request`] refused its
+/// header with `error`, or `None` when the header cannot be answered. A header whose
+/// fields all lie inside the frame but hold a refused value (a client id longer than
+/// `CLIENT_ID_BYTES_MAX`, invalid UTF-8, a negative length other than -1) is answered
+/// with `INVALID_REQUEST`: the frame itself was read, so the stream is intact. A header
+/// that runs past the end of its frame (or a payload too short for a correlation id)
+/// means the peer's lengths disagree, and the connection is closed.
+pub fn answerable_correlation_id(frame: &[u8], error: &DecodeError) -> Option<i32> {
+    if matches!(error, DecodeError::Truncated { .. }) {
+        return None;
+    }
+    // length prefix, api_key, api_version, then the correlation id.
+    let start = LENGTH_PREFIX_BYTES + 4;
+    let bytes = frame.get(start..start + 4)?;
+    Some(i32::from_be_bytes(bytes.try_into().ok()?))
+}
+
 /// Splits a complete response frame into its header and body.
 pub fn split_response(frame: Bytes) -> Result<(ResponseHeader, Bytes), DecodeError> {
     let mut reader = Reader::new(payload(&frame)?);
@@ -219,5 +236,28 @@ mod tests {
         assert!(decode_frame(&[0, 0, 0, 0]).is_err());
         assert!(decode_frame(&[0xff, 0xff, 0xff, 0xff]).is_err());
         assert!(decode_frame(&(FRAME_BYTES_MAX as i32 + 1).to_be_bytes()).is_err());
+    }
+
+    /// A header that fits its frame but holds an over-long client id is answerable under
+    /// its correlation id; one that runs past its frame is not.
+    #[test]
+    fn header_errors_answerable_only_inside_the_frame() {
+        let mut out = BytesMut::new();
+        let header = RequestHeader {
+            api_key: 18,
+            api_version: 0,
+            correlation_id: 42,
+            client_id: Some("c".repeat(CLIENT_ID_BYTES_MAX + 1)),
+        };
+        encode_request(&mut out, &header, |_| {});
+        let frame = out.freeze();
+        let error = split_request(frame.clone()).unwrap_err();
+        assert!(matches!(error, DecodeError::TooLarge { .. }), "{error}");
+        assert_eq!(answerable_correlation_id(&frame, &error), Some(42));
+
+        let torn = Bytes::from_static(&[0, 0, 0, 10, 0, 3, 0, 0, 0, 0, 0, 1, 0, 50]);
+        let error = split_request(torn.clone()).unwrap_err();
+        assert!(matches!(error, DecodeError::Truncated { .. }), "{error}");
+        assert_eq!(answerable_correlation_id(&torn, &error), None);
     }
 }

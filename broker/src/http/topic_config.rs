@@ -8,10 +8,15 @@
 //! One table below declares every key once, for both JSON shapes: the overrides of a
 //! topic (create, describe) and changes to them (a merge patch, where `null` removes an
 //! override). A unit test checks the table's bounds against `resolve`.
+//!
+//! Requests are read as a JSON object first and then key by key (`from_json`), so that
+//! an unknown key or a bad value is refused as `invalid_config` with a message naming
+//! the setting, rather than as serde's error about the whole body.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 /// `durability`: when appended records are forced to disk.
@@ -29,6 +34,15 @@ pub enum Durability {
 #[serde(rename_all = "lowercase")]
 pub enum CleanupPolicy {
     Delete,
+}
+
+/// `message.timestamp.type`: whose clock records' timestamps come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum MessageTimestampType {
+    /// The producer's create time, checked against the broker's clock.
+    CreateTime,
+    /// The broker's clock when it appends the batch.
+    LogAppendTime,
 }
 
 /// A value as JSON and as the metadata stores it.
@@ -95,7 +109,7 @@ macro_rules! enumeration_config_value {
         }
     )*};
 }
-enumeration_config_value!(Durability, CleanupPolicy);
+enumeration_config_value!(Durability, CleanupPolicy, MessageTimestampType);
 
 /// Deserializes a present key, `null` included, as `Some`; an absent key stays `None`
 /// through `#[serde(default)]`. That tells "remove the override" from "leave it".
@@ -105,6 +119,19 @@ where
     T: ConfigValue,
 {
     optional(deserializer).map(Some)
+}
+
+/// Reads one setting's JSON value with `read`; an error names the setting.
+fn setting<T>(
+    key: &str,
+    value: Value,
+    read: impl FnOnce(Value) -> Result<T, serde_json::Error>,
+) -> Result<T, String> {
+    read(value).map_err(|error| format!("topic config `{key}`: {error}"))
+}
+
+fn unknown_setting(key: &str, known: &[&str]) -> String {
+    format!("unknown topic config `{key}`; known: {}", known.join(", "))
 }
 
 macro_rules! topic_config_keys {
@@ -176,7 +203,39 @@ macro_rules! topic_config_keys {
             }
         }
 
+        /// Every key, as JSON names them.
+        const JSON_KEYS: &[&str] = &[$($key),*];
+
+        impl TopicConfigOverrides {
+            /// Reads overrides from a JSON object. Every error names the setting: an
+            /// unknown key, a value of the wrong type, or one outside its type's range
+            /// (the broker's own bounds are checked by `resolve`).
+            pub fn from_json(object: Map<String, Value>) -> Result<Self, String> {
+                let mut overrides = Self::default();
+                for (key, value) in object {
+                    match key.as_str() {
+                        $( $key => overrides.$field = setting($key, value, optional)?, )*
+                        other => return Err(unknown_setting(other, JSON_KEYS)),
+                    }
+                }
+                Ok(overrides)
+            }
+        }
+
         impl TopicConfigChanges {
+            /// Reads changes from a JSON object (`null` removes an override), with
+            /// errors that name the setting, as [`TopicConfigOverrides::from_json`].
+            pub fn from_json(object: Map<String, Value>) -> Result<Self, String> {
+                let mut changes = Self::default();
+                for (key, value) in object {
+                    match key.as_str() {
+                        $( $key => changes.$field = setting($key, value, present)?, )*
+                        other => return Err(unknown_setting(other, JSON_KEYS)),
+                    }
+                }
+                Ok(changes)
+            }
+
             /// The changes as the controller takes them: `None` removes a key.
             pub fn into_map(self) -> BTreeMap<String, Option<String>> {
                 let mut map = BTreeMap::new();
@@ -214,12 +273,19 @@ topic_config_keys! {
     min_insync_replicas: i16 = "min.insync.replicas", schema(minimum = 1, maximum = 32767);
     /// `delete`: retention removes old segments.
     cleanup_policy: CleanupPolicy = "cleanup.policy", schema(inline);
+    /// `CreateTime` keeps the producer's timestamps; `LogAppendTime` stamps the
+    /// broker's clock on every batch it appends.
+    message_timestamp_type: MessageTimestampType = "message.timestamp.type", schema(inline);
+    /// Create time: a record timestamp further behind the broker's clock is refused
+    /// (`INVALID_TIMESTAMP`). Default: no bound.
+    message_timestamp_before_max_ms: i64 = "message.timestamp.before.max.ms", schema(minimum = 0);
+    /// Create time: a record timestamp further ahead of the broker's clock is refused
+    /// (`INVALID_TIMESTAMP`). Default: 3600000 (one hour).
+    message_timestamp_after_max_ms: i64 = "message.timestamp.after.max.ms", schema(minimum = 0);
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Value;
-
     use super::*;
     use crate::config::BrokerConfig;
     use crate::metadata::topic_config::{KEYS, TopicConfigError, resolve};

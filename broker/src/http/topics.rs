@@ -6,9 +6,9 @@ use axum::http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::{JsonBody, PathParameters, ReadyBroker};
-use super::json::{object, optional_integer};
+use super::json::optional_integer;
 use super::topic_config::{TopicConfigChanges, TopicConfigOverrides};
 use crate::broker::Broker;
 use crate::metadata::{CreateTopic, TopicError, TopicImage};
@@ -90,9 +90,11 @@ pub struct NewTopic {
     #[schema(minimum = 1, maximum = 32767)]
     #[serde(default, deserialize_with = "optional_integer")]
     pub replication_factor: Option<i16>,
-    /// Config overrides, e.g. `{"retention.ms": 86400000}`.
-    #[serde(default, deserialize_with = "object")]
-    pub config: TopicConfigOverrides,
+    /// Config overrides, e.g. `{"retention.ms": 86400000}`. Read key by key (see
+    /// [`TopicConfigOverrides::from_json`]) so that errors name the setting.
+    #[serde(default)]
+    #[schema(value_type = TopicConfigOverrides)]
+    pub config: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]
@@ -184,13 +186,15 @@ pub async fn create_topic(
     ReadyBroker(broker): ReadyBroker,
     JsonBody(new_topic): JsonBody<NewTopic>,
 ) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<Topic>), ApiError> {
+    let config = TopicConfigOverrides::from_json(new_topic.config)
+        .map_err(|message| ApiError::new(ErrorCode::InvalidConfig, message))?;
     let topic = broker
         .create_topic(
             CreateTopic {
                 name: new_topic.name,
                 partitions: new_topic.partitions,
                 replication_factor: new_topic.replication_factor,
-                config: new_topic.config.into_map(),
+                config: config.into_map(),
             },
             false,
         )
@@ -265,8 +269,10 @@ pub async fn delete_topic(
 pub async fn alter_topic_config(
     ReadyBroker(broker): ReadyBroker,
     PathParameters(path): PathParameters<TopicPath>,
-    JsonBody(changes): JsonBody<TopicConfigChanges>,
+    JsonBody(changes): JsonBody<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Json<Topic>, ApiError> {
+    let changes = TopicConfigChanges::from_json(changes)
+        .map_err(|message| ApiError::new(ErrorCode::InvalidConfig, message))?;
     let topic = broker
         .alter_topic_config(&path.name, changes.into_map())
         .await?;

@@ -12,14 +12,24 @@
 //! | `flush.ms`, `flush.bytes` | the `interval` policy's period and byte threshold |
 //! | `min.insync.replicas` | acks=all needs this many in-sync replicas |
 //! | `cleanup.policy` | `delete` (compaction comes later) |
+//! | `message.timestamp.type` | `CreateTime` (the producer's) or `LogAppendTime` (the broker stamps) |
+//! | `message.timestamp.before.max.ms` | create time may be at most this far behind the broker's clock |
+//! | `message.timestamp.after.max.ms` | create time may be at most this far ahead of the broker's clock |
 
 use std::collections::BTreeMap;
+
+use fjord_protocol::batch::TimestampType;
 
 use crate::config::BrokerConfig;
 use crate::storage::{Durability, LogConfig};
 
+/// Default of `message.timestamp.before.max.ms`: no bound (Kafka's default).
+pub const TIMESTAMP_BEFORE_MAX_MS_DEFAULT: u64 = i64::MAX as u64;
+/// Default of `message.timestamp.after.max.ms`: one hour (Kafka's default since 4.0).
+pub const TIMESTAMP_AFTER_MAX_MS_DEFAULT: u64 = 3_600_000;
+
 /// Every key a topic may set.
-pub const KEYS: [&str; 9] = [
+pub const KEYS: [&str; 12] = [
     "retention.ms",
     "retention.bytes",
     "segment.bytes",
@@ -29,6 +39,9 @@ pub const KEYS: [&str; 9] = [
     "flush.ms",
     "flush.bytes",
     "min.insync.replicas",
+    "message.timestamp.type",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms",
 ];
 const CLEANUP_POLICY: &str = "cleanup.policy";
 
@@ -50,6 +63,14 @@ pub struct TopicConfig {
     pub log: LogConfig,
     pub max_message_bytes: u32,
     pub min_insync_replicas: i16,
+    /// Whose clock the records' timestamps come from.
+    pub timestamp_type: TimestampType,
+    /// A create-time timestamp more than this many ms before the broker's clock is
+    /// refused with `INVALID_TIMESTAMP`.
+    pub timestamp_before_max_ms: u64,
+    /// A create-time timestamp more than this many ms after the broker's clock is
+    /// refused with `INVALID_TIMESTAMP`.
+    pub timestamp_after_max_ms: u64,
 }
 
 fn number<T>(key: &str, value: &str, min: T) -> Result<T, TopicConfigError>
@@ -73,6 +94,9 @@ pub fn resolve(
     let mut log = defaults.default_log_config();
     let mut max_message_bytes = defaults.max_message_bytes;
     let mut min_insync_replicas = 1i16;
+    let mut timestamp_type = TimestampType::CreateTime;
+    let mut timestamp_before_max_ms = TIMESTAMP_BEFORE_MAX_MS_DEFAULT;
+    let mut timestamp_after_max_ms = TIMESTAMP_AFTER_MAX_MS_DEFAULT;
     let (mut flush_ms, mut flush_bytes) = (
         defaults.log_flush_interval_ms,
         defaults.log_flush_interval_bytes,
@@ -90,6 +114,25 @@ pub fn resolve(
             "flush.ms" => flush_ms = number(key, value, 1u64)?,
             "flush.bytes" => flush_bytes = number(key, value, 1u64)?,
             "min.insync.replicas" => min_insync_replicas = number(key, value, 1i16)?,
+            "message.timestamp.type" => {
+                timestamp_type = match value.as_str() {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    other => {
+                        return Err(TopicConfigError::Invalid(format!(
+                            "`message.timestamp.type` must be `CreateTime` or `LogAppendTime`, got `{other}`"
+                        )));
+                    }
+                }
+            }
+            "message.timestamp.before.max.ms" => {
+                timestamp_before_max_ms =
+                    u64::try_from(number::<i64>(key, value, 0)?).expect("at least 0")
+            }
+            "message.timestamp.after.max.ms" => {
+                timestamp_after_max_ms =
+                    u64::try_from(number::<i64>(key, value, 0)?).expect("at least 0")
+            }
             "durability" => match value.as_str() {
                 "fsync" | "interval" => durability = Some(value.clone()),
                 other => {
@@ -138,6 +181,9 @@ pub fn resolve(
         log,
         max_message_bytes,
         min_insync_replicas,
+        timestamp_type,
+        timestamp_before_max_ms,
+        timestamp_after_max_ms,
     })
 }
 
@@ -172,6 +218,8 @@ mod tests {
             ("segment.bytes", "10"),
             ("durability", "sometimes"),
             ("retention.ms", "x"),
+            ("message.timestamp.type", "create"),
+            ("message.timestamp.after.max.ms", "-1"),
         ] {
             let error =
                 resolve(&defaults, &[(key.to_string(), value.to_string())].into()).unwrap_err();

@@ -8,15 +8,18 @@
 //! its response has been written.
 //!
 //! Bad input never reaches other connections: a frame that cannot be framed or whose
-//! header cannot be read closes this connection; a request that cannot be decoded or
-//! handled is answered with an error code in the response header.
+//! header runs past its frame closes this connection; a header holding a refused value
+//! (such as an over-long client id) and a request that cannot be decoded or handled are
+//! answered with an error code in the response header.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use fjord_protocol::frame::{Decoded, LENGTH_PREFIX_BYTES, decode_frame, split_request};
+use fjord_protocol::frame::{
+    Decoded, LENGTH_PREFIX_BYTES, answerable_correlation_id, decode_frame, split_request,
+};
 use fjord_protocol::messages::Request;
 use fjord_protocol::{ApiKey, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -142,8 +145,25 @@ fn start_request(
     frame: Bytes,
     memory: OwnedSemaphorePermit,
 ) -> Result<Pending, String> {
-    let (header, body) =
-        split_request(frame).map_err(|error| format!("unreadable request header: {error}"))?;
+    let (header, body) = match split_request(frame.clone()) {
+        Ok(parts) => parts,
+        Err(error) => {
+            let correlation_id = answerable_correlation_id(&frame, &error)
+                .ok_or_else(|| format!("unreadable request header: {error}"))?;
+            tracing::debug!(correlation_id, %error, "refusing request header");
+            let response = tokio::spawn(async move {
+                Some(ResponseFrame::error(
+                    correlation_id,
+                    ErrorCode::InvalidRequest,
+                ))
+            });
+            return Ok(Pending {
+                correlation_id,
+                response,
+                _memory: memory,
+            });
+        }
+    };
     let correlation_id = header.correlation_id;
     let broker = broker.clone();
     let response = tokio::spawn(async move {

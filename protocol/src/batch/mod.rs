@@ -34,8 +34,8 @@ mod view;
 
 pub use builder::{BatchBuilder, HeaderInput, RecordInput};
 pub use view::{
-    Compression, Header, Record, RecordBatch, RecordBatchError, RecordBatches, TimestampType,
-    set_base_offset, set_partition_leader_epoch,
+    Compression, Header, Record, RecordBatch, RecordBatchError, RecordBatches, TimestampBounds,
+    TimestampType, set_base_offset, set_log_append_time, set_partition_leader_epoch,
 };
 
 /// Bytes of the batch header, before the first record.

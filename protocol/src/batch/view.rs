@@ -180,7 +180,7 @@ impl RecordBatch {
     }
 
     pub fn timestamp_type(&self) -> TimestampType {
-        if self.attributes() & 0x08 != 0 {
+        if self.attributes() & LOG_APPEND_TIME_ATTRIBUTE != 0 {
             TimestampType::LogAppendTime
         } else {
             TimestampType::CreateTime
@@ -212,6 +212,13 @@ impl RecordBatch {
     /// and a walk over every record proving it is well formed with consecutive offset
     /// deltas. The walk allocates nothing.
     pub fn validate(&self) -> Result<(), RecordBatchError> {
+        self.validate_records().map(drop)
+    }
+
+    /// [`RecordBatch::validate`], also returning the smallest and largest record
+    /// timestamps met on the walk (`base_timestamp + timestamp_delta`, wrapping), so
+    /// that a broker can check them without walking the records again.
+    pub fn validate_records(&self) -> Result<TimestampBounds, RecordBatchError> {
         if self.magic() != MAGIC {
             return Err(RecordBatchError::UnsupportedMagic(self.magic()));
         }
@@ -225,6 +232,11 @@ impl RecordBatch {
         {
             return Err(RecordBatchError::InvalidRecordCount(count));
         }
+        let base_timestamp = self.base_timestamp();
+        let mut bounds = TimestampBounds {
+            min_ms: i64::MAX,
+            max_ms: i64::MIN,
+        };
         let mut position = BATCH_HEADER_BYTES;
         for index in 0..count as usize {
             let record = parse_record(&self.bytes, position, index, false)?;
@@ -234,6 +246,9 @@ impl RecordBatch {
                     reason: "offset delta out of sequence",
                 });
             }
+            let timestamp = base_timestamp.wrapping_add(record.timestamp_delta);
+            bounds.min_ms = bounds.min_ms.min(timestamp);
+            bounds.max_ms = bounds.max_ms.max(timestamp);
             position = record.end;
         }
         if position != self.bytes.len() {
@@ -242,7 +257,7 @@ impl RecordBatch {
                 reason: "bytes after the last record",
             });
         }
-        Ok(())
+        Ok(bounds)
     }
 
     /// Iterates the records lazily, decoding one per step.
@@ -253,6 +268,28 @@ impl RecordBatch {
             index: 0,
         }
     }
+}
+
+/// The smallest and largest record timestamp of a batch, in ms since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampBounds {
+    pub min_ms: i64,
+    pub max_ms: i64,
+}
+
+/// Attribute bit 3: the batch's timestamps are the broker's log-append time.
+const LOG_APPEND_TIME_ATTRIBUTE: i16 = 0x08;
+
+/// Turns the batch at the start of `batch` into a log-append-time batch stamped with
+/// `append_time_ms`: sets attribute bit 3 and `max_timestamp`, which readers then take
+/// as every record's timestamp, and recomputes the CRC (both fields are covered by it).
+pub fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) {
+    let attributes = i16::from_be_bytes(batch[layout::ATTRIBUTES..][..2].try_into().unwrap());
+    batch[layout::ATTRIBUTES..][..2]
+        .copy_from_slice(&(attributes | LOG_APPEND_TIME_ATTRIBUTE).to_be_bytes());
+    batch[layout::MAX_TIMESTAMP..][..8].copy_from_slice(&append_time_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[layout::ATTRIBUTES..]);
+    batch[layout::CRC..][..4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Stamps the base offset of the batch at the start of `batch` in place.

@@ -6,6 +6,7 @@ mod fetch;
 mod groups;
 mod list_offsets;
 mod produce;
+mod produce_rules;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

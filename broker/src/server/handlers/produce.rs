@@ -3,27 +3,32 @@
 //! alone, so acks=all and acks=leader wait for the same thing).
 //!
 //! The batches are validated and stamped as received: no record is decoded into an
-//! allocation and no batch is re-encoded.
+//! allocation and no batch is re-encoded (a log-append-time topic's batches are copied
+//! once to stamp the time, see [`super::produce_rules`]). The batches of one partition
+//! are all-or-nothing: one refused batch refuses the partition's whole `records`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fjord_protocol::batch::RecordBatches;
+use fjord_protocol::batch::{RecordBatches, TimestampType};
 use fjord_protocol::messages::{
     Acks, ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopicResponse,
 };
 use fjord_protocol::{ErrorCode, RecordBatch};
 
+use super::produce_rules;
 use crate::broker::Broker;
 use crate::group::OFFSETS_TOPIC;
 use crate::server::response::ResponseFrame;
-use crate::storage::{AppendInfo, PartitionLog};
+use crate::storage::{AppendInfo, Clock, PartitionLog, SystemClock};
 
 /// A partition's outcome before durability is known.
 struct Appended {
     log: Arc<PartitionLog>,
     info: AppendInfo,
+    /// The broker's append time for a log-append-time topic; -1 for create time.
+    log_append_time_ms: i64,
 }
 
 /// A partition index and its append outcome (a ready error response on failure).
@@ -102,7 +107,7 @@ pub async fn handle(
                         partition,
                         error_code: ErrorCode::None,
                         base_offset: appended.info.base_offset,
-                        log_append_time_ms: -1,
+                        log_append_time_ms: appended.log_append_time_ms,
                         log_start_offset: appended.log.log_start_offset(),
                         error_message: None,
                     },
@@ -170,8 +175,12 @@ async fn append(
         ));
     }
     if records.is_empty() {
-        return Err(fail(ErrorCode::InvalidRecord, "no record batch".into()));
+        return Err(fail(
+            ErrorCode::CorruptMessage,
+            "records is empty: a record batch is at least 61 bytes".into(),
+        ));
     }
+    let now_ms = SystemClock.now_ms();
     let mut batches: Vec<RecordBatch> = Vec::with_capacity(1);
     let mut record_count = 0u64;
     for batch in RecordBatches::new(records) {
@@ -186,9 +195,11 @@ async fn append(
                 ),
             ));
         }
-        batch
-            .validate()
+        let bounds = batch
+            .validate_records()
             .map_err(|error| fail(error.error_code(), error.to_string()))?;
+        let batch = produce_rules::admit(batch, bounds, &config, now_ms)
+            .map_err(|(code, message)| fail(code, message))?;
         record_count += batch.record_count() as u64;
         batches.push(batch);
     }
@@ -197,5 +208,13 @@ async fn append(
         .map_err(|error| fail(error.error_code(), error.to_string()))?;
     metrics::counter!("fjord_produce_bytes_total").increment(info.bytes);
     metrics::counter!("fjord_produce_records_total").increment(record_count);
-    Ok(Appended { log, info })
+    let log_append_time_ms = match config.timestamp_type {
+        TimestampType::LogAppendTime => now_ms,
+        TimestampType::CreateTime => -1,
+    };
+    Ok(Appended {
+        log,
+        info,
+        log_append_time_ms,
+    })
 }
