@@ -25,13 +25,13 @@ use std::collections::BTreeMap;
 use std::io::{ErrorKind, Write};
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, ValueEnum};
 use fjord_client::{
     Admin, Client, Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupConsumerConfig,
     OffsetReset, TopicPartition,
 };
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::json;
 
 /// How long one poll waits before the stop conditions are checked again.

@@ -1,5 +1,6 @@
 //! ListOffsets: earliest (log start), latest (high watermark for consumers, log end for
-//! replicas) and the first offset at or after a timestamp.
+//! replicas) and the first offset at or after a timestamp. The client's leader epoch is
+//! checked as Fetch checks it.
 
 use std::sync::Arc;
 
@@ -42,6 +43,16 @@ pub fn handle(
                                 return response;
                             }
                         };
+                    // As in Fetch: -1 (any negative) skips the check.
+                    let epoch = entry.current_leader_epoch;
+                    if epoch >= 0 && epoch < partition.leader_epoch {
+                        response.error_code = ErrorCode::FencedLeaderEpoch;
+                        return response;
+                    }
+                    if epoch > partition.leader_epoch {
+                        response.error_code = ErrorCode::UnknownLeaderEpoch;
+                        return response;
+                    }
                     response.leader_epoch = partition.leader_epoch;
                     let visible_end = if consumer {
                         log.high_watermark()
