@@ -1,6 +1,7 @@
 //! `fjord-broker`: runs one Fjord broker until SIGTERM or Ctrl-C, then shuts down
 //! gracefully (in-flight requests finish, every log is flushed and checkpointed).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,7 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Settings come from the TOML file given with --config, then FJORD_* environment
 /// variables, then these flags; see docs/configuration.md. Logging follows RUST_LOG
-/// (default: info).
+/// (default: info); log lines are coloured only when stdout is a terminal.
 #[derive(Debug, Parser)]
 #[command(name = "fjord-broker", version)]
 struct Cli {
@@ -35,10 +36,12 @@ fn main() -> ExitCode {
         .after_long_help(format!("Defaults:\n{defaults}"))
         .get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    // Colours only for a person at a terminal: a file or a pipe gets plain text.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let config = match BrokerConfig::load(cli.config.as_deref(), cli.overrides) {
         Ok(config) => config,

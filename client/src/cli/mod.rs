@@ -20,9 +20,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fjord_client::config::DEFAULT_BOOTSTRAP;
 use fjord_client::{Client, ClientConfig};
 
-/// Command-line tool for Fjord event-streaming clusters.
+/// The Fjord command-line tool: create and inspect topics, produce and consume
+/// records, and manage consumer groups of a Fjord cluster.
+///
+/// Brokers are given with --bootstrap or FJORD_BOOTSTRAP (default 127.0.0.1:9192).
 #[derive(Debug, Parser)]
-#[command(name = "fjord", version, about)]
+#[command(name = "fjord", version)]
 pub struct Cli {
     /// Brokers to bootstrap from: comma-separated host:port addresses.
     #[arg(long, global = true, env = "FJORD_BOOTSTRAP", default_value = DEFAULT_BOOTSTRAP)]
@@ -75,6 +78,20 @@ mod tests {
     #[test]
     fn arguments_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// `fjord --help` opens by saying what the tool does (not the library crate's
+    /// description) and names the bootstrap setting.
+    #[test]
+    fn help_says_what_the_tool_does() {
+        let help = Cli::command().render_help().to_string();
+        assert!(
+            help.starts_with("The Fjord command-line tool: create and inspect topics"),
+            "{help}"
+        );
+        assert!(!help.contains("library"), "{help}");
+        let long_help = Cli::command().render_long_help().to_string();
+        assert!(long_help.contains("FJORD_BOOTSTRAP"), "{long_help}");
     }
 
     /// The spellings of the issue parse.
