@@ -62,7 +62,7 @@ fn hex_block(lines: &[&str]) -> Option<Vec<u8>> {
         let data = line.split('#').next().unwrap_or_default();
         digits.extend(data.chars().filter(|c| !c.is_whitespace()));
     }
-    if digits.is_empty() || digits.len() % 2 != 0 {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
         return None;
     }
     if !digits.chars().all(|c| c.is_ascii_hexdigit()) {
