@@ -236,3 +236,54 @@ async fn consume_from_the_end_follows() {
     println!("fjord consume done after {:?}", started.elapsed());
     broker.shutdown().await.unwrap();
 }
+
+/// Following ends cleanly on SIGTERM, saying so on stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_ends_on_sigterm() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start_broker(directory.path()).await;
+    let client = connect(&broker).await;
+    create_topic(&client, "quiet").await;
+    let bootstrap = broker.client_addr().to_string();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
+        .args(words(&format!("--bootstrap {bootstrap} consume quiet")))
+        .env_remove("FJORD_BOOTSTRAP")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = ChildGuard(child);
+    let stderr = child.0.stderr.take().unwrap();
+    let pid = child.0.id().to_string();
+    let said = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+        let mut said: Vec<String> = Vec::new();
+        for line in lines.by_ref() {
+            let waiting = line.contains("waiting for new records on 'quiet'");
+            said.push(line);
+            if waiting {
+                let status = std::process::Command::new("kill")
+                    .args(["-TERM", &pid])
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+                break;
+            }
+        }
+        said.extend(lines);
+        said
+    });
+    let said = tokio::time::timeout(PATIENCE, said)
+        .await
+        .expect("fjord consume said it waits, and ended on SIGTERM")
+        .unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}: {said:?}");
+    assert!(
+        said.iter()
+            .any(|line| line.contains("0 records from 'quiet': interrupted")),
+        "{said:?}"
+    );
+    broker.shutdown().await.unwrap();
+}

@@ -108,9 +108,12 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
             );
         }
     }
+    // Installed before saying it waits, so that a signal after that line is caught.
+    let stop = interruption()?;
+    tokio::pin!(stop);
     if follow {
         eprintln!(
-            "waiting for new records on '{}' (Ctrl-C to stop)",
+            "waiting for new records on '{}' (Ctrl-C or SIGTERM to stop)",
             args.topic
         );
     }
@@ -128,7 +131,7 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
         }
         let records = tokio::select! {
             records = consumer.poll(POLL_INTERVAL) => records?,
-            interrupted = tokio::signal::ctrl_c() => {
+            interrupted = &mut stop => {
                 interrupted?;
                 break Stop::Interrupted;
             }
@@ -154,7 +157,7 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
     let reason = match outcome {
         Stop::MaxMessages => "reached --max-messages",
         Stop::End => "reached the end (--follow waits for more)",
-        Stop::Interrupted => "interrupted",
+        Stop::Interrupted => "interrupted (Ctrl-C or SIGTERM)",
     };
     let noun = if printed == 1 { "record" } else { "records" };
     eprintln!("{printed} {noun} from '{}': {reason}", args.topic);
@@ -169,20 +172,25 @@ enum Stop {
     Interrupted,
 }
 
-/// Completes on Ctrl-C or (on Unix) SIGTERM.
-async fn interrupted() -> std::io::Result<()> {
+/// A future that completes on Ctrl-C or (on Unix) SIGTERM. On Unix both handlers are
+/// installed before this returns, so a signal sent as soon as the command says it is
+/// waiting is caught rather than ending the process.
+fn interruption() -> std::io::Result<impl Future<Output = std::io::Result<()>>> {
     #[cfg(unix)]
     {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            interrupted = tokio::signal::ctrl_c() => interrupted,
-            _ = terminate.recv() => Ok(()),
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => Ok(()),
+                _ = terminate.recv() => Ok(()),
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await
+        Ok(tokio::signal::ctrl_c())
     }
 }
 
@@ -199,7 +207,7 @@ async fn run_in_group(client: &Client, group: &str, args: &ConsumeArgs) -> anyho
     };
     let mut consumer = GroupConsumer::new(client, config)?;
     consumer.subscribe([args.topic.clone()])?;
-    let stop = interrupted();
+    let stop = interruption()?;
     tokio::pin!(stop);
     let mut printed: u64 = 0;
     let stdout = std::io::stdout();
