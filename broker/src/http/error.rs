@@ -178,7 +178,8 @@ impl From<StorageError> for ApiError {
             StorageError::Closed(_) => ErrorCode::TopicNotFound,
             StorageError::Io { .. }
             | StorageError::Offline { .. }
-            | StorageError::Corrupt { .. } => ErrorCode::StorageError,
+            | StorageError::Corrupt { .. }
+            | StorageError::NeedsRecovery { .. } => ErrorCode::StorageError,
         };
         Self::new(code, error.to_string())
     }

@@ -7,6 +7,7 @@
 //! - [`index`]: the memory-mapped sparse indexes (the only `unsafe` in the broker).
 //! - [`epochs`]: the leader-epoch cache.
 //! - [`manager`]: [`LogManager`], every partition of the broker, its background work.
+//! - [`recovery`]: what recovery may do with lost durable data; gap batches.
 //! - [`file_format`]: file headers and crash-safe state files.
 //! - [`config`], [`clock`], [`error`].
 //!
@@ -20,6 +21,7 @@ pub mod file_format;
 pub mod index;
 pub mod log;
 pub mod manager;
+pub mod recovery;
 pub mod segment;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -27,3 +29,4 @@ pub use config::{Durability, LogConfig};
 pub use error::StorageError;
 pub use log::{AppendInfo, PartitionLog, ReadResult, RecoveryReport};
 pub use manager::{LogManager, TopicPartition};
+pub use recovery::RecoveryMode;
