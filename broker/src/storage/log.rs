@@ -389,6 +389,38 @@ impl PartitionLog {
         Ok((log, report))
     }
 
+    /// Creates the log in `dir`, which must hold no segment, empty and starting at
+    /// `log_start_offset`: for a log whose directory was lost, so that offsets already
+    /// handed out are never reused.
+    pub fn create_empty_at(
+        dir: &Path,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        log_start_offset: i64,
+    ) -> Result<Arc<Self>> {
+        fs::create_dir_all(dir)
+            .map_err(|error| StorageError::io("create directory", dir, error))?;
+        if !list_segments(dir)?.is_empty() {
+            return Err(StorageError::Corrupt {
+                path: dir.to_owned(),
+                reason: "holds segments; an empty log cannot be created over them".into(),
+            });
+        }
+        let checkpoint = Checkpoint {
+            recovery_point: log_start_offset,
+            high_watermark: log_start_offset,
+            log_start_offset,
+            clean: false,
+        };
+        write_state_file(
+            dir,
+            CHECKPOINT_FILE,
+            StateKind::Checkpoint,
+            &checkpoint.encode(),
+        )?;
+        Ok(Self::open(dir, config, clock)?.0)
+    }
+
     fn lock(&self) -> MutexGuard<'_, LogState> {
         self.state.lock().expect("log lock poisoned")
     }

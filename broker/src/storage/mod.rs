@@ -6,6 +6,7 @@
 //! - [`segment`]: one `.log` file with its two indexes; recovery scans.
 //! - [`index`]: the memory-mapped sparse indexes (the only `unsafe` in the broker).
 //! - [`epochs`]: the leader-epoch cache.
+//! - [`log_ends`]: the broker-wide record of every partition's last log end.
 //! - [`manager`]: [`LogManager`], every partition of the broker, its background work.
 //! - [`recovery`]: what recovery may do with lost durable data; gap batches.
 //! - [`file_format`]: file headers and crash-safe state files.
@@ -20,6 +21,7 @@ pub mod error;
 pub mod file_format;
 pub mod index;
 pub mod log;
+pub mod log_ends;
 pub mod manager;
 pub mod recovery;
 pub mod segment;
@@ -29,4 +31,4 @@ pub use config::{Durability, LogConfig};
 pub use error::StorageError;
 pub use log::{AppendInfo, PartitionLog, ReadResult, RecoveryReport};
 pub use manager::{LogManager, TopicPartition};
-pub use recovery::RecoveryMode;
+pub use recovery::{RecoverError, RecoveryAction, RecoveryMode};

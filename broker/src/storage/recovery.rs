@@ -31,6 +31,47 @@ pub enum RecoveryMode {
     SkipGap,
 }
 
+/// What an operator decides for a partition that is offline after start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryAction {
+    /// Open the log with [`RecoveryMode::Truncate`].
+    Truncate,
+    /// Open the log with [`RecoveryMode::SkipGap`].
+    SkipGap,
+    /// The partition's directory is gone: recreate the log empty, starting at the
+    /// offset where it ended, so that no offset is ever reused.
+    AcceptLoss,
+}
+
+impl RecoveryAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Truncate => "truncate",
+            Self::SkipGap => "skip_gap",
+            Self::AcceptLoss => "accept_loss",
+        }
+    }
+}
+
+/// Why an operator's recovery of a partition was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    /// Only offline partitions are recovered.
+    #[error("partition {0} is not offline")]
+    NotOffline(String),
+    /// The action does not fit what is wrong (e.g. `accept_loss` for a damaged
+    /// segment, `truncate` for a missing directory).
+    #[error("{action} does not apply to partition {partition}: {reason}")]
+    NotApplicable {
+        partition: String,
+        action: &'static str,
+        reason: String,
+    },
+    /// Recovery itself failed; the partition stays offline.
+    #[error(transparent)]
+    Storage(#[from] super::StorageError),
+}
+
 /// Empty record batches (no records, no producer) covering the offsets `from..to`,
 /// each as long as `last_offset_delta` allows. Consumers read them like the empty
 /// batches Kafka's compaction leaves: no records, and the next offset after them.
