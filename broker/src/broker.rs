@@ -295,14 +295,14 @@ impl Broker {
         .expect("partition recovery panicked")
     }
 
+    /// Creates the logs of a new topic's partitions.
     fn create_logs(&self, topic: &TopicImage) -> Result<(), StorageError> {
         let config = self.topic_config(topic).log;
         for partition in &topic.partitions {
             if partition.replicas.contains(&self.config.node_id) {
-                self.logs.get_or_create(
-                    &TopicPartition::new(topic.name.clone(), partition.partition),
-                    config.clone(),
-                )?;
+                let partition = TopicPartition::new(topic.name.clone(), partition.partition);
+                self.logs.forget_log_end(&partition);
+                self.logs.get_or_create(&partition, config.clone())?;
             }
         }
         Ok(())

@@ -807,6 +807,66 @@ async fn a_damaged_segment_header_costs_only_its_partition() {
     broker.shutdown().await.unwrap();
 }
 
+/// A start that fails after the partition logs were opened (here the consumer offsets
+/// cannot be replayed: a batch in the middle of their partition is damaged, which a
+/// clean open does not walk over) closes the logs it opened cleanly, so that the next
+/// start does not take every log for crashed and scan it again.
+#[tokio::test]
+async fn a_failed_start_leaves_the_logs_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let one_offsets_partition = |config: &mut BrokerConfig| config.offsets_topic_partitions = 1;
+    let broker = start(dir.path(), one_offsets_partition).await;
+    let addr = broker.http_addr();
+    let created = send_json(
+        addr,
+        "POST",
+        "/v1/topics",
+        &json!({"name": "kept", "partitions": 1, "config": {"retention.ms": -1}}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    assert_eq!(
+        client.produce("kept", 0, values_batch("kept", 100)).await,
+        ErrorCode::None
+    );
+    let member = client.join_group("keepers", "kept").await;
+    for offset in 1..=100 {
+        assert_eq!(
+            client.commit("keepers", &member, "kept", 0, offset).await,
+            ErrorCode::None
+        );
+    }
+    drop(client);
+    broker.shutdown().await.unwrap();
+
+    let offsets = segment_files(&dir.path().join("__consumer_offsets-0"))[0].clone();
+    let mut bytes = std::fs::read(&offsets).unwrap();
+    assert!(
+        bytes.len() > 2 * 4096,
+        "{} bytes: too few index entries",
+        bytes.len()
+    );
+    let second_batch = 24 + 12 + u32::from_be_bytes(bytes[32..36].try_into().unwrap()) as usize;
+    bytes[second_batch + 8] ^= 0x40;
+    std::fs::write(&offsets, &bytes).unwrap();
+
+    let mut config = BrokerConfig::for_tests(dir.path());
+    one_offsets_partition(&mut config);
+    let error = Broker::start(config).await.unwrap_err();
+    println!("start failed as expected: {error:#}");
+    let (_, report) = fjord_broker::storage::PartitionLog::open(
+        &dir.path().join("kept-0"),
+        fjord_broker::storage::LogConfig::default(),
+        std::sync::Arc::new(fjord_broker::storage::SystemClock),
+    )
+    .unwrap();
+    assert!(
+        report.clean_shutdown,
+        "the failed start left the log unclean"
+    );
+}
+
 /// The record view verifies CRCs like the native consumer: after one flipped bit in a
 /// stored value it answers `storage_error` instead of serving the altered value.
 #[tokio::test]

@@ -134,7 +134,11 @@ fn run_model(
             }
             Op::Read { from_back } => {
                 let from = (end - from_back).max(log_start);
-                let expected: Vec<_> = model.iter().filter(|(offset, _)| *offset >= from).cloned().collect();
+                let expected: Vec<_> = model
+                    .iter()
+                    .filter(|(offset, _)| *offset >= from)
+                    .cloned()
+                    .collect();
                 prop_assert_eq!(read_all(&log, from), expected);
             }
             Op::Truncate { back } => {
@@ -164,7 +168,8 @@ fn run_model(
             Op::CleanReopen => {
                 log.close().unwrap();
                 drop(log);
-                let (reopened, report) = PartitionLog::open(dir, small_config(), Arc::new(clock.clone())).unwrap();
+                let (reopened, report) =
+                    PartitionLog::open(dir, small_config(), Arc::new(clock.clone())).unwrap();
                 prop_assert!(report.clean_shutdown);
                 prop_assert_eq!(report.segments_scanned, 0);
                 log = reopened;
@@ -180,7 +185,14 @@ fn run_model(
         prop_assert_eq!(log.log_start_offset(), log_start);
         clock.advance_ms(1);
     }
-    Ok((log, Model { records: model, log_start, end }))
+    Ok((
+        log,
+        Model {
+            records: model,
+            log_start,
+            end,
+        },
+    ))
 }
 
 /// Damage done to a durable log's files while the broker is down.
@@ -206,10 +218,18 @@ fn damage() -> impl Strategy<Value = Damage> {
     use prop::sample::Index;
     prop_oneof![
         any::<Index>().prop_map(|segment| Damage::DeleteSealedSegment { segment }),
-        (any::<Index>(), any::<Index>(), any::<Index>())
-            .prop_map(|(segment, entry, target)| Damage::IndexEntry { segment, entry, target }),
-        (any::<Index>(), any::<Index>(), 0u8..8)
-            .prop_map(|(segment, byte, bit)| Damage::FlipBit { segment, byte, bit }),
+        (any::<Index>(), any::<Index>(), any::<Index>()).prop_map(|(segment, entry, target)| {
+            Damage::IndexEntry {
+                segment,
+                entry,
+                target,
+            }
+        }),
+        (any::<Index>(), any::<Index>(), 0u8..8).prop_map(|(segment, byte, bit)| Damage::FlipBit {
+            segment,
+            byte,
+            bit
+        }),
     ]
 }
 
@@ -219,7 +239,9 @@ fn read_all_checked(log: &PartitionLog, from: i64) -> Result<Vec<(i64, String)>,
     let mut records = Vec::new();
     let mut offset = from;
     for _ in 0..100_000 {
-        let result = log.read(offset, 700, i64::MAX).map_err(|error| error.to_string())?;
+        let result = log
+            .read(offset, 700, i64::MAX)
+            .map_err(|error| error.to_string())?;
         if result.records.is_empty() {
             return Ok(records);
         }

@@ -317,13 +317,22 @@ impl LogManager {
         config: LogConfig,
     ) -> Result<Arc<PartitionLog>, RecoverError> {
         let mut offline_partitions = self.offline.write().expect("lock poisoned");
-        let Some(offline) = offline_partitions.get(partition).cloned() else {
-            return Err(RecoverError::NotOffline(partition.to_string()));
-        };
         let not_applicable = |reason: &str| RecoverError::NotApplicable {
             partition: partition.to_string(),
             action: action.name(),
             reason: reason.to_owned(),
+        };
+        let Some(offline) = offline_partitions.get(partition).cloned() else {
+            if self
+                .get(partition)
+                .is_some_and(|log| log.failure().is_some())
+            {
+                return Err(not_applicable(
+                    "a write or fsync failed while it was open; restarting the broker \
+                     recovers its log",
+                ));
+            }
+            return Err(RecoverError::NotOffline(partition.to_string()));
         };
         let dir = self.data_dir.join(partition.to_string());
         let opened = match (action, offline.lost_log_end_offset) {
@@ -371,6 +380,15 @@ impl LogManager {
                 Err(error.into())
             }
         }
+    }
+
+    /// Forgets what was known of a partition's log end: a new topic's partitions have
+    /// no history, whatever a topic of the same name once held.
+    pub fn forget_log_end(&self, partition: &TopicPartition) {
+        self.known_ends
+            .lock()
+            .expect("lock poisoned")
+            .remove(partition);
     }
 
     /// Records every partition's log end in `log-ends`: open logs, and offline
