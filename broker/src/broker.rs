@@ -242,6 +242,9 @@ impl Broker {
                     continue;
                 }
                 let partition = TopicPartition::new(topic.name.clone(), partition.partition);
+                if self.logs.offline_reason(&partition).is_some() {
+                    continue; // reported when its log failed to open
+                }
                 if let Err(error) = self.logs.get_or_create(&partition, config.clone()) {
                     tracing::error!(%partition, %error, "partition is offline");
                     self.logs.mark_offline(&partition, error.to_string());

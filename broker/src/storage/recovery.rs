@@ -27,7 +27,9 @@ pub enum RecoveryMode {
     /// Keep every intact batch. A missing segment, and the part of a damaged segment
     /// after the damage, become a hole of offsets, filled with empty batches
     /// ([`gap_batches`]) so that the log stays contiguous and keeps its end. A hole at
-    /// the very start of the log moves the log start instead.
+    /// the very start of the log moves the log start instead; a damaged segment header
+    /// is rewritten and the batches behind it verified. A segment that overlaps the
+    /// one before it cannot be kept beside it: the log is cut there, as by `Truncate`.
     SkipGap,
 }
 
