@@ -148,7 +148,7 @@ pub struct PartitionLog {
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering it after an unclean shutdown.
     /// Missing or damaged data below the recovery point makes it fail with
-    /// [`StorageError::NeedsRecovery`] and changes nothing on disk.
+    /// [`StorageError::NeedsRecovery`] and neither deletes nor cuts any data.
     pub fn open(
         dir: &Path,
         config: LogConfig,
