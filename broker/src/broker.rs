@@ -28,7 +28,10 @@ use crate::metadata::{
     Controller, CreateTopic, MetadataImage, PartitionImage, TopicError, TopicImage,
 };
 use crate::storage::manager::BackgroundIntervals;
-use crate::storage::{LogManager, PartitionLog, StorageError, SystemClock, TopicPartition};
+use crate::storage::{
+    LogManager, PartitionLog, RecoverError, RecoveryAction, StorageError, SystemClock,
+    TopicPartition,
+};
 use fjord_protocol::ErrorCode;
 
 /// The running broker's shared state.
@@ -155,8 +158,20 @@ impl Broker {
         });
         http_state.set_broker(broker.clone());
         let recovering = broker.clone();
-        tokio::task::spawn_blocking(move || recovering.open_logs()).await??;
-        GroupService::load(&broker).await?;
+        let opened = tokio::task::spawn_blocking(move || recovering.open_logs()).await?;
+        let loaded = match opened {
+            Ok(()) => GroupService::load(&broker).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = loaded {
+            // Close what was opened cleanly, or the next start would take every log
+            // for crashed and scan it again.
+            let logs = broker.logs.clone();
+            if let Err(close_error) = tokio::task::spawn_blocking(move || logs.close_all()).await? {
+                tracing::error!(%close_error, "closing logs after a failed start failed");
+            }
+            return Err(error);
+        }
         tasks.push(tokio::spawn(GroupService::run(
             broker.clone(),
             shutdown_receiver.clone(),
@@ -218,23 +233,79 @@ impl Broker {
                 tracing::info!(%partition, scanned = report.segments_scanned, truncated_bytes = report.truncated_bytes, "recovered partition after unclean shutdown");
             }
         }
+        // Partitions whose directory is missing are created now; one that cannot be
+        // (or must not be: its data is lost) stays offline, and the rest start.
         for topic in image.topics.values() {
-            self.create_logs(topic)?;
+            let config = self.topic_config(topic).log;
+            for partition in &topic.partitions {
+                if !partition.replicas.contains(&self.config.node_id) {
+                    continue;
+                }
+                let partition = TopicPartition::new(topic.name.clone(), partition.partition);
+                if self.logs.offline_reason(&partition).is_some() {
+                    continue; // reported when its log failed to open
+                }
+                if let Err(error) = self.logs.get_or_create(&partition, config.clone()) {
+                    tracing::error!(%partition, %error, "partition is offline");
+                    self.logs.mark_offline(&partition, error.to_string());
+                }
+            }
         }
         for (_, log) in self.logs.logs() {
             log.set_high_watermark(log.log_end_offset());
         }
+        let offline = self.logs.offline_partitions();
+        if !offline.is_empty() {
+            tracing::error!(
+                count = offline.len(),
+                "partitions are offline until an operator recovers them (POST /v1/topics/{{topic}}/partitions/{{partition}}/recover)"
+            );
+        }
         Ok(())
     }
 
+    /// Carries out an operator's decision for an offline partition (see
+    /// [`LogManager::recover`]); `accept_loss` also bumps the partition's leader epoch.
+    pub async fn recover_partition(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: i32,
+        action: RecoveryAction,
+    ) -> Result<Arc<PartitionLog>, RecoverError> {
+        let broker = self.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let image = broker.metadata();
+            let topic_image = image
+                .topic(&topic)
+                .filter(|image| image.partition(partition).is_some())
+                .ok_or_else(|| RecoverError::NotOffline(format!("{topic}-{partition}")))?;
+            let config = broker.topic_config(topic_image).log;
+            let partition_id = TopicPartition::new(topic.clone(), partition);
+            let log = broker.logs.recover(&partition_id, action, config)?;
+            if action == RecoveryAction::AcceptLoss
+                && let Err(error) = broker.controller.bump_leader_epoch(&topic, partition)
+            {
+                tracing::error!(partition = %partition_id, %error, "cannot bump the leader epoch of a recreated partition");
+            }
+            log.set_high_watermark(log.log_end_offset());
+            if let Err(error) = broker.logs.write_log_ends() {
+                tracing::warn!(%error, "recording log ends failed");
+            }
+            Ok(log)
+        })
+        .await
+        .expect("partition recovery panicked")
+    }
+
+    /// Creates the logs of a new topic's partitions.
     fn create_logs(&self, topic: &TopicImage) -> Result<(), StorageError> {
         let config = self.topic_config(topic).log;
         for partition in &topic.partitions {
             if partition.replicas.contains(&self.config.node_id) {
-                self.logs.get_or_create(
-                    &TopicPartition::new(topic.name.clone(), partition.partition),
-                    config.clone(),
-                )?;
+                let partition = TopicPartition::new(topic.name.clone(), partition.partition);
+                self.logs.forget_log_end(&partition);
+                self.logs.get_or_create(&partition, config.clone())?;
             }
         }
         Ok(())
@@ -430,13 +501,14 @@ impl Broker {
         if partition.leader != self.config.node_id {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
-        let log = self
-            .logs
-            .get(&TopicPartition::new(
-                topic.name.clone(),
-                partition.partition,
-            ))
-            .ok_or(ErrorCode::NotLeaderOrFollower)?;
+        let id = TopicPartition::new(topic.name.clone(), partition.partition);
+        let log = self.logs.get(&id).ok_or_else(|| {
+            // Kafka's answer for a replica whose log directory is offline.
+            match self.logs.offline_reason(&id) {
+                Some(_) => ErrorCode::StorageError,
+                None => ErrorCode::NotLeaderOrFollower,
+            }
+        })?;
         Ok((topic, partition, log))
     }
 }

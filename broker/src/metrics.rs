@@ -171,6 +171,8 @@ pub const METRICS: &[MetricDescription] = &[
         "Offset up to which records are committed and visible to consumers."),
     metric("fjord_partition_size_bytes", Gauge, Bytes, PARTITION_LABELS, Scrape,
         "Bytes of the partition's segment files."),
+    metric("fjord_storage_offline_partitions", Gauge, Count, &[], Scrape,
+        "Partitions this broker cannot serve: a log that could not be opened (lost or damaged data, awaiting an operator's recovery) or a failed write or fsync."),
     metric("fjord_process_uptime_seconds", Gauge, Seconds, &[], Scrape,
         "Seconds since the broker started."),
     metric("fjord_group_members", Gauge, Count, &["group"], Scrape,
@@ -256,6 +258,8 @@ pub fn render(broker: Option<&Broker>) -> String {
         describe(Scrape);
         ::metrics::gauge!("fjord_process_uptime_seconds")
             .set(broker.started_at.elapsed().as_secs_f64());
+        ::metrics::gauge!("fjord_storage_offline_partitions")
+            .set(broker.logs.offline_partitions().len() as f64);
         for (partition, log) in broker.logs.logs() {
             let labels = [
                 ("topic", partition.topic.clone()),

@@ -397,6 +397,520 @@ async fn groups_are_listed_and_described() {
 }
 
 // ---------------------------------------------------------------------------------
+// Offline partitions and their recovery.
+
+/// Every record value of `topic`-`partition` from `offset` to the high watermark, by
+/// fetching; empty batches (a skipped hole) are passed over like Kafka consumers do.
+async fn fetch_values(
+    client: &mut NativeClient,
+    topic: &str,
+    partition: i32,
+) -> Vec<(i64, String)> {
+    let mut values = Vec::new();
+    let mut offset = 0;
+    for _ in 0..10_000 {
+        let response = client.fetch(topic, partition, offset).await;
+        assert_eq!(
+            response.error_code,
+            ErrorCode::None,
+            "fetch {topic}-{partition} at {offset}"
+        );
+        if response.records.is_empty() {
+            assert_eq!(offset, response.high_watermark, "stopped early");
+            return values;
+        }
+        for batch in fjord_protocol::batch::RecordBatches::new(response.records) {
+            let batch = batch.unwrap();
+            batch.verify_crc().unwrap();
+            for record in batch.records() {
+                let record = record.unwrap();
+                let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+                values.push((record.offset, value));
+            }
+            offset = batch.next_offset();
+        }
+    }
+    panic!("the fetch loop did not end");
+}
+
+fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The scenario: small segments, many acknowledged records, a sealed segment
+/// file removed from the middle of two partitions, clean restart. The broker starts,
+/// deletes nothing, serves its other partitions, and shows the two as offline (topic
+/// JSON, `/readyz` detail, the offline gauge, KAFKA_STORAGE_ERROR to clients). The
+/// operator's `skip_gap` then serves every record but the lost ones, `truncate` every
+/// record before the gap; both stay recovered across a restart.
+#[tokio::test]
+async fn a_lost_segment_takes_only_its_partition_offline_until_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+    let created = send_json(
+        addr,
+        "POST",
+        "/v1/topics",
+        &json!({"name": "events", "partitions": 3,
+                "config": {"segment.bytes": 4096, "max.message.bytes": 4096, "retention.ms": -1}}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    let mut produced: Vec<Vec<(i64, String)>> = vec![Vec::new(); 3];
+    for round in 0..300 {
+        for (partition, values) in produced.iter_mut().enumerate() {
+            let prefix = format!("p{partition}-r{round}");
+            let error = client
+                .produce("events", partition as i32, values_batch(&prefix, 5))
+                .await;
+            assert_eq!(error, ErrorCode::None);
+            for index in 0..5 {
+                values.push((values.len() as i64, format!("{prefix}-{index}")));
+            }
+        }
+    }
+    drop(client);
+    broker.shutdown().await.unwrap();
+
+    // A sealed segment file removed from the middle of partitions 0 and 1.
+    let mut lost = Vec::new();
+    let mut files_before = 0;
+    for partition in 0..2 {
+        let files = segment_files(&dir.path().join(format!("events-{partition}")));
+        assert!(files.len() >= 6, "{} segments", files.len());
+        files_before += files.len();
+        let victim = files[files.len() / 2].clone();
+        let next = &files[files.len() / 2 + 1];
+        let base =
+            |path: &Path| -> i64 { path.file_stem().unwrap().to_str().unwrap().parse().unwrap() };
+        lost.push((
+            base(&victim),
+            base(next),
+            victim.file_name().unwrap().to_owned(),
+        ));
+        std::fs::remove_file(&victim).unwrap();
+    }
+
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+    let files_after: usize = (0..2)
+        .map(|partition| segment_files(&dir.path().join(format!("events-{partition}"))).len())
+        .sum();
+    assert_eq!(
+        files_after,
+        files_before - 2,
+        "no segment deleted by recovery"
+    );
+
+    let topic = get(addr, "/v1/topics/events").await.json();
+    for (partition, (_, _, file)) in lost.iter().enumerate() {
+        let state = &topic["partitions"][partition];
+        assert_eq!(state["state"], "offline", "{topic}");
+        let reason = state["offline_reason"].as_str().unwrap();
+        assert!(reason.contains(file.to_str().unwrap()), "{reason}");
+    }
+    assert_eq!(topic["partitions"][2]["state"], "online");
+    assert_eq!(topic["partitions"][2]["offline_reason"], Value::Null);
+    let ready = get(addr, "/readyz").await;
+    assert_eq!(ready.status, 200);
+    let ready = ready.json();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(
+        ready["offline_partitions"].as_array().unwrap().len(),
+        2,
+        "{ready}"
+    );
+    assert_eq!(ready["offline_partitions"][0]["topic"], "events");
+    let metrics = get(addr, "/metrics").await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "fjord_storage_offline_partitions 2"),
+        "{metrics}"
+    );
+
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    assert_eq!(
+        client
+            .produce("events", 0, values_batch("refused", 1))
+            .await,
+        ErrorCode::StorageError
+    );
+    assert_eq!(
+        client.fetch("events", 1, 0).await.error_code,
+        ErrorCode::StorageError
+    );
+    assert_eq!(fetch_values(&mut client, "events", 2).await, produced[2]);
+    let metadata: MetadataResponse = client
+        .call(
+            ApiKey::Metadata,
+            &MetadataRequest {
+                topics: Some(vec!["events".into()]),
+            },
+        )
+        .await;
+    let codes: Vec<ErrorCode> = metadata.topics[0]
+        .partitions
+        .iter()
+        .map(|partition| partition.error_code)
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ErrorCode::StorageError,
+            ErrorCode::StorageError,
+            ErrorCode::None
+        ]
+    );
+
+    let recover = |partition: i32, action: &str| {
+        let path = format!("/v1/topics/events/partitions/{partition}/recover");
+        let body = json!({ "action": action });
+        async move { send_json(addr, "POST", &path, &body).await }
+    };
+    recover(0, "accept_loss")
+        .await
+        .expect_error(409, "recovery_not_applicable");
+    recover(2, "skip_gap")
+        .await
+        .expect_error(409, "partition_not_offline");
+    recover(0, "rewind")
+        .await
+        .expect_error(400, "invalid_request");
+
+    let recovered = recover(0, "skip_gap").await;
+    assert_eq!(recovered.status, 200, "{}", recovered.text());
+    let partition = &recovered.json()["partitions"][0];
+    assert_eq!(partition["state"], "online");
+    assert_eq!(partition["log_end_offset"], 1500);
+    let (from, to, _) = &lost[0];
+    let kept: Vec<_> = produced[0]
+        .iter()
+        .filter(|(offset, _)| offset < from || offset >= to)
+        .cloned()
+        .collect();
+    assert_eq!(fetch_values(&mut client, "events", 0).await, kept);
+
+    let recovered = recover(1, "truncate").await;
+    assert_eq!(recovered.status, 200, "{}", recovered.text());
+    let (from, _, _) = &lost[1];
+    let before_gap = produced[1][..*from as usize].to_vec();
+    assert_eq!(fetch_values(&mut client, "events", 1).await, before_gap);
+    assert_eq!(
+        client.produce("events", 1, values_batch("after", 1)).await,
+        ErrorCode::None
+    );
+    let ready = get(addr, "/readyz").await.json();
+    assert_eq!(ready, json!({"status": "ready"}));
+    drop(client);
+    broker.shutdown().await.unwrap();
+
+    let broker = start(dir.path(), |_| {}).await;
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    assert_eq!(fetch_values(&mut client, "events", 0).await, kept);
+    assert_eq!(
+        fetch_values(&mut client, "events", 1).await.len(),
+        before_gap.len() + 1
+    );
+    drop(client);
+    broker.shutdown().await.unwrap();
+}
+
+/// A partition directory deleted while the broker was down (a replaced disk, an
+/// operator's mistake) does not come back empty as if nothing happened: the partition
+/// is offline, saying what is missing, until `accept_loss`, which recreates it with its
+/// log start at the old end (no offset is reused; consumers below it get
+/// OFFSET_OUT_OF_RANGE, as after retention) and a bumped leader epoch. A deleted
+/// directory of an empty partition is recreated: nothing was lost.
+#[tokio::test]
+async fn a_deleted_partition_directory_is_offline_until_the_loss_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+    let created = send_json(
+        addr,
+        "POST",
+        "/v1/topics",
+        &json!({"name": "vanish", "partitions": 2, "config": {"retention.ms": -1}}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let epoch = created.json()["partitions"][0]["leader_epoch"]
+        .as_i64()
+        .unwrap();
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    for round in 0..10 {
+        let error = client
+            .produce("vanish", 0, values_batch(&format!("r{round}"), 5))
+            .await;
+        assert_eq!(error, ErrorCode::None);
+    }
+    drop(client);
+    broker.shutdown().await.unwrap();
+    for partition in 0..2 {
+        std::fs::remove_dir_all(dir.path().join(format!("vanish-{partition}"))).unwrap();
+    }
+
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+    let topic = get(addr, "/v1/topics/vanish").await.json();
+    let partition = &topic["partitions"][0];
+    assert_eq!(partition["state"], "offline", "{topic}");
+    let reason = partition["offline_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("vanish-0") && reason.contains("missing"),
+        "{reason}"
+    );
+    assert!(reason.contains("offset 50"), "{reason}");
+    assert_eq!(topic["partitions"][1]["state"], "online");
+    assert!(
+        !dir.path().join("vanish-0").exists(),
+        "not recreated before the operator decides"
+    );
+    send_json(
+        addr,
+        "POST",
+        "/v1/topics/vanish/partitions/0/recover",
+        &json!({"action": "skip_gap"}),
+    )
+    .await
+    .expect_error(409, "recovery_not_applicable");
+    let accepted = send_json(
+        addr,
+        "POST",
+        "/v1/topics/vanish/partitions/0/recover",
+        &json!({"action": "accept_loss"}),
+    )
+    .await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    let partition = accepted.json()["partitions"][0].clone();
+    assert_eq!(partition["state"], "online");
+    assert_eq!(partition["log_start_offset"], 50);
+    assert_eq!(partition["log_end_offset"], 50);
+    assert_eq!(partition["high_watermark"], 50);
+    assert_eq!(partition["leader_epoch"], epoch + 1);
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    assert_eq!(
+        client.fetch("vanish", 0, 0).await.error_code,
+        ErrorCode::OffsetOutOfRange
+    );
+    assert_eq!(
+        client.produce("vanish", 0, values_batch("new", 2)).await,
+        ErrorCode::None
+    );
+    let response = client.fetch("vanish", 0, 50).await;
+    let first = fjord_protocol::batch::RecordBatches::new(response.records)
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.base_offset(), 50);
+    drop(client);
+    broker.shutdown().await.unwrap();
+
+    // Deleting the topic forgets the partition: a new topic of the same name whose
+    // directory is then removed holds nothing, so nothing is reported lost.
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+    assert_eq!(
+        get(addr, "/v1/topics/vanish").await.json()["partitions"][0]["log_end_offset"],
+        52
+    );
+    assert_eq!(
+        http(addr, "DELETE", "/v1/topics/vanish", None).await.status,
+        204
+    );
+    let created = send_json(
+        addr,
+        "POST",
+        "/v1/topics",
+        &json!({"name": "vanish", "partitions": 1}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    broker.shutdown().await.unwrap();
+    std::fs::remove_dir_all(dir.path().join("vanish-0")).unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let topic = get(broker.http_addr(), "/v1/topics/vanish").await.json();
+    assert_eq!(topic["partitions"][0]["state"], "online", "{topic}");
+    broker.shutdown().await.unwrap();
+}
+
+/// A flipped bit in one segment's file header costs that partition only: the broker
+/// starts and serves the others, the partition is offline naming the file, and
+/// `skip_gap` repairs the header and serves every record.
+#[tokio::test]
+async fn a_damaged_segment_header_costs_only_its_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+    let created = send_json(
+        addr,
+        "POST",
+        "/v1/topics",
+        &json!({"name": "flip", "partitions": 2,
+                "config": {"segment.bytes": 4096, "max.message.bytes": 4096, "retention.ms": -1}}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    for round in 0..100 {
+        for partition in 0..2 {
+            let prefix = format!("p{partition}-r{round}");
+            assert_eq!(
+                client
+                    .produce("flip", partition, values_batch(&prefix, 5))
+                    .await,
+                ErrorCode::None
+            );
+        }
+    }
+    let expected = fetch_values(&mut client, "flip", 0).await;
+    let other = fetch_values(&mut client, "flip", 1).await;
+    drop(client);
+    broker.shutdown().await.unwrap();
+    let files = segment_files(&dir.path().join("flip-0"));
+    let victim = &files[1];
+    let mut bytes = std::fs::read(victim).unwrap();
+    bytes[2] ^= 0x04;
+    std::fs::write(victim, &bytes).unwrap();
+
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+    let topic = get(addr, "/v1/topics/flip").await.json();
+    assert_eq!(topic["partitions"][0]["state"], "offline");
+    let reason = topic["partitions"][0]["offline_reason"].as_str().unwrap();
+    let name = victim.file_name().unwrap().to_str().unwrap();
+    assert!(
+        reason.contains(name) && reason.contains("magic"),
+        "{reason}"
+    );
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    assert_eq!(fetch_values(&mut client, "flip", 1).await, other);
+    let repaired = send_json(
+        addr,
+        "POST",
+        "/v1/topics/flip/partitions/0/recover",
+        &json!({"action": "skip_gap"}),
+    )
+    .await;
+    assert_eq!(repaired.status, 200, "{}", repaired.text());
+    assert_eq!(fetch_values(&mut client, "flip", 0).await, expected);
+    drop(client);
+    broker.shutdown().await.unwrap();
+}
+
+/// A start that fails after the partition logs were opened (here the consumer offsets
+/// cannot be replayed: a batch in the middle of their partition is damaged, which a
+/// clean open does not walk over) closes the logs it opened cleanly, so that the next
+/// start does not take every log for crashed and scan it again.
+#[tokio::test]
+async fn a_failed_start_leaves_the_logs_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let one_offsets_partition = |config: &mut BrokerConfig| config.offsets_topic_partitions = 1;
+    let broker = start(dir.path(), one_offsets_partition).await;
+    let addr = broker.http_addr();
+    let created = send_json(
+        addr,
+        "POST",
+        "/v1/topics",
+        &json!({"name": "kept", "partitions": 1, "config": {"retention.ms": -1}}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    assert_eq!(
+        client.produce("kept", 0, values_batch("kept", 100)).await,
+        ErrorCode::None
+    );
+    let member = client.join_group("keepers", "kept").await;
+    for offset in 1..=100 {
+        assert_eq!(
+            client.commit("keepers", &member, "kept", 0, offset).await,
+            ErrorCode::None
+        );
+    }
+    drop(client);
+    broker.shutdown().await.unwrap();
+
+    let offsets = segment_files(&dir.path().join("__consumer_offsets-0"))[0].clone();
+    let mut bytes = std::fs::read(&offsets).unwrap();
+    assert!(
+        bytes.len() > 2 * 4096,
+        "{} bytes: too few index entries",
+        bytes.len()
+    );
+    let second_batch = 24 + 12 + u32::from_be_bytes(bytes[32..36].try_into().unwrap()) as usize;
+    bytes[second_batch + 8] ^= 0x40;
+    std::fs::write(&offsets, &bytes).unwrap();
+
+    let mut config = BrokerConfig::for_tests(dir.path());
+    one_offsets_partition(&mut config);
+    let error = Broker::start(config).await.unwrap_err();
+    println!("start failed as expected: {error:#}");
+    let (_, report) = fjord_broker::storage::PartitionLog::open(
+        &dir.path().join("kept-0"),
+        fjord_broker::storage::LogConfig::default(),
+        std::sync::Arc::new(fjord_broker::storage::SystemClock),
+    )
+    .unwrap();
+    assert!(
+        report.clean_shutdown,
+        "the failed start left the log unclean"
+    );
+}
+
+/// The record view verifies CRCs like the native consumer: after one flipped bit in a
+/// stored value it answers `storage_error` instead of serving the altered value.
+#[tokio::test]
+async fn the_record_view_refuses_a_damaged_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let addr = broker.http_addr();
+    let created = send_json(
+        addr,
+        "POST",
+        "/v1/topics",
+        &json!({"name": "crc", "partitions": 1, "config": {"retention.ms": -1}}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    assert_eq!(
+        client.produce("crc", 0, values_batch("value", 3)).await,
+        ErrorCode::None
+    );
+    drop(client);
+    let path = "/v1/topics/crc/partitions/0/records";
+    let page = get(addr, path).await.json();
+    assert_eq!(page["records"][1]["value"]["data"], "value-1");
+    broker.shutdown().await.unwrap();
+
+    let segment = segment_files(&dir.path().join("crc-0"))[0].clone();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes
+        .windows(7)
+        .position(|window| window == b"value-1")
+        .unwrap();
+    bytes[at + 6] ^= 0x01; // "value-1" becomes "value-0"
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let broker = start(dir.path(), |_| {}).await;
+    let message = get(broker.http_addr(), path)
+        .await
+        .expect_error(500, "storage_error");
+    assert!(message.contains("CRC-32C mismatch"), "{message}");
+    broker.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------
 // Cluster and brokers.
 
 /// `GET /v1/cluster` and `GET /v1/brokers` describe the running broker: the cluster id
@@ -1122,7 +1636,7 @@ async fn probes_answer_before_start_and_the_server_stops_with_the_broker() {
 // ---------------------------------------------------------------------------------
 // OpenAPI.
 
-const ROUTES: [(&str, &str); 13] = [
+const ROUTES: [(&str, &str); 14] = [
     ("get", "/v1/cluster"),
     ("get", "/v1/brokers"),
     ("get", "/v1/topics"),
@@ -1131,6 +1645,7 @@ const ROUTES: [(&str, &str); 13] = [
     ("delete", "/v1/topics/{name}"),
     ("patch", "/v1/topics/{name}/config"),
     ("get", "/v1/topics/{name}/partitions/{partition}/records"),
+    ("post", "/v1/topics/{name}/partitions/{partition}/recover"),
     ("get", "/v1/groups"),
     ("get", "/v1/groups/{id}"),
     ("get", "/healthz"),

@@ -64,6 +64,11 @@ pub enum ErrorCode {
     /// defaults and limits they cannot work (e.g. `max.message.bytes` above
     /// `segment.bytes`).
     InconsistentConfig,
+    /// 409: recovery was asked for a partition that is online.
+    PartitionNotOffline,
+    /// 409: the recovery action does not fit what is wrong with the partition
+    /// (`accept_loss` needs a lost directory; `truncate` and `skip_gap` need one there).
+    RecoveryNotApplicable,
     /// 413: the request body is larger than the API accepts.
     PayloadTooLarge,
     /// 415: the request body is not `application/json`.
@@ -96,7 +101,9 @@ impl ErrorCode {
             Self::TopicAlreadyExists
             | Self::NotEnoughBrokers
             | Self::PartitionLimitReached
-            | Self::InconsistentConfig => StatusCode::CONFLICT,
+            | Self::InconsistentConfig
+            | Self::PartitionNotOffline
+            | Self::RecoveryNotApplicable => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotLeader => StatusCode::MISDIRECTED_REQUEST,
@@ -178,7 +185,8 @@ impl From<StorageError> for ApiError {
             StorageError::Closed(_) => ErrorCode::TopicNotFound,
             StorageError::Io { .. }
             | StorageError::Offline { .. }
-            | StorageError::Corrupt { .. } => ErrorCode::StorageError,
+            | StorageError::Corrupt { .. }
+            | StorageError::NeedsRecovery { .. } => ErrorCode::StorageError,
         };
         Self::new(code, error.to_string())
     }

@@ -16,6 +16,19 @@ use super::state::HttpState;
 pub struct Health {
     /// `alive` for `/healthz`, `ready` for `/readyz`.
     pub status: HealthStatus,
+    /// `/readyz` only, and only when some are: partitions this broker cannot serve.
+    /// The broker stays ready, because it serves every other partition; monitoring
+    /// should alert on this list (or the `fjord_storage_offline_partitions` gauge).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub offline_partitions: Vec<OfflinePartition>,
+}
+
+/// A partition this broker cannot serve, and why.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OfflinePartition {
+    pub topic: String,
+    pub partition: i32,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -37,13 +50,15 @@ pub enum HealthStatus {
 pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: HealthStatus::Alive,
+        offline_partitions: Vec::new(),
     })
 }
 
 /// Readiness probe.
 ///
 /// 200 once storage is recovered, metadata loaded and every listener bound; 503 with
-/// the reason before that and during shutdown.
+/// the reason before that and during shutdown. Offline partitions do not make the
+/// broker unready (it serves all the others); they are listed in the answer.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -55,8 +70,18 @@ pub async fn healthz() -> Json<Health> {
 )]
 pub async fn readyz(State(state): State<HttpState>) -> Result<Json<Health>, ApiError> {
     match state.ready_broker() {
-        Ok(_) => Ok(Json(Health {
+        Ok(broker) => Ok(Json(Health {
             status: HealthStatus::Ready,
+            offline_partitions: broker
+                .logs
+                .offline_partitions()
+                .into_iter()
+                .map(|(partition, reason)| OfflinePartition {
+                    topic: partition.topic,
+                    partition: partition.partition,
+                    reason,
+                })
+                .collect(),
         })),
         Err(reason) => Err(ApiError::new(
             ErrorCode::NotReady,

@@ -6,6 +6,7 @@
 //! | `GET /v1/cluster`, `GET /v1/brokers` | [`cluster`] |
 //! | `GET/POST /v1/topics`, `GET/DELETE /v1/topics/{name}`, `PATCH /v1/topics/{name}/config` | [`topics`] |
 //! | `GET /v1/topics/{name}/partitions/{partition}/records` | [`records`] |
+//! | `POST /v1/topics/{name}/partitions/{partition}/recover` | [`recovery`] |
 //! | `GET /v1/groups`, `GET /v1/groups/{id}` | [`groups`] |
 //! | `GET /healthz`, `GET /readyz` | [`health`] |
 //! | `GET /metrics` | [`prometheus`] |
@@ -30,6 +31,7 @@ pub mod listener;
 pub mod openapi;
 pub mod prometheus;
 pub mod records;
+pub mod recovery;
 pub mod state;
 pub mod topic_config;
 pub mod topics;
@@ -61,6 +63,7 @@ fn api_router() -> OpenApiRouter<HttpState> {
         .routes(routes!(topics::get_topic, topics::delete_topic))
         .routes(routes!(topics::alter_topic_config))
         .routes(routes!(records::peek_records))
+        .routes(routes!(recovery::recover_partition))
         .routes(routes!(groups::list_groups))
         .routes(routes!(groups::get_group))
         .routes(routes!(health::healthz))

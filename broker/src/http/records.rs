@@ -5,6 +5,8 @@
 //!
 //! Keys, values and header values are shown as text when they are valid UTF-8 and as
 //! base64 otherwise, with the encoding named, so binary data survives the round trip.
+//! Batches are CRC-verified like a consumer verifies them: a damaged batch is a
+//! `500 storage_error` naming the partition directory, never altered data.
 
 use axum::Json;
 use base64::Engine;
@@ -203,8 +205,9 @@ struct Peeked {
 }
 
 /// Reads committed records from `offset` (blocking file reads): at most `limit`, and
-/// stopping once [`PEEK_PAYLOAD_BYTES_MAX`] bytes are shown. Control batches
-/// (transaction markers) are skipped, as a consumer would.
+/// stopping once [`PEEK_PAYLOAD_BYTES_MAX`] bytes are shown. Every batch's CRC-32C is
+/// verified, as the native consumer does: a damaged batch is an error, never shown.
+/// Control batches (transaction markers) are skipped, as a consumer would.
 fn peek(log: &PartitionLog, offset: i64, limit: usize) -> Result<Peeked, ApiError> {
     let (log_start_offset, log_end_offset) = (log.log_start_offset(), log.log_end_offset());
     if offset < log_start_offset || offset > log_end_offset {
@@ -227,6 +230,8 @@ fn peek(log: &PartitionLog, offset: i64, limit: usize) -> Result<Peeked, ApiErro
         let read_from = next_offset;
         for batch in RecordBatches::new(read.records) {
             let batch = batch.map_err(|error| corrupt(log, &error))?;
+            // Like a consumer, show nothing a stored batch's CRC does not vouch for.
+            batch.verify_crc().map_err(|error| corrupt(log, &error))?;
             if batch.is_control() {
                 next_offset = next_offset.max(batch.next_offset());
                 continue;
@@ -298,7 +303,7 @@ fn show(record: fjord_protocol::batch::Record, timestamp_ms: i64) -> (Record, us
 fn corrupt(log: &PartitionLog, error: &fjord_protocol::batch::RecordBatchError) -> ApiError {
     StorageError::Corrupt {
         path: log.dir().to_owned(),
-        reason: format!("stored batch cannot be decoded: {error}"),
+        reason: format!("stored batch fails verification: {error}"),
     }
     .into()
 }

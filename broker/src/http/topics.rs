@@ -66,6 +66,19 @@ pub struct Partition {
     pub high_watermark: Option<i64>,
     /// Bytes of the partition's segment files.
     pub size_bytes: Option<u64>,
+    /// Whether this broker can serve the partition; null when it holds no replica.
+    pub state: Option<PartitionState>,
+    /// Why the partition is offline (a damaged or lost log, a failed write or fsync);
+    /// `POST .../recover` decides about a log that could not be opened.
+    pub offline_reason: Option<String>,
+}
+
+/// Whether a partition's log on this broker can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionState {
+    Online,
+    Offline,
 }
 
 /// A topic to create.
@@ -122,15 +135,20 @@ fn replication_factor(topic: &TopicImage) -> usize {
 }
 
 /// The topic with its partitions' log state as this broker has it now.
-fn describe(broker: &Broker, topic: &TopicImage) -> Topic {
+pub fn describe(broker: &Broker, topic: &TopicImage) -> Topic {
     let partitions = topic
         .partitions
         .iter()
         .map(|partition| {
-            let log = broker.logs.get(&TopicPartition::new(
-                topic.name.clone(),
-                partition.partition,
-            ));
+            let id = TopicPartition::new(topic.name.clone(), partition.partition);
+            let log = broker.logs.get(&id);
+            let offline_reason = broker.logs.offline_reason(&id);
+            let hosted = partition.replicas.contains(&broker.config.node_id);
+            let state = hosted.then_some(if offline_reason.is_some() {
+                PartitionState::Offline
+            } else {
+                PartitionState::Online
+            });
             Partition {
                 partition: partition.partition,
                 leader: partition.leader,
@@ -141,6 +159,8 @@ fn describe(broker: &Broker, topic: &TopicImage) -> Topic {
                 log_end_offset: log.as_ref().map(|log| log.log_end_offset()),
                 high_watermark: log.as_ref().map(|log| log.high_watermark()),
                 size_bytes: log.as_ref().map(|log| log.size_bytes()),
+                state,
+                offline_reason,
             }
         })
         .collect();

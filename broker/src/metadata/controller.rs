@@ -320,6 +320,31 @@ impl Controller {
         })
     }
 
+    /// Bumps a partition's leader epoch, keeping its leader and in-sync set: its log
+    /// was recreated after a loss, and followers and consumers that check epochs must
+    /// see that the history changed.
+    pub fn bump_leader_epoch(&self, name: &str, partition: i32) -> Result<i32, TopicError> {
+        self.locked(|image| {
+            let topic = image
+                .topic(name)
+                .ok_or_else(|| TopicError::UnknownTopic(name.to_owned()))?;
+            let current = topic
+                .partition(partition)
+                .ok_or_else(|| TopicError::UnknownTopic(format!("{name}-{partition}")))?;
+            let leader_epoch = current.leader_epoch + 1;
+            Ok((
+                vec![MetadataRecord::PartitionChanged {
+                    topic_id: topic.topic_id.to_string(),
+                    partition,
+                    leader: current.leader,
+                    leader_epoch,
+                    isr: current.isr.clone(),
+                }],
+                leader_epoch,
+            ))
+        })
+    }
+
     /// Changes a topic's config overrides incrementally, like Kafka's
     /// IncrementalAlterConfigs: a key with a value sets that override, a key with `None`
     /// removes it (the broker default applies again), keys not named keep their

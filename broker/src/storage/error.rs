@@ -22,6 +22,11 @@ pub enum StorageError {
     /// A file Fjord wrote does not have the expected magic, version or checksum.
     #[error("{path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// Recovery found data below the recovery point (durable, so not a torn write)
+    /// missing or damaged. The log is not opened, and nothing is deleted, until an
+    /// operator chooses a [`RecoveryMode`](super::RecoveryMode).
+    #[error("{path}: {reason}; the partition stays offline until an operator recovers it")]
+    NeedsRecovery { path: PathBuf, reason: String },
     /// The offset is below the log start or above the log end.
     #[error("offset {offset} is outside the log's range {log_start_offset}..{log_end_offset}")]
     OffsetOutOfRange {
@@ -48,9 +53,10 @@ impl StorageError {
         match self {
             Self::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             Self::Closed(_) => ErrorCode::NotLeaderOrFollower,
-            Self::Io { .. } | Self::Offline { .. } | Self::Corrupt { .. } => {
-                ErrorCode::StorageError
-            }
+            Self::Io { .. }
+            | Self::Offline { .. }
+            | Self::Corrupt { .. }
+            | Self::NeedsRecovery { .. } => ErrorCode::StorageError,
         }
     }
 }

@@ -103,6 +103,7 @@ pub enum StateKind {
     Checkpoint = 1,
     LeaderEpochs = 2,
     Metadata = 3,
+    LogEnds = 4,
 }
 
 /// Atomically replaces `dir/name` with a state file holding `payload`.

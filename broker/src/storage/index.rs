@@ -164,6 +164,12 @@ impl Index {
         count.checked_sub(1).map(|index| self.entry(index))
     }
 
+    /// The position in the file of the last entry whose key is at most `key`.
+    pub fn floor_index(&self, key: i64) -> Option<usize> {
+        self.partition_point(|entry_key| entry_key <= key)
+            .checked_sub(1)
+    }
+
     /// The last entry whose key is strictly below `key`.
     pub fn below(&self, key: i64) -> Option<(i64, i64)> {
         let count = self.partition_point(|entry_key| entry_key < key);

@@ -24,7 +24,8 @@ use super::config::{Durability, LogConfig};
 use super::epochs::EpochCache;
 use super::error::{Result, StorageError};
 use super::file_format::{StateKind, read_state_file, sync_dir, write_state_file};
-use super::segment::{BatchInfo, Segment};
+use super::recovery::{RecoveryMode, gap_batches};
+use super::segment::{BatchInfo, Segment, file_name as segment_file_name};
 
 const CHECKPOINT_FILE: &str = "checkpoint";
 /// Leading bytes of a batch that an append copies to stamp: base offset, batch
@@ -146,10 +147,23 @@ pub struct PartitionLog {
 
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering it after an unclean shutdown.
+    /// Missing or damaged data below the recovery point makes it fail with
+    /// [`StorageError::NeedsRecovery`] and neither deletes nor cuts any data.
     pub fn open(
         dir: &Path,
         config: LogConfig,
         clock: Arc<dyn Clock>,
+    ) -> Result<(Arc<Self>, RecoveryReport)> {
+        Self::open_with(dir, config, clock, RecoveryMode::Refuse)
+    }
+
+    /// Opens the log like [`PartitionLog::open`], doing what `mode` says with missing
+    /// or damaged data below the recovery point.
+    pub fn open_with(
+        dir: &Path,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        mode: RecoveryMode,
     ) -> Result<(Arc<Self>, RecoveryReport)> {
         fs::create_dir_all(dir)
             .map_err(|error| StorageError::io("create directory", dir, error))?;
@@ -166,6 +180,13 @@ impl PartitionLog {
             ..Default::default()
         };
         let bases = list_segments(dir)?;
+        // Offsets below the recovery point were fsynced before the checkpoint said so:
+        // losing them is not a torn write, and only an operator may give them up.
+        // Without a checkpoint, every segment but the last is presumed durable.
+        let durable_end = match checkpoint {
+            Some(checkpoint) => checkpoint.recovery_point,
+            None => bases.last().copied().unwrap_or(i64::MIN),
+        };
         // Scan from the segment holding the recovery point (everything after a clean
         // shutdown is trusted; without a checkpoint everything is scanned).
         let scan_from = match checkpoint {
@@ -182,20 +203,96 @@ impl PartitionLog {
         let mut expected_base: Option<i64> = None;
         let mut discard_rest = false;
         let mut rebuilt = Vec::new();
+        // The first segment must hold the log start the checkpoint knows.
+        if let Some(checkpoint) = checkpoint {
+            let missing_to = bases.first().copied().unwrap_or(i64::MAX).min(durable_end);
+            if checkpoint.log_start_offset < missing_to {
+                let reason = format!(
+                    "offsets {}..{missing_to} at the start of the log are missing (no segment \
+                     file holds them; they lie below the recovery point {durable_end})",
+                    checkpoint.log_start_offset
+                );
+                match mode {
+                    RecoveryMode::Refuse => {
+                        return Err(StorageError::NeedsRecovery {
+                            path: dir.join(segment_file_name(checkpoint.log_start_offset, "log")),
+                            reason,
+                        });
+                    }
+                    RecoveryMode::Truncate => discard_rest = true,
+                    // The log start moves up to the first segment below.
+                    RecoveryMode::SkipGap => {}
+                }
+                tracing::warn!(dir = %dir.display(), ?mode, "{reason}");
+            }
+        }
         for base in bases {
-            if discard_rest || expected_base.is_some_and(|expected| expected != base) {
-                tracing::warn!(dir = %dir.display(), base, "deleting segment after a gap or a damaged segment");
-                discard_rest = true;
+            if discard_rest {
+                tracing::warn!(dir = %dir.display(), base, "deleting segment after the point the log was cut at");
                 delete_segment_files(dir, base)?;
                 continue;
             }
+            if let Some(expected) = expected_base.filter(|expected| *expected != base) {
+                let below_recovery_point = expected < durable_end;
+                if below_recovery_point && expected < base && mode == RecoveryMode::SkipGap {
+                    fill_gap(dir, &config, now_ms, &mut segments, expected, base)?;
+                    rebuilt.push(expected);
+                } else if below_recovery_point && mode == RecoveryMode::Refuse {
+                    let (path, reason) = if expected < base {
+                        (
+                            dir.join(segment_file_name(expected, "log")),
+                            format!(
+                                "segment file is missing: offsets {expected}..{base} lie below \
+                                 the recovery point {durable_end}"
+                            ),
+                        )
+                    } else {
+                        (
+                            dir.join(segment_file_name(base, "log")),
+                            format!(
+                                "segment overlaps the one before it, which ends at offset {expected}"
+                            ),
+                        )
+                    };
+                    return Err(StorageError::NeedsRecovery { path, reason });
+                } else {
+                    tracing::warn!(dir = %dir.display(), base, expected, "deleting segment after a gap or a damaged segment");
+                    discard_rest = true;
+                    delete_segment_files(dir, base)?;
+                    continue;
+                }
+            }
             let scan = base >= scan_from;
-            let (segment, outcome) = Segment::open(dir, base, &config, now_ms, scan)?;
+            let durable_limit = match mode {
+                RecoveryMode::Refuse => durable_end,
+                RecoveryMode::Truncate | RecoveryMode::SkipGap => i64::MIN,
+            };
+            let opened = Segment::open(
+                dir,
+                base,
+                &config,
+                now_ms,
+                scan,
+                durable_limit,
+                mode == RecoveryMode::SkipGap,
+            );
+            let (segment, outcome) = match opened {
+                Ok(opened) => opened,
+                Err(error @ StorageError::Corrupt { .. }) if mode == RecoveryMode::Truncate => {
+                    tracing::warn!(%error, "truncating the log at a segment whose header is damaged");
+                    discard_rest = true;
+                    delete_segment_files(dir, base)?;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             report.segments_scanned += outcome.rebuilt as usize;
             if outcome.truncated_bytes > 0 {
                 tracing::warn!(dir = %dir.display(), base, bytes = outcome.truncated_bytes, "cut a torn or corrupt tail");
                 report.truncated_bytes += outcome.truncated_bytes;
-                discard_rest = true;
+                // Under skip_gap, segments after damage below the recovery point stay.
+                discard_rest =
+                    mode != RecoveryMode::SkipGap || segment.next_offset() >= durable_end;
             }
             expected_base = Some(segment.next_offset());
             if outcome.rebuilt {
@@ -203,10 +300,43 @@ impl PartitionLog {
             }
             segments.insert(base, segment);
         }
+        // The end must reach the recovery point: later segment files may be missing.
+        let end = segments.values().next_back().map(Segment::next_offset);
+        if let Some(end) = end.filter(|end| *end < durable_end) {
+            match mode {
+                RecoveryMode::Refuse => {
+                    return Err(StorageError::NeedsRecovery {
+                        path: dir.join(segment_file_name(end, "log")),
+                        reason: format!(
+                            "the log ends at offset {end} but offsets up to the recovery point \
+                             {durable_end} were durable: the segment files from offset {end} on \
+                             are missing"
+                        ),
+                    });
+                }
+                RecoveryMode::Truncate => {}
+                RecoveryMode::SkipGap => {
+                    fill_gap(dir, &config, now_ms, &mut segments, end, durable_end)?;
+                    rebuilt.push(end);
+                }
+            }
+        }
         if segments.is_empty() {
-            let base = checkpoint.map_or(0, |c| c.log_start_offset.max(0));
+            let log_start = checkpoint.map_or(0, |c| c.log_start_offset.max(0));
+            // A log whose every segment is lost keeps its end under skip_gap.
+            let base = match mode {
+                RecoveryMode::SkipGap => log_start.max(durable_end),
+                RecoveryMode::Refuse | RecoveryMode::Truncate => log_start,
+            };
             segments.insert(base, Segment::create(dir, base, &config, now_ms)?);
             sync_dir(dir)?;
+        }
+        // What a scan verified becomes durable now, so that the recovery point may
+        // cover it: damage there later is lost data, not a torn write.
+        for base in &rebuilt {
+            if let Some(segment) = segments.get(base) {
+                segment.flush()?;
+            }
         }
         report.segments = segments.len();
         // Rebuilt indexes are pre-allocated; trim those of sealed segments, or every
@@ -259,6 +389,38 @@ impl PartitionLog {
         Ok((log, report))
     }
 
+    /// Creates the log in `dir`, which must hold no segment, empty and starting at
+    /// `log_start_offset`: for a log whose directory was lost, so that offsets already
+    /// handed out are never reused.
+    pub fn create_empty_at(
+        dir: &Path,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        log_start_offset: i64,
+    ) -> Result<Arc<Self>> {
+        fs::create_dir_all(dir)
+            .map_err(|error| StorageError::io("create directory", dir, error))?;
+        if !list_segments(dir)?.is_empty() {
+            return Err(StorageError::Corrupt {
+                path: dir.to_owned(),
+                reason: "holds segments; an empty log cannot be created over them".into(),
+            });
+        }
+        let checkpoint = Checkpoint {
+            recovery_point: log_start_offset,
+            high_watermark: log_start_offset,
+            log_start_offset,
+            clean: false,
+        };
+        write_state_file(
+            dir,
+            CHECKPOINT_FILE,
+            StateKind::Checkpoint,
+            &checkpoint.encode(),
+        )?;
+        Ok(Self::open(dir, config, clock)?.0)
+    }
+
     fn lock(&self) -> MutexGuard<'_, LogState> {
         self.state.lock().expect("log lock poisoned")
     }
@@ -273,6 +435,11 @@ impl PartitionLog {
 
     pub fn set_config(&self, config: LogConfig) {
         *self.config.write().expect("config lock poisoned") = config;
+    }
+
+    /// Why the log refuses writes (a failed write or fsync), if it does.
+    pub fn failure(&self) -> Option<String> {
+        self.lock().failure.clone()
     }
 
     fn writable(&self, state: &LogState) -> Result<()> {
@@ -658,6 +825,23 @@ impl PartitionLog {
         }
         let offset = offset.max(state.log_start_offset);
         let result = (|| {
+            // The recovery point comes down first: a crash after the files changed
+            // must find a log that ends at or after it, or it would take the cut
+            // for lost data.
+            let new_end = match state.segments.range(..=offset).next_back() {
+                Some((_, segment)) => segment
+                    .position_of(offset)?
+                    .map_or(segment.next_offset(), |(_, info)| info.base_offset),
+                None => offset,
+            };
+            if new_end < state.recovery_point || new_end < state.log_start_offset {
+                state.recovery_point = state.recovery_point.min(new_end);
+                let log_start_offset = state.log_start_offset;
+                state.log_start_offset = log_start_offset.min(new_end);
+                let written = self.checkpoint_with(state, false);
+                state.log_start_offset = log_start_offset;
+                written?;
+            }
             // Whole segments starting at or after the offset go; the batch holding the
             // offset is then in the last remaining segment.
             while state.segments.len() > 1 && *state.segments.keys().next_back().unwrap() >= offset
@@ -699,60 +883,72 @@ impl PartitionLog {
         let offset = offset.min(self.high_watermark());
         let mut state = self.lock();
         state.log_start_offset = state.log_start_offset.max(offset);
-        let start = state.log_start_offset;
-        self.delete_segments_while(&mut state, |segment, _| segment.next_offset() <= start)?;
         self.checkpoint_with(&state, false)?;
+        let start = state.log_start_offset;
+        self.delete_segments_while(&mut state, |segment| segment.next_offset() <= start)?;
         Ok(state.log_start_offset)
     }
 
     /// Deletes sealed segments past the retention limits; returns how many.
+    ///
+    /// A segment's age is its largest record timestamp, or its file's modification
+    /// time when that timestamp is negative or far in the future (see
+    /// [`Segment::retention_timestamp`]), so one bad timestamp cannot hold back the
+    /// retention of every later segment.
     pub fn apply_retention(&self) -> Result<usize> {
         let config = self.config();
         let now_ms = self.clock.now_ms();
         let high_watermark = self.high_watermark();
         let mut state = self.lock();
         let mut size = state.size_bytes();
-        let deleted = self.delete_segments_while(&mut state, |segment, _| {
+        self.delete_segments_while(&mut state, |segment| {
             let below_high_watermark = segment.next_offset() <= high_watermark;
             let over_size = config
                 .retention_bytes
                 .is_some_and(|limit| size.saturating_sub(segment.size()) >= limit);
-            let expired = config
-                .retention_ms
-                .is_some_and(|limit| segment.max_timestamp() < now_ms - limit as i64);
+            let expired = config.retention_ms.is_some_and(|limit| {
+                segment.retention_timestamp(now_ms) < now_ms.saturating_sub(limit as i64)
+            });
             let delete = below_high_watermark && (over_size || expired);
             if delete {
                 size -= segment.size();
             }
             delete
-        })?;
-        if deleted > 0 {
-            self.checkpoint_with(&state, false)?;
-        }
-        Ok(deleted)
+        })
     }
 
     /// Deletes the oldest sealed segments while `doomed` says so, moving the log start.
+    /// The new log start is checkpointed before any file goes: a crash in between
+    /// leaves segments below the log start (deleted again later), never a log start
+    /// that no segment holds, which the next start would take for lost data.
     fn delete_segments_while(
         &self,
         state: &mut LogState,
-        mut doomed: impl FnMut(&Segment, &LogState) -> bool,
+        mut doomed: impl FnMut(&Segment) -> bool,
     ) -> Result<usize> {
-        let mut deleted = 0;
-        while state.segments.len() > 1 {
-            let (&base, first) = state.segments.iter().next().unwrap();
-            if !doomed(first, state) {
-                break;
-            }
-            let segment = state.segments.remove(&base).unwrap();
-            segment.delete()?;
-            deleted += 1;
-            let next_base = *state.segments.keys().next().unwrap();
-            state.log_start_offset = state.log_start_offset.max(next_base);
+        let sealed = state.segments.len() - 1;
+        let count = state
+            .segments
+            .values()
+            .take(sealed)
+            .take_while(|segment| doomed(segment))
+            .count();
+        if count == 0 {
+            return Ok(0);
         }
-        metrics::counter!("fjord_storage_retention_deleted_segments_total")
-            .increment(deleted as u64);
-        Ok(deleted)
+        let next_base = *state
+            .segments
+            .keys()
+            .nth(count)
+            .expect("the active segment stays");
+        state.log_start_offset = state.log_start_offset.max(next_base);
+        self.checkpoint_with(state, false)?;
+        for _ in 0..count {
+            let (_, segment) = state.segments.pop_first().expect("counted above");
+            segment.delete()?;
+        }
+        metrics::counter!("fjord_storage_retention_deleted_segments_total").increment(count as u64);
+        Ok(count)
     }
 
     /// Persists the recovery point, high watermark and log start offset.
@@ -792,6 +988,9 @@ impl PartitionLog {
             return flushed;
         }
         state.active_mut().seal()?;
+        for segment in state.segments.values() {
+            segment.discard_damaged_index()?;
+        }
         state.recovery_point = state.next_offset;
         self.checkpoint_with(&state, true)
     }
@@ -836,9 +1035,40 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>> {
     Ok(logs)
 }
 
+/// Fills the lost offsets `from..to` with gap batches (skip_gap): in the last segment
+/// when it is empty and starts at `from` (all that was left of a damaged segment),
+/// otherwise in a new segment file at `from`. The data is fsynced before it returns.
+fn fill_gap(
+    dir: &Path,
+    config: &LogConfig,
+    now_ms: i64,
+    segments: &mut BTreeMap<i64, Segment>,
+    from: i64,
+    to: i64,
+) -> Result<()> {
+    tracing::warn!(dir = %dir.display(), from, to, "skipping lost offsets: filling them with empty batches");
+    let reuse = segments
+        .values()
+        .next_back()
+        .is_some_and(|last| last.is_empty() && last.base_offset == from);
+    if !reuse {
+        segments.insert(from, Segment::create(dir, from, config, now_ms)?);
+    }
+    let segment = segments.get_mut(&from).expect("inserted above");
+    let batches = gap_batches(from, to);
+    let infos: Vec<BatchInfo> = batches
+        .iter()
+        .map(|batch| BatchInfo::from_header(batch))
+        .collect();
+    let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|batch| IoSlice::new(batch)).collect();
+    segment.append(&mut slices, &infos)?;
+    segment.flush()?;
+    sync_dir(dir)
+}
+
 fn delete_segment_files(dir: &Path, base: i64) -> Result<()> {
     for extension in ["log", "index", "timeindex"] {
-        let path = dir.join(super::segment::file_name(base, extension));
+        let path = dir.join(segment_file_name(base, extension));
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}

@@ -4,18 +4,25 @@
 //! partition directory at start-up, creates and deletes partitions, and runs one
 //! bounded background loop that flushes `interval`-policy logs, applies retention and
 //! checkpoints high watermarks.
+//!
+//! A partition whose log cannot be opened (lost or damaged durable data, a damaged
+//! file header, a partition directory that disappeared) is kept offline with the
+//! reason, and every other partition is served; [`LogManager::recover`] carries out
+//! the operator's decision.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use super::clock::Clock;
 use super::config::LogConfig;
 use super::error::{Result, StorageError};
 use super::log::{PartitionLog, RecoveryReport};
+use super::log_ends;
+use super::recovery::{RecoverError, RecoveryAction, RecoveryMode};
 
 const LOCK_FILE: &str = ".lock";
 const DELETED_SUFFIX: &str = ".deleted";
@@ -83,11 +90,24 @@ impl Default for BackgroundIntervals {
     }
 }
 
+/// A partition whose log is not open, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OfflinePartition {
+    reason: String,
+    /// Set when the partition's directory is gone: where its log ended.
+    lost_log_end_offset: Option<i64>,
+}
+
 #[derive(Debug)]
 pub struct LogManager {
     data_dir: PathBuf,
     clock: Arc<dyn Clock>,
     logs: RwLock<HashMap<TopicPartition, Arc<PartitionLog>>>,
+    /// Partitions whose log could not be opened; an operator decides (see
+    /// [`LogManager::recover`]).
+    offline: RwLock<BTreeMap<TopicPartition, OfflinePartition>>,
+    /// The last log end recorded for each partition (`log-ends`).
+    known_ends: Mutex<BTreeMap<TopicPartition, i64>>,
     /// Held for the manager's life: the OS releases the lock when the process dies.
     _lock: File,
 }
@@ -105,10 +125,16 @@ impl LogManager {
             path: data_dir.to_owned(),
             reason: "the data directory is in use by another broker process".into(),
         })?;
+        let known_ends = log_ends::load(data_dir).unwrap_or_else(|error| {
+            tracing::warn!(%error, "ignoring unreadable log ends; missing partition directories go unnoticed this time");
+            BTreeMap::new()
+        });
         let manager = Self {
             data_dir: data_dir.to_owned(),
             clock,
             logs: RwLock::new(HashMap::new()),
+            offline: RwLock::new(BTreeMap::new()),
+            known_ends: Mutex::new(known_ends),
             _lock: lock,
         };
         for (name, path) in manager.partition_dirs()? {
@@ -143,7 +169,8 @@ impl LogManager {
 
     /// Opens every partition directory whose partition `config_for` knows. Directories
     /// it does not know are left untouched, with a warning: losing metadata must never
-    /// delete data.
+    /// delete data. A log that cannot be opened leaves its partition offline, with the
+    /// error as the reason; the others open.
     pub fn open_all(
         &self,
         config_for: impl Fn(&TopicPartition) -> Option<LogConfig>,
@@ -157,14 +184,46 @@ impl LogManager {
                 tracing::warn!(dir = %path.display(), "partition directory of no known topic; leaving it alone");
                 continue;
             };
-            let (log, report) = PartitionLog::open(&path, config, self.clock.clone())?;
-            self.logs
-                .write()
-                .expect("lock poisoned")
-                .insert(partition.clone(), log);
-            reports.push((partition, report));
+            match PartitionLog::open(&path, config, self.clock.clone()) {
+                Ok((log, report)) => {
+                    self.logs
+                        .write()
+                        .expect("lock poisoned")
+                        .insert(partition.clone(), log);
+                    reports.push((partition, report));
+                }
+                Err(error) => {
+                    tracing::error!(%partition, %error, "partition is offline: its log cannot be opened");
+                    self.set_offline(&partition, error.to_string(), None);
+                }
+            }
         }
         Ok(reports)
+    }
+
+    /// Keeps a partition offline whose log could not be opened or created.
+    /// Keeps a reason recorded earlier (such as a lost directory's).
+    pub fn mark_offline(&self, partition: &TopicPartition, reason: String) {
+        if self.get(partition).is_none() {
+            self.offline
+                .write()
+                .expect("lock poisoned")
+                .entry(partition.clone())
+                .or_insert(OfflinePartition {
+                    reason,
+                    lost_log_end_offset: None,
+                });
+        }
+    }
+
+    fn set_offline(&self, partition: &TopicPartition, reason: String, lost: Option<i64>) {
+        self.offline.write().expect("lock poisoned").insert(
+            partition.clone(),
+            OfflinePartition {
+                reason,
+                lost_log_end_offset: lost,
+            },
+        );
     }
 
     pub fn get(&self, partition: &TopicPartition) -> Option<Arc<PartitionLog>> {
@@ -175,7 +234,9 @@ impl LogManager {
             .cloned()
     }
 
-    /// Opens the partition's log, creating it when it does not exist.
+    /// Opens the partition's log, creating it when it does not exist. An offline
+    /// partition is not touched; a partition whose directory is gone although it held
+    /// data (`log-ends` says so) goes offline instead of coming back empty.
     pub fn get_or_create(
         &self,
         partition: &TopicPartition,
@@ -184,17 +245,175 @@ impl LogManager {
         if let Some(log) = self.get(partition) {
             return Ok(log);
         }
+        // Lock order: `offline` before `logs` (as in `recover`), never both here.
+        let dir = self.data_dir.join(partition.to_string());
+        if let Some(offline) = self.offline.read().expect("lock poisoned").get(partition) {
+            return Err(StorageError::Offline {
+                path: dir,
+                reason: offline.reason.clone(),
+            });
+        }
+        let known_end = self
+            .known_ends
+            .lock()
+            .expect("lock poisoned")
+            .get(partition)
+            .copied();
+        if let Some(end) = known_end.filter(|end| *end > 0 && !dir.exists()) {
+            let reason = format!(
+                "the partition directory {} is missing, but its log ended at offset {end}: \
+                 the data is lost. Recovering with accept_loss recreates it empty from \
+                 offset {end}",
+                dir.display()
+            );
+            tracing::error!(%partition, "{reason}");
+            self.set_offline(partition, reason.clone(), Some(end));
+            return Err(StorageError::Offline { path: dir, reason });
+        }
         let mut logs = self.logs.write().expect("lock poisoned");
         if let Some(log) = logs.get(partition) {
             return Ok(log.clone());
         }
-        let (log, _) = PartitionLog::open(
-            &self.data_dir.join(partition.to_string()),
-            config,
-            self.clock.clone(),
-        )?;
+        let (log, _) = PartitionLog::open(&dir, config, self.clock.clone())?;
         logs.insert(partition.clone(), log.clone());
         Ok(log)
+    }
+
+    /// Why the partition cannot be served: its log could not be opened, or a write or
+    /// fsync failed since. `None` when it is online (or unknown here).
+    pub fn offline_reason(&self, partition: &TopicPartition) -> Option<String> {
+        if let Some(offline) = self.offline.read().expect("lock poisoned").get(partition) {
+            return Some(offline.reason.clone());
+        }
+        self.get(partition).and_then(|log| log.failure())
+    }
+
+    /// Every partition that cannot be served, with the reason, by partition.
+    pub fn offline_partitions(&self) -> Vec<(TopicPartition, String)> {
+        let mut offline: Vec<_> = self
+            .offline
+            .read()
+            .expect("lock poisoned")
+            .iter()
+            .map(|(partition, offline)| (partition.clone(), offline.reason.clone()))
+            .collect();
+        for (partition, log) in self.logs() {
+            if let Some(failure) = log.failure() {
+                offline.push((partition, format!("a write or fsync failed: {failure}")));
+            }
+        }
+        offline.sort_by(|a, b| a.0.cmp(&b.0));
+        offline
+    }
+
+    /// Carries out an operator's decision for an offline partition: `truncate` or
+    /// `skip_gap` for a log that could not be opened, `accept_loss` for a partition
+    /// whose directory is gone (recreated empty from where its log ended). The log is
+    /// online when this returns `Ok`; on failure it stays offline with the new reason.
+    pub fn recover(
+        &self,
+        partition: &TopicPartition,
+        action: RecoveryAction,
+        config: LogConfig,
+    ) -> Result<Arc<PartitionLog>, RecoverError> {
+        let mut offline_partitions = self.offline.write().expect("lock poisoned");
+        let not_applicable = |reason: &str| RecoverError::NotApplicable {
+            partition: partition.to_string(),
+            action: action.name(),
+            reason: reason.to_owned(),
+        };
+        let Some(offline) = offline_partitions.get(partition).cloned() else {
+            if self
+                .get(partition)
+                .is_some_and(|log| log.failure().is_some())
+            {
+                return Err(not_applicable(
+                    "a write or fsync failed while it was open; restarting the broker \
+                     recovers its log",
+                ));
+            }
+            return Err(RecoverError::NotOffline(partition.to_string()));
+        };
+        let dir = self.data_dir.join(partition.to_string());
+        let opened = match (action, offline.lost_log_end_offset) {
+            (RecoveryAction::AcceptLoss, Some(end)) => {
+                PartitionLog::create_empty_at(&dir, config, self.clock.clone(), end)
+            }
+            (RecoveryAction::AcceptLoss, None) => {
+                return Err(not_applicable(
+                    "its directory is there; truncate or skip_gap decide about damaged data",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(not_applicable(
+                    "its directory is gone; only accept_loss applies",
+                ));
+            }
+            (RecoveryAction::Truncate, None) => {
+                PartitionLog::open_with(&dir, config, self.clock.clone(), RecoveryMode::Truncate)
+                    .map(|(log, _)| log)
+            }
+            (RecoveryAction::SkipGap, None) => {
+                PartitionLog::open_with(&dir, config, self.clock.clone(), RecoveryMode::SkipGap)
+                    .map(|(log, _)| log)
+            }
+        };
+        match opened {
+            Ok(log) => {
+                tracing::warn!(%partition, action = action.name(), log_start_offset = log.log_start_offset(), log_end_offset = log.log_end_offset(), "offline partition recovered by an operator");
+                offline_partitions.remove(partition);
+                self.logs
+                    .write()
+                    .expect("lock poisoned")
+                    .insert(partition.clone(), log.clone());
+                Ok(log)
+            }
+            Err(error) => {
+                tracing::error!(%partition, action = action.name(), %error, "recovering the partition failed; it stays offline");
+                offline_partitions.insert(
+                    partition.clone(),
+                    OfflinePartition {
+                        reason: error.to_string(),
+                        ..offline
+                    },
+                );
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Forgets what was known of a partition's log end: a new topic's partitions have
+    /// no history, whatever a topic of the same name once held.
+    pub fn forget_log_end(&self, partition: &TopicPartition) {
+        self.known_ends
+            .lock()
+            .expect("lock poisoned")
+            .remove(partition);
+    }
+
+    /// Records every partition's log end in `log-ends`: open logs, and offline
+    /// partitions with what was known of them, so that a lost directory stays noticed.
+    pub fn write_log_ends(&self) -> Result<()> {
+        let mut known = self.known_ends.lock().expect("lock poisoned");
+        let offline = self.offline.read().expect("lock poisoned");
+        let mut ends = BTreeMap::new();
+        for (partition, state) in offline.iter() {
+            let end = state
+                .lost_log_end_offset
+                .or_else(|| known.get(partition).copied());
+            if let Some(end) = end {
+                ends.insert(partition.clone(), end);
+            }
+        }
+        drop(offline);
+        for (partition, log) in self.logs() {
+            ends.insert(partition, log.log_end_offset());
+        }
+        if ends != *known {
+            log_ends::store(&self.data_dir, &ends)?;
+            *known = ends;
+        }
+        Ok(())
     }
 
     /// Removes the partition and its data. The directory is first renamed, so a crash
@@ -202,6 +421,19 @@ impl LogManager {
     /// half-deleted log that a new topic of the same name could pick up.
     pub fn delete(&self, partition: &TopicPartition) -> Result<()> {
         let log = self.logs.write().expect("lock poisoned").remove(partition);
+        self.offline
+            .write()
+            .expect("lock poisoned")
+            .remove(partition);
+        let forgotten = self
+            .known_ends
+            .lock()
+            .expect("lock poisoned")
+            .remove(partition)
+            .is_some();
+        if forgotten {
+            self.write_log_ends()?;
+        }
         let dir = self.data_dir.join(partition.to_string());
         if let Some(log) = &log {
             log.close()?;
@@ -247,6 +479,9 @@ impl LogManager {
                 tracing::warn!(%partition, %error, "checkpoint failed");
             }
         }
+        if checkpoint && let Err(error) = self.write_log_ends() {
+            tracing::warn!(%error, "recording log ends failed");
+        }
     }
 
     /// Runs background work until `shutdown` resolves. Each pass handles the logs one
@@ -283,6 +518,10 @@ impl LogManager {
     /// Flushes and closes every log cleanly.
     pub fn close_all(&self) -> Result<()> {
         let mut first_error = None;
+        if let Err(error) = self.write_log_ends() {
+            tracing::error!(%error, "recording log ends failed");
+            first_error = Some(error);
+        }
         for (partition, log) in self.logs() {
             if let Err(error) = log.close() {
                 tracing::error!(%partition, %error, "closing log failed");

@@ -6,7 +6,9 @@
 //! - [`segment`]: one `.log` file with its two indexes; recovery scans.
 //! - [`index`]: the memory-mapped sparse indexes (the only `unsafe` in the broker).
 //! - [`epochs`]: the leader-epoch cache.
+//! - [`log_ends`]: the broker-wide record of every partition's last log end.
 //! - [`manager`]: [`LogManager`], every partition of the broker, its background work.
+//! - [`recovery`]: what recovery may do with lost durable data; gap batches.
 //! - [`file_format`]: file headers and crash-safe state files.
 //! - [`config`], [`clock`], [`error`].
 //!
@@ -19,7 +21,9 @@ pub mod error;
 pub mod file_format;
 pub mod index;
 pub mod log;
+pub mod log_ends;
 pub mod manager;
+pub mod recovery;
 pub mod segment;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -27,3 +31,4 @@ pub use config::{Durability, LogConfig};
 pub use error::StorageError;
 pub use log::{AppendInfo, PartitionLog, ReadResult, RecoveryReport};
 pub use manager::{LogManager, TopicPartition};
+pub use recovery::{RecoverError, RecoveryAction, RecoveryMode};

@@ -12,6 +12,7 @@ use std::io::{BufReader, IoSlice, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use fjord_protocol::batch::{BATCH_HEADER_BYTES, MAGIC};
@@ -82,7 +83,14 @@ pub struct Segment {
     /// When the segment was created or opened, for time-based rolling.
     pub created_ms: i64,
     index_interval_bytes: u64,
+    /// Set when a lookup found an offset index entry that does not match the log.
+    index_damaged: AtomicBool,
 }
+
+/// How far ahead of the clock a segment's largest timestamp may be and still count for
+/// time retention (see [`Segment::retention_timestamp`]). One hour, like Kafka's default
+/// `log.message.timestamp.after.max.ms`.
+pub const FUTURE_TIMESTAMP_TOLERANCE_MS: i64 = 3_600_000;
 
 impl Segment {
     pub fn create(dir: &Path, base_offset: i64, config: &LogConfig, now_ms: i64) -> Result<Self> {
@@ -109,6 +117,7 @@ impl Segment {
             bytes_since_index_entry: 0,
             created_ms: now_ms,
             index_interval_bytes: config.index_interval_bytes,
+            index_damaged: AtomicBool::new(false),
         })
     }
 
@@ -116,12 +125,19 @@ impl Segment {
     /// inconsistent, every batch is read and CRC-checked, the indexes are rebuilt and a
     /// torn or corrupt tail is cut off. Without, only the bytes after the last index
     /// entry are walked to find the end.
+    ///
+    /// Damage that starts below `durable_end` (the log's recovery point) is not cut:
+    /// the segment is left as it is and the error is [`StorageError::NeedsRecovery`].
+    /// With `repair_header`, a damaged file header is rewritten (the batches behind it
+    /// are then all verified) instead of refused.
     pub fn open(
         dir: &Path,
         base_offset: i64,
         config: &LogConfig,
         now_ms: i64,
         scan: bool,
+        durable_end: i64,
+        repair_header: bool,
     ) -> Result<(Self, ScanOutcome)> {
         let log_path = dir.join(file_name(base_offset, "log"));
         let file = OpenOptions::new()
@@ -135,18 +151,25 @@ impl Segment {
             .len();
         let mut header = [0u8; FILE_HEADER_BYTES as usize];
         let header_read = file.read_exact_at(&mut header, 0);
+        let mut scan = scan;
         if header_read.is_err()
             || check_file_header(&log_path, &header, FileKind::Log, base_offset).is_err()
         {
             // A crash right after creating the file can leave it without a complete
-            // header; it then holds no batches either. Anything else is not ours.
-            if file_size > FILE_HEADER_BYTES {
+            // header; it then holds no batches either. Anything else is not ours,
+            // unless the operator asked to repair it.
+            if file_size > FILE_HEADER_BYTES && !repair_header {
                 check_file_header(&log_path, &header, FileKind::Log, base_offset)?;
             }
             file.write_all_at(&encode_file_header(FileKind::Log, base_offset), 0)
                 .map_err(|error| StorageError::io("write", &log_path, error))?;
-            file.set_len(FILE_HEADER_BYTES)
-                .map_err(|error| StorageError::io("truncate", &log_path, error))?;
+            if file_size <= FILE_HEADER_BYTES {
+                file.set_len(FILE_HEADER_BYTES)
+                    .map_err(|error| StorageError::io("truncate", &log_path, error))?;
+            } else {
+                tracing::warn!(path = %log_path.display(), "rewrote a damaged segment header; verifying every batch behind it");
+                scan = true;
+            }
         }
         let size = file_size.max(FILE_HEADER_BYTES);
         let trimmed = if scan {
@@ -171,11 +194,12 @@ impl Segment {
             bytes_since_index_entry: 0,
             created_ms: now_ms,
             index_interval_bytes: config.index_interval_bytes,
+            index_damaged: AtomicBool::new(false),
         };
         if !rebuild && segment.walk_tail()? {
             return Ok((segment, ScanOutcome::default()));
         }
-        let outcome = segment.rebuild(dir, config)?;
+        let outcome = segment.rebuild(dir, config, durable_end)?;
         Ok((segment, outcome))
     }
 
@@ -220,8 +244,8 @@ impl Segment {
     }
 
     /// Reads every batch, verifies it, rebuilds both indexes and cuts off whatever
-    /// follows the last valid batch.
-    fn rebuild(&mut self, dir: &Path, config: &LogConfig) -> Result<ScanOutcome> {
+    /// follows the last valid batch, unless that starts below `durable_end`.
+    fn rebuild(&mut self, dir: &Path, config: &LogConfig, durable_end: i64) -> Result<ScanOutcome> {
         (self.offset_index, self.time_index) = create_indexes(dir, self.base_offset, config)?;
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
@@ -245,6 +269,16 @@ impl Segment {
         }
         self.size = position;
         let truncated_bytes = file_size - position;
+        if truncated_bytes > 0 && self.next_offset < durable_end {
+            return Err(StorageError::NeedsRecovery {
+                path: self.log_path.clone(),
+                reason: format!(
+                    "damaged batch at byte {position} (offset {}); the {truncated_bytes} bytes \
+                     from there on lie below the recovery point {durable_end}",
+                    self.next_offset
+                ),
+            });
+        }
         if truncated_bytes > 0 {
             self.file
                 .set_len(position)
@@ -349,12 +383,85 @@ impl Segment {
 
     /// The position of the batch that holds `offset` (or the first batch after it),
     /// or `None` when the segment ends before it.
+    ///
+    /// The index is a cache: the batch an entry points at must start at the entry's
+    /// offset. An entry that does not (a damaged index file) is passed over for the
+    /// one before it, down to the start of the segment, so a damaged index costs a
+    /// longer walk, never wrong records.
     pub fn position_of(&self, offset: i64) -> Result<Option<(u64, BatchInfo)>> {
-        let start = self
-            .offset_index
-            .floor(offset)
-            .map_or(FILE_HEADER_BYTES, |(_, p)| p as u64);
-        self.first_batch_from(start, |info| info.last_offset >= offset)
+        let (mut start, mut start_offset) = (FILE_HEADER_BYTES, self.base_offset);
+        let mut entry = self.offset_index.floor_index(offset);
+        while let Some(index) = entry {
+            let (key, position) = self.offset_index.entry(index);
+            if self.batch_starts_at(position, key)? {
+                (start, start_offset) = (position as u64, key);
+                break;
+            }
+            if !self.index_damaged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(path = %self.offset_index.path().display(), key, position, "index entry does not point at the batch it names; the index is rebuilt at the next start");
+            }
+            entry = index.checked_sub(1);
+        }
+        self.first_batch_from(start, start_offset, |info| info.last_offset >= offset)
+    }
+
+    /// Whether a batch whose base offset is `base_offset` starts at byte `position`.
+    fn batch_starts_at(&self, position: i64, base_offset: i64) -> Result<bool> {
+        let Ok(position) = u64::try_from(position) else {
+            return Ok(false);
+        };
+        if position < FILE_HEADER_BYTES || position + BATCH_HEADER_BYTES as u64 > self.size {
+            return Ok(false);
+        }
+        let mut header = [0u8; BATCH_HEADER_BYTES];
+        self.read_at(&mut header, position)?;
+        let info = BatchInfo::from_header(&header);
+        Ok(info.base_offset == base_offset
+            && header[16] == MAGIC as u8
+            && position + info.size <= self.size)
+    }
+
+    /// Removes the offset index file when a lookup found it wrong, so that the next
+    /// start rebuilds it from the log (the map stays valid until the segment drops).
+    pub fn discard_damaged_index(&self) -> Result<()> {
+        if !self.index_damaged() {
+            return Ok(());
+        }
+        let path = self.offset_index.path();
+        match fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(StorageError::io("delete", path, error)),
+        }
+    }
+
+    /// Whether a lookup found the offset index wrong; the index file is then removed
+    /// when the segment is closed, so that the next start rebuilds it from the log.
+    pub fn index_damaged(&self) -> bool {
+        self.index_damaged.load(Ordering::Relaxed)
+    }
+
+    /// The time retention measures the segment's age from: its largest record
+    /// timestamp, unless that is negative (no usable timestamp) or more than
+    /// [`FUTURE_TIMESTAMP_TOLERANCE_MS`] ahead of `now_ms` (a clock or producer gone
+    /// wrong); then the file's last modification, which for a sealed segment is when
+    /// its last batch was written.
+    pub fn retention_timestamp(&self, now_ms: i64) -> i64 {
+        let plausible = 0..=now_ms.saturating_add(FUTURE_TIMESTAMP_TOLERANCE_MS);
+        if plausible.contains(&self.max_timestamp) {
+            return self.max_timestamp;
+        }
+        let modified = self
+            .file
+            .metadata()
+            .and_then(|metadata| metadata.modified())
+            .ok()
+            .and_then(|modified| modified.duration_since(std::time::UNIX_EPOCH).ok());
+        match modified {
+            Some(elapsed) => i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
+            // Unknowable: keep the segment rather than guess.
+            None => i64::MAX,
+        }
     }
 
     /// The first batch whose largest timestamp is at least `timestamp`.
@@ -363,26 +470,37 @@ impl Segment {
             .time_index
             .below(timestamp)
             .map_or(self.base_offset, |(_, offset)| offset);
-        let Some((start, _)) = self.position_of(start_offset)? else {
+        let Some((start, first)) = self.position_of(start_offset)? else {
             return Ok(None);
         };
-        self.first_batch_from(start, |info| info.max_timestamp >= timestamp)
+        self.first_batch_from(start, first.base_offset, |info| {
+            info.max_timestamp >= timestamp
+        })
     }
 
     /// Walks batch headers from `position` to the first batch `wanted` accepts.
     fn first_batch_from(
         &self,
         mut position: u64,
+        mut expected_base: i64,
         wanted: impl Fn(&BatchInfo) -> bool,
     ) -> Result<Option<(u64, BatchInfo)>> {
         let mut header = [0u8; BATCH_HEADER_BYTES];
         while position < self.size {
             self.read_at(&mut header, position)?;
             let info = BatchInfo::from_header(&header);
+            check_framing(
+                &self.log_path,
+                &header,
+                position,
+                self.size,
+                Some(expected_base),
+            )?;
             if wanted(&info) {
                 return Ok(Some((position, info)));
             }
             position += info.size;
+            expected_base = info.last_offset + 1;
         }
         Ok(None)
     }
@@ -552,6 +670,7 @@ fn read_batches(
     file.read_exact_at(&mut header, position)
         .map_err(|error| StorageError::io("read", path, error))?;
     let first = BatchInfo::from_header(&header);
+    check_framing(path, &header, position, size, None)?;
     if first.base_offset >= offset_limit {
         return Ok(Bytes::new());
     }
@@ -559,17 +678,63 @@ fn read_batches(
     let mut buf = BytesMut::zeroed(length);
     file.read_exact_at(&mut buf, position)
         .map_err(|error| StorageError::io("read", path, error))?;
-    // Keep whole batches below the offset limit.
+    // Keep whole batches below the offset limit; each must follow the one before.
     let mut end = 0usize;
+    let mut expected_base = first.base_offset;
     while end + BATCH_HEADER_BYTES <= buf.len() {
-        let info = BatchInfo::from_header(&buf[end..end + BATCH_HEADER_BYTES]);
+        let header = &buf[end..end + BATCH_HEADER_BYTES];
+        let info = BatchInfo::from_header(header);
+        check_framing(
+            path,
+            header,
+            position + end as u64,
+            size,
+            Some(expected_base),
+        )?;
         if info.base_offset >= offset_limit || end + info.size as usize > buf.len() {
             break;
         }
         end += info.size as usize;
+        expected_base = info.last_offset + 1;
     }
     buf.truncate(end);
     Ok(buf.freeze())
+}
+
+/// Checks what the CRC does not cover in a stored batch's header: magic, a length that
+/// fits the segment, offsets in order and (with `expected_base`) following the batch
+/// before. Reads fail with [`StorageError::Corrupt`] rather than serve bytes that do
+/// not line up.
+fn check_framing(
+    path: &Path,
+    header: &[u8],
+    position: u64,
+    segment_size: u64,
+    expected_base: Option<i64>,
+) -> Result<()> {
+    let info = BatchInfo::from_header(header);
+    let reason = if header[16] != MAGIC as u8 {
+        format!("batch at byte {position} has magic {}", header[16] as i8)
+    } else if info.size < BATCH_HEADER_BYTES as u64 || position + info.size > segment_size {
+        format!(
+            "batch at byte {position} claims {} bytes; the segment holds {segment_size}",
+            info.size
+        )
+    } else if info.last_offset < info.base_offset {
+        format!("batch at byte {position} ends before it starts")
+    } else if expected_base.is_some_and(|expected| expected != info.base_offset) {
+        format!(
+            "batch at byte {position} starts at offset {}, expected {}",
+            info.base_offset,
+            expected_base.unwrap_or_default()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(StorageError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    })
 }
 
 /// Reads the next batch for a recovery scan into `batch` and checks it completely:

@@ -1,7 +1,7 @@
 //! `fjord topic create|list|describe|delete`.
 
 use clap::{Args, Subcommand};
-use fjord_client::{Admin, Client, NewTopic, TopicDescription, TopicSummary};
+use fjord_client::{Admin, Client, ErrorCode, NewTopic, TopicDescription, TopicSummary};
 use serde_json::json;
 
 use super::OutputFormat;
@@ -130,6 +130,16 @@ fn ids(ids: &[i32]) -> String {
     ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// `online`, `offline` (the leader's log cannot serve: `KAFKA_STORAGE_ERROR`; the
+/// admin HTTP API's topic JSON says why), or the partition's error.
+fn partition_state(error_code: ErrorCode) -> String {
+    match error_code {
+        ErrorCode::None => "online".to_owned(),
+        ErrorCode::StorageError => "offline".to_owned(),
+        code => code.name().to_owned(),
+    }
+}
+
 fn describe_table(topic: &TopicDescription) -> String {
     let rows: Vec<Vec<String>> = topic
         .partitions
@@ -143,6 +153,7 @@ fn describe_table(topic: &TopicDescription) -> String {
                 partition.leader_epoch.to_string(),
                 ids(&partition.replicas),
                 ids(&partition.isr),
+                partition_state(partition.error_code),
             ]
         })
         .collect();
@@ -151,7 +162,10 @@ fn describe_table(topic: &TopicDescription) -> String {
         topic.name,
         topic.topic_id,
         topic.partitions.len(),
-        table::render(&["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR"], &rows)
+        table::render(
+            &["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "STATE"],
+            &rows
+        )
     )
 }
 
@@ -167,6 +181,7 @@ fn describe_json(topic: &TopicDescription) -> serde_json::Value {
                 "replicas": partition.replicas,
                 "isr": partition.isr,
                 "error": partition.error_code.name(),
+                "state": partition_state(partition.error_code),
             })
         })
         .collect();
@@ -180,7 +195,7 @@ fn describe_json(topic: &TopicDescription) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use fjord_client::{ErrorCode, PartitionDescription};
+    use fjord_client::PartitionDescription;
 
     use super::*;
 
@@ -219,9 +234,9 @@ mod tests {
              id: 00112233-4455-6677-8899-aabbccddeeff\n\
              partitions: 2\n\
              \n\
-             PARTITION  LEADER  EPOCH  REPLICAS  ISR\n\
-             0          1       4      1,2       1\n\
-             1          none    2      2\n"
+             PARTITION  LEADER  EPOCH  REPLICAS  ISR  STATE\n\
+             0          1       4      1,2       1    online\n\
+             1          none    2      2              LEADER_NOT_AVAILABLE\n"
         );
     }
 

@@ -39,6 +39,20 @@ pub fn topic_metadata(topic: &TopicImage) -> TopicMetadata {
     }
 }
 
+/// Partitions whose log on this broker is offline get `KAFKA_STORAGE_ERROR`, as Kafka
+/// answers for a replica on an offline log directory.
+fn mark_offline_partitions(broker: &Broker, topics: &mut [TopicMetadata]) {
+    for topic in topics.iter_mut() {
+        for partition in topic.partitions.iter_mut() {
+            let id = crate::storage::TopicPartition::new(topic.name.clone(), partition.partition);
+            if partition.error_code == ErrorCode::None && broker.logs.offline_reason(&id).is_some()
+            {
+                partition.error_code = ErrorCode::StorageError;
+            }
+        }
+    }
+}
+
 fn unknown_topic(name: &str, error_code: ErrorCode) -> TopicMetadata {
     TopicMetadata {
         error_code,
@@ -84,6 +98,8 @@ pub async fn metadata(
             topics
         }
     };
+    let mut topics = topics;
+    mark_offline_partitions(broker, &mut topics);
     let image = broker.metadata();
     let response = MetadataResponse {
         cluster_id: image.cluster_id.clone(),
