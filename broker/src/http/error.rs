@@ -138,7 +138,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.code.status().is_server_error() {
+        if self.code == ErrorCode::NotReady {
+            // Expected while starting or stopping (probes poll it): not an error.
+            tracing::debug!(message = %self.message, "not ready");
+        } else if self.code.status().is_server_error() {
             tracing::error!(code = ?self.code, message = %self.message, "HTTP request failed");
         }
         let body = ErrorBody {

@@ -1,8 +1,11 @@
 //! The client listener: accepts connections up to the cap and runs one task per
-//! connection (see [`connection`]). Requests are handled in [`handlers`].
+//! connection (see [`connection`]); connections over the cap are answered `BROKER_BUSY`
+//! (see [`busy`]). Requests are handled in [`handlers`].
 
+pub mod busy;
 pub mod connection;
 pub mod handlers;
+pub mod order;
 pub mod response;
 
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use crate::broker::Broker;
 /// timeout) for every connection to finish its in-flight requests.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     let connections = Arc::new(Semaphore::new(broker.config.max_connections));
+    let busy_answers = Arc::new(Semaphore::new(busy::BUSY_ANSWERS_MAX));
     let mut tasks = JoinSet::new();
     let mut stop = shutdown.clone();
     let stopped = async move {
@@ -30,8 +34,11 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let Ok(permit) = connections.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, limit = broker.config.max_connections, "connection limit reached; closing new connection");
+                        tracing::warn!(%peer, limit = broker.config.max_connections, "connection limit reached; answering BROKER_BUSY and closing the new connection");
                         metrics::counter!("fjord_connections_rejected_total").increment(1);
+                        if let Ok(slot) = busy_answers.clone().try_acquire_owned() {
+                            tasks.spawn(busy::answer_busy(stream, peer, slot));
+                        }
                         continue;
                     };
                     if let Err(error) = stream.set_nodelay(true) {
