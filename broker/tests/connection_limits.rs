@@ -246,11 +246,17 @@ async fn connection_over_the_cap_is_told_the_broker_is_busy() {
     let _: ApiVersionsResponse = first.call(ApiKey::ApiVersions, &ApiVersionsRequest).await;
     let mut second = RawClient::connect(broker.client_addr()).await;
     let correlation_id = second.send(ApiKey::ApiVersions, &ApiVersionsRequest).await;
-    let (header, body) = second.receive().await.expect("BROKER_BUSY, not a bare close");
+    let (header, body) = second
+        .receive()
+        .await
+        .expect("BROKER_BUSY, not a bare close");
     assert_eq!(header.correlation_id, correlation_id);
     assert_eq!(header.error_code, ErrorCode::BrokerBusy);
     assert!(body.is_empty());
-    assert!(second.receive().await.is_none(), "then the connection is closed");
+    assert!(
+        second.receive().await.is_none(),
+        "then the connection is closed"
+    );
     let _: ApiVersionsResponse = first.call(ApiKey::ApiVersions, &ApiVersionsRequest).await;
     broker.shutdown().await.unwrap();
 }
@@ -271,9 +277,15 @@ async fn pipelined_produce_requests_are_appended_in_order() {
         let mut answered = Vec::new();
         for index in 0..6 {
             let value = format!("r{round}-{index}");
-            let acks = if index % 2 == 0 { Acks::None } else { Acks::Leader };
-            let (correlation_id, frame) =
-                client.encode(ApiKey::Produce, &produce_request("ordered", acks, batch(&value)));
+            let acks = if index % 2 == 0 {
+                Acks::None
+            } else {
+                Acks::Leader
+            };
+            let (correlation_id, frame) = client.encode(
+                ApiKey::Produce,
+                &produce_request("ordered", acks, batch(&value)),
+            );
             out.extend_from_slice(&frame);
             if acks != Acks::None {
                 answered.push(correlation_id);
@@ -289,7 +301,10 @@ async fn pipelined_produce_requests_are_appended_in_order() {
             assert_eq!(response.topics[0].partitions[0].error_code, ErrorCode::None);
             offsets.push(response.topics[0].partitions[0].base_offset);
         }
-        assert!(offsets.is_sorted(), "round {round}: base offsets {offsets:?}");
+        assert!(
+            offsets.is_sorted(),
+            "round {round}: base offsets {offsets:?}"
+        );
     }
     // acks=none records become visible once durable: wait for all of them.
     let mut stored = Vec::new();
@@ -320,7 +335,10 @@ async fn request_during_shutdown_is_answered_broker_shutting_down() {
     late.stream.write_all(&frame[..6]).await.unwrap();
 
     let stopping = tokio::spawn(broker.shutdown());
-    assert!(idle.receive().await.is_none(), "an idle connection closes at shutdown");
+    assert!(
+        idle.receive().await.is_none(),
+        "an idle connection closes at shutdown"
+    );
     late.stream.write_all(&frame[6..]).await.unwrap();
     let (header, body) = late.receive().await.expect("an answer to the late request");
     assert_eq!(header.correlation_id, correlation_id);
