@@ -152,6 +152,24 @@ impl BrokerProcess {
         None
     }
 
+    /// `GET path` on a new HTTP connection: the status code and the body.
+    async fn http_get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.http_addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: broker\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut text))
+            .await
+            .unwrap_or_else(|_| panic!("no answer to GET {path} within 20 s"))
+            .unwrap();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+        (status, text)
+    }
+
     /// The value of a counter in `/metrics` with the given name and labels text
     /// (e.g. `fjord_requests_total{api="Fetch"}`), summed over matching lines.
     async fn metric(&self, prefix: &str) -> f64 {
@@ -507,4 +525,42 @@ async fn sigterm_answers_parked_fetches() {
     let log = broker.log_text();
     assert!(log.contains("broker stopped cleanly"), "{log}");
     assert!(!log.contains("shutdown timeout"), "{log}");
+}
+
+/// Three hundred idle HTTP connections (more than the API serves at once) do not
+/// starve the health probes: `/healthz` and `/readyz` answer at once on connections
+/// kept for them (which serve nothing else), and the idle connections are closed after
+/// the short idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http_connections_do_not_starve_health_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).await;
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(TcpStream::connect(broker.http_addr).await.unwrap());
+    }
+    let (status, body) = broker.http_get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = broker.http_get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = broker.http_get("/v1/topics").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("too_many_connections"), "{body}");
+    // Idle connections are closed by the broker (the first one soonest).
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(30), idle[0].read(&mut byte))
+        .await
+        .expect("an idle HTTP connection must be closed within 30 s");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(idle);
+    // Once they are gone, every route is served again.
+    let mut status = 0;
+    for _ in 0..300 {
+        status = broker.http_get("/v1/topics").await.0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200);
 }

@@ -72,6 +72,9 @@ pub enum ErrorCode {
     NotLeader,
     /// 503: the broker is starting, recovering or shutting down.
     NotReady,
+    /// 503: every HTTP connection slot is taken; this connection, kept for the health
+    /// probes, is served `/healthz` and `/readyz` only.
+    TooManyConnections,
     /// 500: the storage layer failed.
     StorageError,
     /// 500: a bug; the message says what failed.
@@ -100,7 +103,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotLeader => StatusCode::MISDIRECTED_REQUEST,
-            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             Self::StorageError | Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -138,9 +141,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.code == ErrorCode::NotReady {
-            // Expected while starting or stopping (probes poll it): not an error.
-            tracing::debug!(message = %self.message, "not ready");
+        if matches!(
+            self.code,
+            ErrorCode::NotReady | ErrorCode::TooManyConnections
+        ) {
+            // Expected while starting or stopping (probes poll it), or under load: not
+            // an error of the broker.
+            tracing::debug!(code = ?self.code, message = %self.message, "HTTP request refused");
         } else if self.code.status().is_server_error() {
             tracing::error!(code = ?self.code, message = %self.message, "HTTP request failed");
         }
