@@ -320,7 +320,7 @@ async fn pipelined_produce_requests_are_appended_in_order() {
 }
 
 /// A request that arrives once shutdown has begun is answered BROKER_SHUTTING_DOWN:
-/// its first bytes are sent before the shutdown, the rest after (once an idle
+/// its first bytes reach the broker before the shutdown, the rest after (once an idle
 /// connection has been closed, which shows the shutdown has begun).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_during_shutdown_is_answered_broker_shutting_down() {
@@ -331,8 +331,17 @@ async fn request_during_shutdown_is_answered_broker_shutting_down() {
     let mut idle = RawClient::connect(broker.client_addr()).await;
     let _: ApiVersionsResponse = idle.call(ApiKey::ApiVersions, &ApiVersionsRequest).await;
     let mut late = RawClient::connect(broker.client_addr()).await;
+    // One write: a whole request, then the first bytes of the next. The answer to the
+    // first shows that the broker has read both (they arrive as one segment).
+    let (first, mut out) = late.encode(ApiKey::ApiVersions, &ApiVersionsRequest);
     let (correlation_id, frame) = late.encode(ApiKey::ApiVersions, &ApiVersionsRequest);
-    late.stream.write_all(&frame[..6]).await.unwrap();
+    out.extend_from_slice(&frame[..6]);
+    late.stream.write_all(&out).await.unwrap();
+    let (header, _) = late.receive().await.unwrap();
+    assert_eq!(
+        (header.correlation_id, header.error_code),
+        (first, ErrorCode::None)
+    );
 
     let stopping = tokio::spawn(broker.shutdown());
     assert!(
