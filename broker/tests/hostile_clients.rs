@@ -457,12 +457,12 @@ async fn idle_connections_cost_little_memory() {
     assert!(settled <= baseline + 16 * MIB);
 }
 
-/// SIGTERM while fifty fetches are parked in 10-minute long-polls: every fetch is
+/// SIGTERM while five hundred fetches are parked in 10-minute long-polls: every fetch is
 /// answered (empty, no error) instead of waiting out its long-poll, the broker exits 0
 /// without running into its shutdown timeout, and the test prints how long it took.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_answers_parked_fetches() {
-    const PARKED: usize = 50;
+    const PARKED: usize = 500;
     let dir = tempfile::tempdir().unwrap();
     let mut broker = BrokerProcess::start(
         dir.path(),

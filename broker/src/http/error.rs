@@ -244,3 +244,49 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         format!("{} does not support {method}", uri.path()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A log writer that keeps what it is given.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What rendering `error` logs at level ERROR.
+    fn errors_logged(error: ApiError) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::ERROR)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || drop(error.into_response()));
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// A 503 from the readiness probe (expected while starting) is not an error in the
+    /// log; a storage failure still is.
+    #[test]
+    fn not_ready_is_not_logged_as_an_error() {
+        let not_ready = ApiError::new(ErrorCode::NotReady, "not ready: recovering partition logs");
+        assert_eq!(errors_logged(not_ready), "");
+        let failed = ApiError::new(ErrorCode::StorageError, "disk on fire");
+        assert!(errors_logged(failed).contains("disk on fire"));
+    }
+}

@@ -145,14 +145,14 @@ impl RequestReader<'_> {
                 && length <= FRAME_BYTES_MAX
                 && self.buffer.len() >= LENGTH_PREFIX_BYTES + CORRELATION_ID_END_BYTES
             {
-                let correlation_id = i32::from_be_bytes(
-                    self.buffer[LENGTH_PREFIX_BYTES + 4..LENGTH_PREFIX_BYTES + 8]
-                        .try_into()
-                        .expect("four bytes"),
-                );
+                let header = &self.buffer[LENGTH_PREFIX_BYTES..];
+                let api_key = i16::from_be_bytes([header[0], header[1]]);
+                let api = ApiKey::from_code(api_key).map_or("unknown", ApiKey::name);
+                let correlation_id =
+                    i32::from_be_bytes([header[4], header[5], header[6], header[7]]);
                 tracing::debug!(peer = %self.peer, length, max_request_bytes, "discarding a request larger than max_request_bytes");
                 self.discard(LENGTH_PREFIX_BYTES + length).await?;
-                metrics::counter!("fjord_request_errors_total", "api" => "unknown", "code" => ErrorCode::InvalidRequest.name()).increment(1);
+                metrics::counter!("fjord_request_errors_total", "api" => api, "code" => ErrorCode::InvalidRequest.name()).increment(1);
                 let answer = ResponseFrame::error(correlation_id, ErrorCode::InvalidRequest);
                 send(&queue, answered(correlation_id, answer, None)).await?;
                 continue;
