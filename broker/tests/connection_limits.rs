@@ -356,3 +356,62 @@ async fn request_during_shutdown_is_answered_broker_shutting_down() {
     assert!(late.receive().await.is_none());
     stopping.await.unwrap().unwrap();
 }
+
+/// One connection that stops reading while pipelining large produce requests holds at
+/// most its share of `request_memory_bytes` (a quarter here), so another client's
+/// large produce still gets through at once, not after the stalled connection's
+/// responses time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_cannot_take_all_request_memory() {
+    const MIB: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::for_tests(dir.path());
+    config.max_request_bytes = MIB;
+    config.max_message_bytes = MIB as u32;
+    config.request_memory_bytes = 4 * MIB;
+    config.response_write_timeout_ms = 600_000;
+    config.log_durability = fjord_broker::config::DurabilityPolicy::Interval;
+    let broker = Broker::start(config).await.unwrap();
+    let mut admin = RawClient::connect(broker.client_addr()).await;
+    admin.create_topic("bulk").await;
+    let value = "v".repeat(MIB / 2);
+    for _ in 0..64 {
+        let response: ProduceResponse = admin
+            .call(
+                ApiKey::Produce,
+                &produce_request("bulk", Acks::Leader, batch(&value)),
+            )
+            .await;
+        assert_eq!(response.topics[0].partitions[0].error_code, ErrorCode::None);
+    }
+
+    // The stalled client: a 32 MiB fetch it never reads blocks its responses, then
+    // produce requests of almost 1 MiB each, whose memory stays held behind it.
+    let mut stalled = RawClient::connect(broker.client_addr()).await;
+    let mut fetch = fetch_request("bulk", 0);
+    fetch.max_bytes = 32 * MIB as i32;
+    fetch.topics[0].partitions[0].partition_max_bytes = 32 * MIB as i32;
+    stalled.send(ApiKey::Fetch, &fetch).await;
+    let big = "s".repeat(MIB - 1024);
+    let mut out = BytesMut::new();
+    for _ in 0..8 {
+        let request = produce_request("bulk", Acks::Leader, batch(&big));
+        out.extend_from_slice(&stalled.encode(ApiKey::Produce, &request).1);
+    }
+    let writing = tokio::spawn(async move {
+        // Blocks once the broker stops reading; the test ends before that matters.
+        stalled.stream.write_all(&out).await.ok();
+        stalled
+    });
+
+    let mut honest = RawClient::connect(broker.client_addr()).await;
+    let response: ProduceResponse = honest
+        .call(
+            ApiKey::Produce,
+            &produce_request("bulk", Acks::Leader, batch(&big)),
+        )
+        .await;
+    assert_eq!(response.topics[0].partitions[0].error_code, ErrorCode::None);
+    writing.abort();
+    broker.shutdown().await.unwrap();
+}

@@ -5,9 +5,10 @@
 //! requests in flight per connection (the reader stops reading when it is full).
 //!
 //! Memory is bounded whatever a client does:
-//! - Request bytes are reserved from the broker-wide `request_memory_bytes` as they
-//!   arrive, at most [`READ_CHUNK_BYTES`] ahead of what was received, and released when
-//!   the request's response has been written. A frame must arrive whole within
+//! - Request bytes are reserved from the broker-wide `request_memory_bytes` (and from
+//!   the connection's share of it, see `memory.rs`) as they arrive, at most
+//!   [`READ_CHUNK_BYTES`] ahead of what was received, and released when the request's
+//!   response has been written. A frame must arrive whole within
 //!   `request_read_timeout_ms` of its first byte, or the connection is closed, so a
 //!   client that announces a large frame and sends nothing holds almost nothing, and a
 //!   slow one not for long.
@@ -45,6 +46,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::handlers;
+use super::memory::{RequestMemory, Reservation};
 use super::order::{Chain, Turn};
 use super::response::ResponseFrame;
 use crate::broker::Broker;
@@ -66,7 +68,7 @@ struct Pending {
     correlation_id: i32,
     response: JoinHandle<Option<ResponseFrame>>,
     /// The request's share of the broker's request memory.
-    _memory: Option<OwnedSemaphorePermit>,
+    _memory: Option<Reservation>,
 }
 
 pub async fn run(
@@ -91,6 +93,7 @@ pub async fn run(
         peer,
         broker: &broker,
         buffer: BytesMut::new(),
+        memory: RequestMemory::new(&broker),
         reserved: None,
         deadline: None,
         produce_chain: Chain::default(),
@@ -121,8 +124,9 @@ struct RequestReader<'a> {
     broker: &'a Arc<Broker>,
     /// Received bytes not yet cut into frames.
     buffer: BytesMut,
+    memory: RequestMemory,
     /// Request memory covering exactly the bytes in `buffer`.
-    reserved: Option<OwnedSemaphorePermit>,
+    reserved: Option<Reservation>,
     /// When the frame being received must be complete; `None` between frames.
     deadline: Option<Instant>,
     produce_chain: Chain,
@@ -251,10 +255,8 @@ impl RequestReader<'_> {
     /// them (waiting for it, up to the frame's deadline). Afterwards the reservation
     /// covers exactly the buffered bytes again.
     async fn read_some(&mut self, want: usize) -> Result<ReadOutcome, String> {
-        let bytes = u32::try_from(want).expect("a read chunk fits in u32");
-        let acquire = self.broker.request_memory.clone().acquire_many_owned(bytes);
         let extra = tokio::select! {
-            permit = acquire => permit.expect("the request memory semaphore is never closed"),
+            reservation = self.memory.reserve(want) => reservation,
             () = sleep_until(self.deadline) => return Err(self.late()),
         };
         match &mut self.reserved {
@@ -274,10 +276,7 @@ impl RequestReader<'_> {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
             Err(error) => return Err(format!("read failed: {error}")),
         };
-        let held = self
-            .reserved
-            .as_ref()
-            .map_or(0, OwnedSemaphorePermit::num_permits);
+        let held = self.reserved.as_ref().map_or(0, Reservation::bytes);
         let excess = held - self.buffer.len();
         if excess == held {
             self.reserved = None;
@@ -289,9 +288,9 @@ impl RequestReader<'_> {
     }
 
     /// The reservation of the first `bytes` buffered bytes, handed to their frame.
-    fn take_reserved(&mut self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+    fn take_reserved(&mut self, bytes: usize) -> Option<Reservation> {
         let reserved = self.reserved.as_mut()?;
-        if reserved.num_permits() == bytes {
+        if reserved.bytes() == bytes {
             return self.reserved.take();
         }
         reserved.split(bytes)
@@ -325,7 +324,7 @@ impl RequestReader<'_> {
     fn start_request(
         &mut self,
         frame: Bytes,
-        memory: Option<OwnedSemaphorePermit>,
+        memory: Option<Reservation>,
         refuse: bool,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Pending, String> {
@@ -391,11 +390,7 @@ impl RequestReader<'_> {
 }
 
 /// A request answered without being handled.
-fn answered(
-    correlation_id: i32,
-    answer: ResponseFrame,
-    memory: Option<OwnedSemaphorePermit>,
-) -> Pending {
+fn answered(correlation_id: i32, answer: ResponseFrame, memory: Option<Reservation>) -> Pending {
     Pending {
         correlation_id,
         response: tokio::spawn(std::future::ready(Some(answer))),

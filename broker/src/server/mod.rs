@@ -5,6 +5,7 @@
 pub mod busy;
 pub mod connection;
 pub mod handlers;
+pub mod memory;
 pub mod order;
 pub mod response;
 
