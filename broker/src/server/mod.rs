@@ -23,6 +23,8 @@ use crate::broker::Broker;
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     let connections = Arc::new(Semaphore::new(broker.config.max_connections));
     let busy_answers = Arc::new(Semaphore::new(busy::BUSY_ANSWERS_MAX));
+    // Refused connections are not waited for at shutdown: dropping the set aborts them.
+    let mut refusals = JoinSet::new();
     let mut tasks = JoinSet::new();
     let mut stop = shutdown.clone();
     let stopped = async move {
@@ -38,7 +40,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::
                         tracing::warn!(%peer, limit = broker.config.max_connections, "connection limit reached; answering BROKER_BUSY and closing the new connection");
                         metrics::counter!("fjord_connections_rejected_total").increment(1);
                         if let Ok(slot) = busy_answers.clone().try_acquire_owned() {
-                            tasks.spawn(busy::answer_busy(stream, peer, slot));
+                            refusals.spawn(busy::answer_busy(stream, peer, slot));
                         }
                         continue;
                     };
@@ -54,9 +56,11 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::
                 }
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(_) = refusals.join_next(), if !refusals.is_empty() => {}
         }
     }
     drop(listener);
+    drop(refusals);
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(
         Duration::from_millis(broker.config.shutdown_timeout_ms),
