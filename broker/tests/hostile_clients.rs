@@ -116,11 +116,11 @@ impl BrokerProcess {
         peak
     }
 
-    /// Waits (up to 30 s) until the resident memory is at most `limit`; returns the
+    /// Waits (up to 60 s) until the resident memory is at most `limit`; returns the
     /// last sample.
     async fn rss_settles_below(&self, limit: u64) -> u64 {
         let mut rss = self.rss_bytes();
-        for _ in 0..300 {
+        for _ in 0..600 {
             if rss <= limit {
                 break;
             }
@@ -563,4 +563,74 @@ async fn idle_http_connections_do_not_starve_health_probes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, 200);
+}
+
+/// Fifty consumers each reading a 256 MiB partition from the start, in 32 MiB fetches,
+/// all at once: the broker's memory stays within its response budget (not 50 × 32 MiB),
+/// and once they are done it goes back to the operating system.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_readers_from_the_start_share_the_response_budget() {
+    const READERS: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &["--log-durability", "interval"]).await;
+    let mut admin = RawClient::connect(broker.client_addr).await;
+    admin.create_topic("history").await;
+    fill(&mut admin, "history", 64, 4 * MIB as usize).await;
+    let baseline = broker.rss_bytes();
+    let addr = broker.client_addr;
+    let mut readers = Vec::new();
+    for _ in 0..READERS {
+        readers.push(tokio::spawn(async move {
+            let mut client = RawClient::connect(addr).await;
+            let mut offset = 0;
+            let mut bytes = 0;
+            for _ in 0..1_000 {
+                let response: FetchResponse = client
+                    .call(
+                        ApiKey::Fetch,
+                        &fetch_request("history", offset, 0, 32 << 20),
+                    )
+                    .await;
+                let partition = &response.topics[0].partitions[0];
+                assert_eq!(partition.error_code, ErrorCode::None);
+                if partition.records.is_empty() {
+                    break;
+                }
+                bytes += partition.records.len();
+                for batch in fjord_protocol::batch::RecordBatches::new(partition.records.clone()) {
+                    let batch = batch.unwrap();
+                    offset = batch.base_offset() + i64::from(batch.record_count());
+                }
+            }
+            bytes
+        }));
+    }
+    let mut peak = 0;
+    for _ in 0..6_000 {
+        peak = peak.max(broker.rss_bytes());
+        if readers.iter().all(|reader| reader.is_finished()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for reader in readers {
+        let bytes = reader.await.unwrap();
+        assert!(
+            bytes > 64 * MIB as usize,
+            "a reader read only {bytes} bytes"
+        );
+    }
+    let settled = broker.rss_settles_below(baseline + 64 * MIB).await;
+    println!(
+        "{READERS} readers of 256 MiB: baseline {:.0} MiB, peak {:.0} MiB, {:.0} MiB after they finished",
+        mib(baseline),
+        mib(peak),
+        mib(settled)
+    );
+    assert!(peak <= baseline + 1024 * MIB, "peak {:.0} MiB", mib(peak));
+    assert!(
+        settled <= baseline + 64 * MIB,
+        "memory not given back: {:.0} MiB",
+        mib(settled)
+    );
 }
