@@ -44,6 +44,8 @@ pub struct Broker {
     pub groups: GroupService,
     /// Bytes of requests all connections may hold at once.
     pub request_memory: Arc<Semaphore>,
+    /// Bytes of fetched records all responses not yet written may hold at once.
+    pub response_memory: Arc<Semaphore>,
     pub started_at: Instant,
     /// A [`Phase`] as its `u8`.
     phase: AtomicU8,
@@ -149,6 +151,7 @@ impl Broker {
         let (logs, controller) = opened;
         let broker = Arc::new(Broker {
             request_memory: Arc::new(Semaphore::new(config.request_memory_bytes)),
+            response_memory: Arc::new(Semaphore::new(config.response_memory_bytes)),
             groups: GroupService::new(&config),
             config,
             controller,

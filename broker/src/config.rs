@@ -84,16 +84,22 @@ settings! {
     default_partitions: i32 = 1, "FJORD_DEFAULT_PARTITIONS";
     /// Replication factor of a topic created without one.
     default_replication_factor: i16 = 1, "FJORD_DEFAULT_REPLICATION_FACTOR";
-    /// Most client connections at once; more are closed on accept.
+    /// Most client connections at once; a connection beyond it gets BROKER_BUSY in answer to its first request, then is closed.
     max_connections: usize = 10_000, "FJORD_MAX_CONNECTIONS";
     /// Most partitions this broker holds; creating more is refused. 0 = what the open-file limit allows (3 files per partition, half of the limit).
     max_partitions: usize = 0, "FJORD_MAX_PARTITIONS";
-    /// Largest request frame accepted; larger frames close the connection.
+    /// Largest request accepted (frame payload); a larger one is read, discarded and answered with INVALID_REQUEST.
     max_request_bytes: usize = 16 << 20, "FJORD_MAX_REQUEST_BYTES";
     /// Most requests in flight on one connection; the broker stops reading beyond it.
     max_in_flight_requests: usize = 64, "FJORD_MAX_IN_FLIGHT_REQUESTS";
-    /// Bytes of requests held in memory across all connections; reading waits beyond it.
+    /// Bytes of requests held in memory across all connections, reserved as they arrive (64 KiB ahead at most) until answered; reading waits beyond it.
     request_memory_bytes: usize = 256 << 20, "FJORD_REQUEST_MEMORY_BYTES";
+    /// Longest a request frame may take to arrive, from its first byte; a connection that is slower is closed and its request memory freed.
+    request_read_timeout_ms: u64 = 30_000, "FJORD_REQUEST_READ_TIMEOUT_MS";
+    /// Bytes of fetched records held in responses not yet written, across all connections; fetches wait beyond it. Each connection holds at most one fetch response.
+    response_memory_bytes: usize = 256 << 20, "FJORD_RESPONSE_MEMORY_BYTES";
+    /// A connection whose client accepts no byte of a response for this long is closed (it stopped reading), freeing the response's memory.
+    response_write_timeout_ms: u64 = 30_000, "FJORD_RESPONSE_WRITE_TIMEOUT_MS";
     /// Longest a request may take before it is answered with REQUEST_TIMED_OUT.
     request_timeout_ms: u64 = 30_000, "FJORD_REQUEST_TIMEOUT_MS";
     /// Longest a graceful shutdown waits for in-flight requests.
@@ -225,8 +231,20 @@ impl BrokerConfig {
                 "must be at least max_request_bytes, or a largest request could never be read",
             );
         }
-        if self.request_timeout_ms == 0 {
-            return invalid("request_timeout_ms", "must be at least 1");
+        if self.response_memory_bytes < self.max_request_bytes {
+            return invalid(
+                "response_memory_bytes",
+                "must be at least max_request_bytes, or a largest batch could never be fetched",
+            );
+        }
+        if self.request_timeout_ms == 0
+            || self.request_read_timeout_ms == 0
+            || self.response_write_timeout_ms == 0
+        {
+            return invalid(
+                "request_timeout_ms",
+                "request_timeout_ms, request_read_timeout_ms and response_write_timeout_ms must be at least 1",
+            );
         }
         if self.log_segment_bytes < 1024 {
             return invalid("log_segment_bytes", "must be at least 1024");

@@ -6,7 +6,7 @@
 //! checked against a partition budget first (see [`partitions_max`]).
 
 use crate::config::BrokerConfig;
-use crate::http::listener::HTTP_CONNECTIONS_MAX;
+use crate::http::listener::{HTTP_CONNECTIONS_MAX, HTTP_PROBE_CONNECTIONS_MAX};
 
 /// Files a partition keeps open: the active segment's `.log`, `.index` and
 /// `.timeindex`. Sealed segments keep theirs open too, so a partition with many
@@ -32,7 +32,8 @@ pub fn partitions_max(config: &BrokerConfig) -> usize {
     let Some(limit) = open_files_limit() else {
         return usize::MAX;
     };
-    let shared = limit.saturating_sub(FILES_RESERVED + HTTP_CONNECTIONS_MAX as u64);
+    let http = (HTTP_CONNECTIONS_MAX + HTTP_PROBE_CONNECTIONS_MAX) as u64;
+    let shared = limit.saturating_sub(FILES_RESERVED + http);
     usize::try_from(shared / 2 / FILES_PER_PARTITION).unwrap_or(usize::MAX)
 }
 

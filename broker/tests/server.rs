@@ -495,6 +495,7 @@ async fn bad_input_is_contained() {
     let mut config = test_config(dir.path());
     config.max_request_bytes = 64 * 1024;
     config.max_message_bytes = 32 * 1024;
+    config.request_read_timeout_ms = 1_000;
     let broker = Broker::start(config).await.unwrap();
     let addr = broker.client_addr();
     let mut bystander = TestClient::connect(addr).await;
@@ -598,7 +599,8 @@ async fn bad_input_is_contained() {
         ErrorCode::UnknownLeaderEpoch
     );
 
-    // Oversized frame: closed before the body is read.
+    // An oversized frame whose rest never comes: closed after request_read_timeout_ms
+    // (one that does come is answered; see connection_limits.rs).
     let mut oversized = TestClient::connect(addr).await;
     oversized
         .stream
@@ -637,7 +639,8 @@ async fn bad_input_is_contained() {
     broker.shutdown().await.unwrap();
 }
 
-/// Connections beyond `max_connections` are closed; existing ones keep working.
+/// Connections beyond `max_connections` are answered BROKER_BUSY and closed; existing
+/// ones keep working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_cap() {
     let dir = tempfile::tempdir().unwrap();
@@ -650,6 +653,8 @@ async fn connection_cap() {
     let _: ApiVersionsResponse = second.call(ApiKey::ApiVersions, &ApiVersionsRequest).await;
     let mut third = TestClient::connect(broker.client_addr()).await;
     third.send(ApiKey::ApiVersions, &ApiVersionsRequest).await;
+    let (header, _) = third.receive().await.expect("BROKER_BUSY before the close");
+    assert_eq!(header.error_code, ErrorCode::BrokerBusy);
     assert!(
         third.receive().await.is_none(),
         "third connection must be closed"

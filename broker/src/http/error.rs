@@ -77,6 +77,9 @@ pub enum ErrorCode {
     NotLeader,
     /// 503: the broker is starting, recovering or shutting down.
     NotReady,
+    /// 503: every HTTP connection slot is taken; this connection, kept for the health
+    /// probes, is served `/healthz` and `/readyz` only.
+    TooManyConnections,
     /// 500: the storage layer failed.
     StorageError,
     /// 500: a bug; the message says what failed.
@@ -107,7 +110,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotLeader => StatusCode::MISDIRECTED_REQUEST,
-            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             Self::StorageError | Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -145,7 +148,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.code.status().is_server_error() {
+        if matches!(
+            self.code,
+            ErrorCode::NotReady | ErrorCode::TooManyConnections
+        ) {
+            // Expected while starting or stopping (probes poll it), or under load: not
+            // an error of the broker.
+            tracing::debug!(code = ?self.code, message = %self.message, "HTTP request refused");
+        } else if self.code.status().is_server_error() {
             tracing::error!(code = ?self.code, message = %self.message, "HTTP request failed");
         }
         let body = ErrorBody {
@@ -241,4 +251,50 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         ErrorCode::MethodNotAllowed,
         format!("{} does not support {method}", uri.path()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A log writer that keeps what it is given.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What rendering `error` logs at level ERROR.
+    fn errors_logged(error: ApiError) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::ERROR)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || drop(error.into_response()));
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// A 503 from the readiness probe (expected while starting) is not an error in the
+    /// log; a storage failure still is.
+    #[test]
+    fn not_ready_is_not_logged_as_an_error() {
+        let not_ready = ApiError::new(ErrorCode::NotReady, "not ready: recovering partition logs");
+        assert_eq!(errors_logged(not_ready), "");
+        let failed = ApiError::new(ErrorCode::StorageError, "disk on fire");
+        assert!(errors_logged(failed).contains("disk on fire"));
+    }
 }

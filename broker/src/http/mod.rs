@@ -40,7 +40,9 @@ use std::future::IntoFuture;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use utoipa::OpenApi;
@@ -80,7 +82,33 @@ pub fn router(state: HttpState) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::route_not_found)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn(probes_only))
         .with_state(state)
+}
+
+/// The health probes, the only routes served on a connection kept for them.
+const PROBE_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+/// On a connection accepted beyond the connection limit (see [`listener`]), refuses
+/// every route but the health probes.
+async fn probes_only(request: Request, next: Next) -> Response {
+    let kind = request
+        .extensions()
+        .get::<ConnectInfo<listener::ConnectionKind>>()
+        .map(|ConnectInfo(kind)| *kind);
+    if kind == Some(listener::ConnectionKind::ProbesOnly)
+        && !PROBE_PATHS.contains(&request.uri().path())
+    {
+        return error::ApiError::new(
+            error::ErrorCode::TooManyConnections,
+            format!(
+                "{} HTTP connections are open; this one is served the health probes only",
+                listener::HTTP_CONNECTIONS_MAX
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Serves the API on `listener` until `shutdown` turns true (or its sender is dropped),
@@ -94,10 +122,11 @@ pub async fn serve(
     let listener = listener::LimitedListener::new(
         listener,
         listener::HTTP_CONNECTIONS_MAX,
-        listener::HTTP_IDLE_TIMEOUT,
+        listener::HTTP_PROBE_CONNECTIONS_MAX,
     );
     let mut stop = shutdown.clone();
-    let server = axum::serve(listener, router(state))
+    let service = router(state).into_make_service_with_connect_info::<listener::ConnectionKind>();
+    let server = axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             let _stopped = stop.wait_for(|stop| *stop).await;
         })

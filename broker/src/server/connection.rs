@@ -2,42 +2,76 @@
 //!
 //! A reader loop cuts frames off the socket and starts a task per request; a writer task
 //! writes the responses in request order. The bounded queue between them caps the
-//! requests in flight per connection (the reader stops reading when it is full), and a
-//! broker-wide semaphore of request bytes caps the memory all connections hold: a
-//! request's bytes are reserved as soon as its length prefix arrives and released when
-//! its response has been written.
+//! requests in flight per connection (the reader stops reading when it is full).
+//!
+//! Memory is bounded whatever a client does:
+//! - Request bytes are reserved from the broker-wide `request_memory_bytes` (and from
+//!   the connection's share of it, see `memory.rs`) as they arrive, at most
+//!   [`READ_CHUNK_BYTES`] ahead of what was received, and released when the request's
+//!   response has been written. A frame must arrive whole within
+//!   `request_read_timeout_ms` of its first byte, or the connection is closed, so a
+//!   client that announces a large frame and sends nothing holds almost nothing, and a
+//!   slow one not for long.
+//! - Fetch responses reserve their record bytes from the broker-wide
+//!   `response_memory_bytes` (see `handlers/fetch.rs`), and a connection reads one
+//!   fetch response at a time: the next fetch waits until the previous response has been
+//!   written. A response whose writing makes no progress for `response_write_timeout_ms`
+//!   (the client stopped reading) closes the connection and frees its memory.
+//! - An idle connection keeps no buffer: both sides drop theirs when empty.
 //!
 //! Bad input never reaches other connections: a frame that cannot be framed or whose
 //! header runs past its frame closes this connection; a header holding a refused value
-//! (such as an over-long client id) and a request that cannot be decoded or handled are
-//! answered with an error code in the response header.
+//! (such as an over-long client id), a request that cannot be decoded or handled, or one
+//! larger than `max_request_bytes` (read and discarded), is answered with an error code
+//! in the response header.
+//!
+//! Shutdown: an idle connection closes at once; requests already received are answered
+//! with `BROKER_SHUTTING_DOWN`, as is a frame that was partly received, once it is
+//! complete; requests in flight finish (parked fetches answer at once).
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use fjord_protocol::frame::{
     Decoded, LENGTH_PREFIX_BYTES, answerable_correlation_id, decode_frame, split_request,
 };
+use fjord_protocol::limits::FRAME_BYTES_MAX;
 use fjord_protocol::messages::Request;
 use fjord_protocol::{ApiKey, ErrorCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::handlers;
+use super::memory::{RequestMemory, Reservation};
+use super::order::{Chain, Turn};
 use super::response::ResponseFrame;
 use crate::broker::Broker;
+
+/// Most bytes read from the socket at once, and so the most request memory a
+/// connection reserves ahead of the bytes it has received.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Responses smaller than this are gathered and written together; larger chunks (fetched
+/// records) are written as they are.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Bytes of a request payload that carry its correlation id: api key, api version,
+/// correlation id.
+const CORRELATION_ID_END_BYTES: usize = 8;
 
 /// A request being handled, in the order it arrived.
 struct Pending {
     correlation_id: i32,
     response: JoinHandle<Option<ResponseFrame>>,
     /// The request's share of the broker's request memory.
-    _memory: OwnedSemaphorePermit,
+    _memory: Option<Reservation>,
 }
 
 pub async fn run(
@@ -51,10 +85,27 @@ pub async fn run(
     metrics::counter!("fjord_connections_accepted_total").increment(1);
     let (reader, writer) = stream.into_split();
     let (queue, responses) = mpsc::channel(broker.config.max_in_flight_requests);
+    let writer = ResponseWriter {
+        stream: writer,
+        buffer: BytesMut::new(),
+        stall_timeout: Duration::from_millis(broker.config.response_write_timeout_ms),
+    };
     let writer = tokio::spawn(write_responses(writer, responses, peer));
-    if let Err(reason) = read_requests(reader, peer, &broker, queue, shutdown).await {
+    let mut requests = RequestReader {
+        reader,
+        peer,
+        broker: &broker,
+        buffer: BytesMut::new(),
+        memory: RequestMemory::new(&broker),
+        reserved: None,
+        deadline: None,
+        produce_chain: Chain::default(),
+        fetch_chain: Chain::default(),
+    };
+    if let Err(reason) = requests.run(queue, shutdown).await {
         tracing::warn!(%peer, %reason, "closing connection");
     }
+    drop(requests);
     // The queue's sender is gone: the writer answers what is in flight, then ends.
     if let Err(error) = writer.await {
         tracing::error!(%peer, %error, "response writer panicked");
@@ -62,171 +113,393 @@ pub async fn run(
     metrics::gauge!("fjord_connections_active").decrement(1.0);
 }
 
-/// Reads frames until end of stream, shutdown, or input that makes the stream
-/// unusable (the error says why).
-async fn read_requests(
-    mut reader: OwnedReadHalf,
+/// What a non-blocking read found.
+enum ReadOutcome {
+    Bytes,
+    WouldBlock,
+    Closed,
+}
+
+/// The reading side of a connection.
+struct RequestReader<'a> {
+    reader: OwnedReadHalf,
     peer: SocketAddr,
-    broker: &Arc<Broker>,
-    queue: mpsc::Sender<Pending>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), String> {
-    let max_request_bytes = broker.config.max_request_bytes;
-    let mut buffer = BytesMut::with_capacity(64 * 1024);
-    let mut memory: Option<OwnedSemaphorePermit> = None;
-    loop {
-        match decode_frame(&buffer) {
-            Err(error) => return Err(format!("unreadable frame: {error}")),
-            Ok(Decoded::Complete { consumed, .. }) => {
-                let frame = buffer.split_to(consumed).freeze();
-                let permit = match memory.take() {
-                    Some(permit) => permit,
-                    None => reserve(broker, consumed).await,
-                };
-                let pending = start_request(broker, peer, frame, permit)?;
-                if queue.send(pending).await.is_err() {
-                    return Err("the connection's writer stopped".into());
-                }
+    broker: &'a Arc<Broker>,
+    /// Received bytes not yet cut into frames.
+    buffer: BytesMut,
+    memory: RequestMemory,
+    /// Request memory covering exactly the bytes in `buffer`.
+    reserved: Option<Reservation>,
+    /// When the frame being received must be complete; `None` between frames.
+    deadline: Option<Instant>,
+    produce_chain: Chain,
+    fetch_chain: Chain,
+}
+
+impl RequestReader<'_> {
+    /// Reads frames until end of stream, shutdown, or input that makes the stream
+    /// unusable (the error says why).
+    async fn run(
+        &mut self,
+        queue: mpsc::Sender<Pending>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let max_request_bytes = self.broker.config.max_request_bytes;
+        let mut stopping = false;
+        loop {
+            if let Some(length) = self.frame_length()
+                && length > max_request_bytes
+                && length <= FRAME_BYTES_MAX
+                && self.buffer.len() >= LENGTH_PREFIX_BYTES + CORRELATION_ID_END_BYTES
+            {
+                let header = &self.buffer[LENGTH_PREFIX_BYTES..];
+                let api_key = i16::from_be_bytes([header[0], header[1]]);
+                let api = ApiKey::from_code(api_key).map_or("unknown", ApiKey::name);
+                let correlation_id =
+                    i32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+                tracing::debug!(peer = %self.peer, length, max_request_bytes, "discarding a request larger than max_request_bytes");
+                self.discard(LENGTH_PREFIX_BYTES + length).await?;
+                metrics::counter!("fjord_request_errors_total", "api" => api, "code" => ErrorCode::InvalidRequest.name()).increment(1);
+                let answer = ResponseFrame::error(correlation_id, ErrorCode::InvalidRequest);
+                send(&queue, answered(correlation_id, answer, None)).await?;
                 continue;
             }
-            Ok(Decoded::Incomplete) => {
-                if let Some(prefix) = buffer.first_chunk::<LENGTH_PREFIX_BYTES>() {
-                    let length = i32::from_be_bytes(*prefix) as usize;
-                    if length > max_request_bytes {
-                        return Err(format!(
-                            "request of {length} bytes exceeds max_request_bytes ({max_request_bytes})"
-                        ));
+            match decode_frame(&self.buffer) {
+                Err(error) => return Err(format!("unreadable frame: {error}")),
+                Ok(Decoded::Complete { consumed, .. }) => {
+                    let frame = self.buffer.split_to(consumed).freeze();
+                    let memory = self.take_reserved(consumed);
+                    if self.buffer.is_empty() {
+                        // Keep no buffer while idle.
+                        self.buffer = BytesMut::new();
+                        self.deadline = None;
+                    } else {
+                        self.deadline = Some(self.frame_deadline());
                     }
-                    if memory.is_none() {
-                        memory = Some(reserve(broker, LENGTH_PREFIX_BYTES + length).await);
-                        buffer.reserve(LENGTH_PREFIX_BYTES + length - buffer.len());
+                    let slot = queue
+                        .reserve()
+                        .await
+                        .map_err(|_| "the connection's writer stopped".to_string())?;
+                    let refuse = stopping || *shutdown.borrow();
+                    slot.send(self.start_request(frame, memory, refuse, &shutdown)?);
+                    continue;
+                }
+                Ok(Decoded::Incomplete) => {}
+            }
+            if stopping && self.buffer.is_empty() {
+                return Ok(());
+            }
+            // Wait for bytes, the frame's deadline, or shutdown.
+            let deadline = self.deadline;
+            let stopped = tokio::select! {
+                ready = self.reader.readable() => {
+                    ready.map_err(|error| format!("read failed: {error}"))?;
+                    false
+                }
+                _ = shutdown.wait_for(|stop| *stop), if !stopping => true,
+                () = sleep_until(deadline) => return Err(self.late()),
+                () = queue.closed() => return Err("the connection's writer stopped".into()),
+            };
+            if stopped {
+                stopping = true;
+            }
+            if self.deadline.is_none() {
+                self.deadline = Some(self.frame_deadline());
+            }
+            let want = self.next_read_bytes();
+            match self.read_some(want).await? {
+                ReadOutcome::Bytes => {}
+                ReadOutcome::WouldBlock => {
+                    if self.buffer.is_empty() {
+                        self.deadline = None;
                     }
+                }
+                ReadOutcome::Closed if self.buffer.is_empty() => return Ok(()),
+                ReadOutcome::Closed => {
+                    return Err(format!(
+                        "peer closed the connection inside a frame ({} bytes pending)",
+                        self.buffer.len()
+                    ));
                 }
             }
         }
-        if buffer.capacity() == buffer.len() {
-            buffer.reserve(64 * 1024);
+    }
+
+    /// The announced payload length of the frame at the front of the buffer.
+    fn frame_length(&self) -> Option<usize> {
+        let prefix = self.buffer.first_chunk::<LENGTH_PREFIX_BYTES>()?;
+        usize::try_from(i32::from_be_bytes(*prefix)).ok()
+    }
+
+    fn frame_deadline(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.broker.config.request_read_timeout_ms)
+    }
+
+    fn late(&self) -> String {
+        format!(
+            "request not received within request_read_timeout_ms ({} ms; {} bytes of it arrived)",
+            self.broker.config.request_read_timeout_ms,
+            self.buffer.len()
+        )
+    }
+
+    /// How many bytes to read next: the rest of the frame being received (or enough
+    /// for a few small frames when its length is not known yet), at most a chunk.
+    fn next_read_bytes(&self) -> usize {
+        match self.frame_length() {
+            Some(length) => (LENGTH_PREFIX_BYTES + length)
+                .saturating_sub(self.buffer.len())
+                .clamp(1, READ_CHUNK_BYTES),
+            None => READ_CHUNK_BYTES,
         }
-        let read = tokio::select! {
-            read = reader.read_buf(&mut buffer) => read,
-            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+    }
+
+    /// Reads up to `want` bytes without blocking, after reserving request memory for
+    /// them (waiting for it, up to the frame's deadline). Afterwards the reservation
+    /// covers exactly the buffered bytes again.
+    async fn read_some(&mut self, want: usize) -> Result<ReadOutcome, String> {
+        let extra = tokio::select! {
+            reservation = self.memory.reserve(want) => reservation,
+            () = sleep_until(self.deadline) => return Err(self.late()),
         };
-        match read {
-            Ok(0) if buffer.is_empty() => return Ok(()),
-            Ok(0) => {
-                return Err(format!(
-                    "peer closed the connection inside a frame ({} bytes pending)",
-                    buffer.len()
-                ));
-            }
-            Ok(bytes) => {
-                metrics::counter!("fjord_network_received_bytes_total").increment(bytes as u64)
-            }
-            Err(error) => return Err(format!("read failed: {error}")),
+        match &mut self.reserved {
+            Some(reserved) => reserved.merge(extra),
+            None => self.reserved = Some(extra),
         }
+        self.buffer.reserve(want);
+        let read = self
+            .reader
+            .try_read_buf(&mut (&mut self.buffer).limit(want));
+        let outcome = match read {
+            Ok(0) => ReadOutcome::Closed,
+            Ok(bytes) => {
+                metrics::counter!("fjord_network_received_bytes_total").increment(bytes as u64);
+                ReadOutcome::Bytes
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
+            Err(error) => return Err(format!("read failed: {error}")),
+        };
+        let held = self.reserved.as_ref().map_or(0, Reservation::bytes);
+        let excess = held - self.buffer.len();
+        if excess == held {
+            self.reserved = None;
+            self.buffer = BytesMut::new();
+        } else if let Some(reserved) = &mut self.reserved {
+            drop(reserved.split(excess));
+        }
+        Ok(outcome)
+    }
+
+    /// The reservation of the first `bytes` buffered bytes, handed to their frame.
+    fn take_reserved(&mut self, bytes: usize) -> Option<Reservation> {
+        let reserved = self.reserved.as_mut()?;
+        if reserved.bytes() == bytes {
+            return self.reserved.take();
+        }
+        reserved.split(bytes)
+    }
+
+    /// Reads and drops the `bytes` of a frame too large to keep, whose first bytes are
+    /// buffered.
+    async fn discard(&mut self, bytes: usize) -> Result<(), String> {
+        let mut remaining = bytes - self.buffer.len();
+        self.buffer = BytesMut::new();
+        self.reserved = None;
+        while remaining > 0 {
+            tokio::select! {
+                ready = self.reader.readable() => ready.map_err(|error| format!("read failed: {error}"))?,
+                () = sleep_until(self.deadline) => return Err(self.late()),
+            }
+            let outcome = self.read_some(remaining.min(READ_CHUNK_BYTES)).await?;
+            remaining -= self.buffer.len();
+            self.buffer = BytesMut::new();
+            self.reserved = None;
+            if let ReadOutcome::Closed = outcome {
+                return Err("peer closed the connection inside an oversized frame".into());
+            }
+        }
+        self.deadline = None;
+        Ok(())
+    }
+
+    /// Reads the header and starts handling the request on its own task (or answers
+    /// it with `BROKER_SHUTTING_DOWN` when `refuse`).
+    fn start_request(
+        &mut self,
+        frame: Bytes,
+        memory: Option<Reservation>,
+        refuse: bool,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Pending, String> {
+        let (header, body) = match split_request(frame.clone()) {
+            Ok(parts) => parts,
+            Err(error) => {
+                // A header that fits its frame but holds a refused value (an over-long
+                // client id) is answered; one that runs past its frame closes the
+                // connection, since nothing in it can be trusted.
+                let correlation_id = answerable_correlation_id(&frame, &error)
+                    .ok_or_else(|| format!("unreadable request header: {error}"))?;
+                tracing::debug!(correlation_id, %error, "refusing request header");
+                let answer = ResponseFrame::error(correlation_id, ErrorCode::InvalidRequest);
+                return Ok(answered(correlation_id, answer, memory));
+            }
+        };
+        let correlation_id = header.correlation_id;
+        let api_key = ApiKey::from_code(header.api_key);
+        let api = api_key.map_or("unknown", ApiKey::name);
+        if refuse {
+            metrics::counter!("fjord_request_errors_total", "api" => api, "code" => ErrorCode::BrokerShuttingDown.name()).increment(1);
+            let answer = ResponseFrame::error(correlation_id, ErrorCode::BrokerShuttingDown);
+            return Ok(answered(correlation_id, answer, memory));
+        }
+        let turn = match api_key {
+            Some(ApiKey::Produce) => self.produce_chain.next_turn(),
+            Some(ApiKey::Fetch) => self.fetch_chain.next_turn(),
+            _ => Turn::free(),
+        };
+        let broker = self.broker.clone();
+        let context = handlers::RequestContext {
+            correlation_id,
+            client_id: header.client_id.clone(),
+            peer: self.peer,
+            shutdown: shutdown.clone(),
+        };
+        let response = tokio::spawn(async move {
+            let started = Instant::now();
+            metrics::counter!("fjord_requests_total", "api" => api).increment(1);
+            let request = match Request::decode(&header, body) {
+                Ok(request) => request,
+                Err(error) => {
+                    tracing::debug!(correlation_id, %error, "refusing request");
+                    metrics::counter!("fjord_request_errors_total", "api" => api, "code" => error.error_code().name()).increment(1);
+                    return Some(ResponseFrame::error(correlation_id, error.error_code()));
+                }
+            };
+            let timeout = Duration::from_millis(broker.config.request_timeout_ms);
+            let response = match tokio::time::timeout(
+                timeout,
+                handlers::handle(&broker, &context, request, turn),
+            )
+            .await
+            {
+                Ok(response) => response,
+                Err(_) => {
+                    metrics::counter!("fjord_request_errors_total", "api" => api, "code" => ErrorCode::RequestTimedOut.name()).increment(1);
+                    Some(ResponseFrame::error(
+                        correlation_id,
+                        ErrorCode::RequestTimedOut,
+                    ))
+                }
+            };
+            metrics::histogram!("fjord_request_duration_seconds", "api" => api)
+                .record(started.elapsed().as_secs_f64());
+            response
+        });
+        Ok(Pending {
+            correlation_id,
+            response,
+            _memory: memory,
+        })
     }
 }
 
-/// Reserves `bytes` of the broker's request memory, waiting while other requests hold it.
-async fn reserve(broker: &Broker, bytes: usize) -> OwnedSemaphorePermit {
-    let bytes = u32::try_from(bytes).expect("request size is bounded by max_request_bytes");
-    broker
-        .request_memory
-        .clone()
-        .acquire_many_owned(bytes)
-        .await
-        .expect("the request memory semaphore is never closed")
+/// A request answered without being handled.
+fn answered(correlation_id: i32, answer: ResponseFrame, memory: Option<Reservation>) -> Pending {
+    Pending {
+        correlation_id,
+        response: tokio::spawn(std::future::ready(Some(answer))),
+        _memory: memory,
+    }
 }
 
-/// Reads the header and starts handling the request on its own task.
-fn start_request(
-    broker: &Arc<Broker>,
-    peer: SocketAddr,
-    frame: Bytes,
-    memory: OwnedSemaphorePermit,
-) -> Result<Pending, String> {
-    let (header, body) = match split_request(frame.clone()) {
-        Ok(parts) => parts,
-        Err(error) => {
-            let correlation_id = answerable_correlation_id(&frame, &error)
-                .ok_or_else(|| format!("unreadable request header: {error}"))?;
-            tracing::debug!(correlation_id, %error, "refusing request header");
-            let response = tokio::spawn(async move {
-                Some(ResponseFrame::error(
-                    correlation_id,
-                    ErrorCode::InvalidRequest,
-                ))
-            });
-            return Ok(Pending {
-                correlation_id,
-                response,
-                _memory: memory,
-            });
-        }
-    };
-    let correlation_id = header.correlation_id;
-    let broker = broker.clone();
-    let response = tokio::spawn(async move {
-        let started = Instant::now();
-        let api = ApiKey::from_code(header.api_key).map_or("unknown", ApiKey::name);
-        metrics::counter!("fjord_requests_total", "api" => api).increment(1);
-        let request = match Request::decode(&header, body) {
-            Ok(request) => request,
-            Err(error) => {
-                tracing::debug!(correlation_id, %error, "refusing request");
-                metrics::counter!("fjord_request_errors_total", "api" => api, "code" => error.error_code().name()).increment(1);
-                return Some(ResponseFrame::error(correlation_id, error.error_code()));
-            }
-        };
-        let timeout = Duration::from_millis(broker.config.request_timeout_ms);
-        let context = handlers::RequestContext {
-            correlation_id,
-            client_id: header.client_id,
-            peer,
-        };
-        let response = match tokio::time::timeout(
-            timeout,
-            handlers::handle(&broker, &context, request),
-        )
+async fn send(queue: &mpsc::Sender<Pending>, pending: Pending) -> Result<(), String> {
+    queue
+        .send(pending)
         .await
-        {
-            Ok(response) => response,
-            Err(_) => {
-                metrics::counter!("fjord_request_errors_total", "api" => api, "code" => ErrorCode::RequestTimedOut.name()).increment(1);
-                Some(ResponseFrame::error(
-                    correlation_id,
-                    ErrorCode::RequestTimedOut,
-                ))
+        .map_err(|_| "the connection's writer stopped".to_string())
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The writing side of a connection: gathers small responses, writes large chunks as
+/// they are, and gives up when the socket accepts nothing for `stall_timeout`.
+struct ResponseWriter {
+    stream: OwnedWriteHalf,
+    /// Small responses not written yet; dropped (not just emptied) once written.
+    buffer: BytesMut,
+    stall_timeout: Duration,
+}
+
+impl ResponseWriter {
+    async fn write_frame(&mut self, frame: &ResponseFrame) -> io::Result<()> {
+        for chunk in &frame.chunks {
+            if self.buffer.len() + chunk.len() > WRITE_BUFFER_BYTES {
+                self.flush().await?;
             }
-        };
-        metrics::histogram!("fjord_request_duration_seconds", "api" => api)
-            .record(started.elapsed().as_secs_f64());
-        response
-    });
-    Ok(Pending {
-        correlation_id,
-        response,
-        _memory: memory,
-    })
+            if chunk.len() >= WRITE_BUFFER_BYTES {
+                self.write_all(&chunk[..]).await?;
+            } else {
+                self.buffer.extend_from_slice(chunk);
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.buffer.is_empty() {
+            let buffer = std::mem::take(&mut self.buffer);
+            self.write_all(&buffer).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes all of `bytes`; fails when one write makes no progress in time.
+    async fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let written = tokio::time::timeout(self.stall_timeout, self.stream.write(bytes))
+                .await
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the client read nothing for {} ms (response_write_timeout_ms)",
+                            self.stall_timeout.as_millis()
+                        ),
+                    )
+                })??;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            bytes = &bytes[written..];
+        }
+        Ok(())
+    }
 }
 
 /// Writes responses in request order; flushes whenever no further response is ready.
+/// After a failed write it stops: requests still queued are abandoned, and the
+/// reader, seeing the queue closed, stops reading.
 async fn write_responses(
-    writer: OwnedWriteHalf,
+    mut writer: ResponseWriter,
     mut queue: mpsc::Receiver<Pending>,
     peer: SocketAddr,
 ) {
-    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
-    let mut broken = false;
+    let mut failure = None;
     while let Some(pending) = queue.recv().await {
         // Earlier responses must not wait in the buffer behind a slow one (a
         // long-polling fetch, a produce waiting for fsync).
-        if !broken
-            && !pending.response.is_finished()
+        if !pending.response.is_finished()
             && let Err(error) = writer.flush().await
         {
-            tracing::debug!(%peer, %error, "write failed; dropping further responses");
-            broken = true;
+            pending.response.abort();
+            failure = Some(error);
+            break;
         }
         let response = match pending.response.await {
             Ok(response) => response,
@@ -238,32 +511,37 @@ async fn write_responses(
                 ))
             }
         };
-        // After a write error keep draining the queue, so in-flight handlers finish
-        // and release their memory, but write nothing more.
-        let (Some(response), false) = (response, broken) else {
+        let Some(response) = response else {
             continue;
         };
-        let mut result = Ok(());
-        for chunk in &response.chunks {
-            result = writer.write_all(chunk).await;
-            if result.is_err() {
-                break;
-            }
-        }
+        let mut result = writer.write_frame(&response).await;
         if result.is_ok() && queue.is_empty() {
             result = writer.flush().await;
         }
+        // The response's memory and turn are released here, once it is written.
+        let sent = response.len();
+        drop(response);
         match result {
-            Ok(()) => {
-                metrics::counter!("fjord_network_sent_bytes_total").increment(response.len() as u64)
-            }
+            Ok(()) => metrics::counter!("fjord_network_sent_bytes_total").increment(sent as u64),
             Err(error) => {
-                tracing::debug!(%peer, %error, "write failed; dropping further responses");
-                broken = true;
+                failure = Some(error);
+                break;
             }
         }
     }
-    if !broken && let Err(error) = writer.shutdown().await {
-        tracing::debug!(%peer, %error, "closing the connection failed");
+    let Some(error) = failure else {
+        if let Err(error) = writer.stream.shutdown().await {
+            tracing::debug!(%peer, %error, "closing the connection failed");
+        }
+        return;
+    };
+    if error.kind() == io::ErrorKind::TimedOut {
+        tracing::warn!(%peer, %error, "closing a connection whose client does not read");
+    } else {
+        tracing::debug!(%peer, %error, "write failed; closing the connection");
+    }
+    queue.close();
+    while let Some(pending) = queue.recv().await {
+        pending.response.abort();
     }
 }

@@ -1,8 +1,12 @@
 //! The client listener: accepts connections up to the cap and runs one task per
-//! connection (see [`connection`]). Requests are handled in [`handlers`].
+//! connection (see [`connection`]); connections over the cap are answered `BROKER_BUSY`
+//! (see [`busy`]). Requests are handled in [`handlers`].
 
+pub mod busy;
 pub mod connection;
 pub mod handlers;
+pub mod memory;
+pub mod order;
 pub mod response;
 
 use std::sync::Arc;
@@ -18,6 +22,9 @@ use crate::broker::Broker;
 /// timeout) for every connection to finish its in-flight requests.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     let connections = Arc::new(Semaphore::new(broker.config.max_connections));
+    let busy_answers = Arc::new(Semaphore::new(busy::BUSY_ANSWERS_MAX));
+    // Refused connections are not waited for at shutdown: dropping the set aborts them.
+    let mut refusals = JoinSet::new();
     let mut tasks = JoinSet::new();
     let mut stop = shutdown.clone();
     let stopped = async move {
@@ -30,8 +37,11 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let Ok(permit) = connections.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, limit = broker.config.max_connections, "connection limit reached; closing new connection");
+                        tracing::warn!(%peer, limit = broker.config.max_connections, "connection limit reached; answering BROKER_BUSY and closing the new connection");
                         metrics::counter!("fjord_connections_rejected_total").increment(1);
+                        if let Ok(slot) = busy_answers.clone().try_acquire_owned() {
+                            refusals.spawn(busy::answer_busy(stream, peer, slot));
+                        }
                         continue;
                     };
                     if let Err(error) = stream.set_nodelay(true) {
@@ -46,9 +56,11 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::
                 }
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(_) = refusals.join_next(), if !refusals.is_empty() => {}
         }
     }
     drop(listener);
+    drop(refusals);
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(
         Duration::from_millis(broker.config.shutdown_timeout_ms),

@@ -5,11 +5,24 @@ use bytes::{BufMut, Bytes, BytesMut};
 use fjord_protocol::frame::ResponseHeader;
 use fjord_protocol::messages::{FetchResponse, Message};
 use fjord_protocol::{ErrorCode, limits::FRAME_BYTES_MAX};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::order::Turn;
 
 /// A complete response frame: the length prefix first, then the payload chunks.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ResponseFrame {
     pub chunks: Vec<Bytes>,
+    /// Held until the frame has been written (or dropped): the response's share of the
+    /// broker's response memory, and the request's turn in its connection's chain.
+    pub held: Held,
+}
+
+/// What a response keeps until it is written; see [`ResponseFrame::held`].
+#[derive(Debug, Default)]
+pub struct Held {
+    pub memory: Option<OwnedSemaphorePermit>,
+    pub turn: Option<Turn>,
 }
 
 impl ResponseFrame {
@@ -22,7 +35,10 @@ impl ResponseFrame {
         let mut chunks = Vec::with_capacity(payload.len() + 1);
         chunks.push(Bytes::copy_from_slice(&(length as i32).to_be_bytes()));
         chunks.append(&mut payload);
-        Self { chunks }
+        Self {
+            chunks,
+            held: Held::default(),
+        }
     }
 
     /// A response whose header carries a request-level error and no body.

@@ -12,35 +12,113 @@ use fjord_protocol::messages::{
     CONSUMER_REPLICA_ID, FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse,
 };
 use futures::future::select_all;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
+use super::RequestContext;
 use crate::broker::Broker;
+use crate::server::order::Turn;
 use crate::server::response::ResponseFrame;
 
+/// One read of every requested partition, with the response memory its records hold.
+struct Read {
+    response: FetchResponse,
+    /// Record bytes in the response.
+    bytes: usize,
+    /// Whether any partition failed.
+    errors: bool,
+    /// High-watermark receivers subscribed before the reads, so that no append between
+    /// read and wait can be missed.
+    changes: Vec<watch::Receiver<i64>>,
+    memory: OwnedSemaphorePermit,
+}
+
+/// Answers a fetch. It waits for its turn first: a connection reads one fetch response
+/// at a time, the next once the previous one has been written, so a client that does
+/// not read holds at most one response. A long-poll ends early, with what there is,
+/// when the broker begins to shut down.
 pub async fn handle(
     broker: &Arc<Broker>,
-    correlation_id: i32,
+    context: &RequestContext,
     request: FetchRequest,
+    mut turn: Turn,
 ) -> ResponseFrame {
+    turn.wait().await;
+    let mut shutdown = context.shutdown.clone();
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms as u64);
-    loop {
-        let (response, bytes, errors, mut changes) = read_once(broker, &request).await;
-        let satisfied = bytes >= request.min_bytes as usize || errors || changes.is_empty();
-        if satisfied || Instant::now() >= deadline {
-            return respond(correlation_id, &response, bytes);
+    let read = loop {
+        let mut read = read_once(broker, &request).await;
+        let satisfied =
+            read.bytes >= request.min_bytes as usize || read.errors || read.changes.is_empty();
+        if satisfied || Instant::now() >= deadline || *shutdown.borrow() {
+            break read;
         }
+        // Hold no response memory while parked.
+        let mut changes = std::mem::take(&mut read.changes);
+        drop(read);
         let any_change = select_all(
             changes
                 .iter_mut()
                 .map(|receiver| Box::pin(receiver.changed())),
         );
-        if tokio::time::timeout_at(deadline, any_change).await.is_err() {
-            // Deadline: answer with whatever is there now.
-            let (response, bytes, _, _) = read_once(broker, &request).await;
-            return respond(correlation_id, &response, bytes);
+        let woken = tokio::select! {
+            changed = tokio::time::timeout_at(deadline, any_change) => changed.is_ok(),
+            _ = shutdown.wait_for(|stop| *stop) => false,
+        };
+        if !woken {
+            // Deadline or shutdown: answer with whatever is there now.
+            break read_once(broker, &request).await;
         }
+    };
+    let mut frame = respond(context.correlation_id, &read.response, read.bytes);
+    frame.held.memory = Some(read.memory);
+    frame.held.turn = Some(turn);
+    frame
+}
+
+/// Reads every requested partition once, holding response memory for the records:
+/// the request's budget is reserved first (waiting while other responses hold the
+/// broker's `response_memory_bytes`), and what the read did not use is released. A
+/// read returns at least one batch, which may be larger than a small budget; then the
+/// reservation is given up, the batch's size reserved and the read repeated, so no
+/// fetch waits for memory while holding some.
+async fn read_once(broker: &Arc<Broker>, request: &FetchRequest) -> Read {
+    let capacity = broker.config.response_memory_bytes;
+    // The client's budget, capped so that a response always fits in a frame.
+    let budget = (request.max_bytes as usize).min(FETCH_RESPONSE_RECORDS_BYTES_MAX);
+    let mut reservation = budget.min(capacity);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut memory = reserve(broker, reservation).await;
+        let (response, bytes, errors, changes) =
+            read_partitions(broker, request, budget.min(reservation)).await;
+        if bytes > reservation && attempts < 2 {
+            reservation = bytes.min(capacity);
+            continue;
+        }
+        if let Some(unused) = memory.num_permits().checked_sub(bytes).filter(|n| *n > 0) {
+            drop(memory.split(unused));
+        }
+        return Read {
+            response,
+            bytes,
+            errors,
+            changes,
+            memory,
+        };
     }
+}
+
+/// Reserves `bytes` of the broker's response memory.
+async fn reserve(broker: &Broker, bytes: usize) -> OwnedSemaphorePermit {
+    let bytes = u32::try_from(bytes).expect("a fetch reserves at most a frame");
+    broker
+        .response_memory
+        .clone()
+        .acquire_many_owned(bytes)
+        .await
+        .expect("the response memory semaphore is never closed")
 }
 
 /// Counts what the response carries and encodes it.
@@ -68,15 +146,14 @@ fn record_count(response: &FetchResponse) -> u64 {
 /// exceed it only up to `max_request_bytes`, which configuration bounds by the same half.
 pub const FETCH_RESPONSE_RECORDS_BYTES_MAX: usize = fjord_protocol::limits::FRAME_BYTES_MAX / 2;
 
-/// Reads every requested partition once. Returns the response, the record bytes in it,
-/// whether any partition failed, and high-watermark receivers subscribed before the
-/// reads (so no append between read and wait can be missed).
-async fn read_once(
+/// Reads every requested partition once, with `budget` record bytes in all. Returns the
+/// response, the record bytes in it, whether any partition failed, and high-watermark
+/// receivers subscribed before the reads.
+async fn read_partitions(
     broker: &Arc<Broker>,
     request: &FetchRequest,
+    mut budget: usize,
 ) -> (FetchResponse, usize, bool, Vec<watch::Receiver<i64>>) {
-    // The client's budget, capped so that a response always fits in a frame.
-    let mut budget = (request.max_bytes as usize).min(FETCH_RESPONSE_RECORDS_BYTES_MAX);
     let mut total = 0usize;
     let mut errors = false;
     let mut changes = Vec::new();

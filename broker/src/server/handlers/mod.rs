@@ -12,22 +12,29 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fjord_protocol::messages::Request;
+use tokio::sync::watch;
 
+use super::order::Turn;
 use super::response::ResponseFrame;
 use crate::broker::Broker;
 
 /// Who sent a request: from its header and its connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RequestContext {
     pub correlation_id: i32,
     pub client_id: Option<String>,
     pub peer: SocketAddr,
+    /// Turns true when the broker begins to shut down (parked fetches answer then).
+    pub shutdown: watch::Receiver<bool>,
 }
 
+/// Handles one request. `turn` is its place in its connection's chain for its kind
+/// (see [`super::order`]); handlers whose effects need no order just drop it.
 pub async fn handle(
     broker: &Arc<Broker>,
     context: &RequestContext,
     request: Request,
+    turn: Turn,
 ) -> Option<ResponseFrame> {
     let correlation_id = context.correlation_id;
     match request {
@@ -39,8 +46,8 @@ pub async fn handle(
         Request::DeleteTopics(request) => {
             Some(admin::delete_topics(broker, correlation_id, request).await)
         }
-        Request::Produce(request) => produce::handle(broker, correlation_id, request).await,
-        Request::Fetch(request) => Some(fetch::handle(broker, correlation_id, request).await),
+        Request::Produce(request) => produce::handle(broker, correlation_id, request, turn).await,
+        Request::Fetch(request) => Some(fetch::handle(broker, context, request, turn).await),
         Request::ListOffsets(request) => {
             Some(list_offsets::handle(broker, correlation_id, request))
         }

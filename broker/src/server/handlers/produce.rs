@@ -20,6 +20,7 @@ use fjord_protocol::{ErrorCode, RecordBatch};
 use super::produce_rules;
 use crate::broker::Broker;
 use crate::group::OFFSETS_TOPIC;
+use crate::server::order::Turn;
 use crate::server::response::ResponseFrame;
 use crate::storage::{AppendInfo, Clock, PartitionLog, SystemClock};
 
@@ -53,6 +54,7 @@ pub async fn handle(
     broker: &Arc<Broker>,
     correlation_id: i32,
     request: ProduceRequest,
+    mut turn: Turn,
 ) -> Option<ResponseFrame> {
     let Some(acks) = Acks::from_code(request.acks) else {
         let topics = request
@@ -72,6 +74,9 @@ pub async fn handle(
             &ProduceResponse { topics },
         ));
     };
+    // Appends keep the order in which the connection sent its produce requests
+    // (acks=none ones included); waiting for durability does not.
+    turn.wait().await;
     // Append everything first, so that one fsync can cover all partitions' appends.
     let mut results: Vec<(String, Vec<PartitionOutcome>)> = Vec::new();
     for topic in request.topics {
@@ -89,6 +94,7 @@ pub async fn handle(
         }
         results.push((topic.name, partitions));
     }
+    drop(turn);
     let timeout = Duration::from_millis(request.timeout_ms as u64);
     let mut topics = Vec::with_capacity(results.len());
     for (name, partitions) in results {
