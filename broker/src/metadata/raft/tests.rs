@@ -519,3 +519,76 @@ fn reader_returns_appended_entries() {
         assert_eq!(read[0].log_id, log_id_of(position(1, 1)));
     });
 }
+
+/// One step of [`log_matches_a_model_across_reopening`].
+#[derive(Debug, Clone)]
+enum Step {
+    Append { count: u64, term_increase: u64 },
+    Truncate { back: u64 },
+    Purge { ahead: u64 },
+    Reopen,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (1..4u64, 0..2u64).prop_map(|(count, term_increase)| Step::Append { count, term_increase }),
+        1 => (0..5u64).prop_map(|back| Step::Truncate { back }),
+        1 => (0..6u64).prop_map(|ahead| Step::Purge { ahead }),
+        1 => Just(Step::Reopen),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+
+    /// Any sequence of appends, truncations, purges and reopenings leaves exactly the
+    /// entries and purge point that a list in memory says it should.
+    #[test]
+    fn log_matches_a_model_across_reopening(steps in proptest::collection::vec(step(), 1..24)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = RaftLogFile::open(dir.path()).unwrap();
+        let mut model: Vec<StoredEntry> = Vec::new();
+        let mut model_purged: Option<LogPosition> = None;
+        let mut term = 1;
+        for step in steps {
+            let next_index = model
+                .last()
+                .map(|entry| entry.position.index + 1)
+                .or(model_purged.map(|purged| purged.index + 1))
+                .unwrap_or(1);
+            match step {
+                Step::Append { count, term_increase } => {
+                    term += term_increase;
+                    let new = entries((next_index..next_index + count).map(|index| (term, index)));
+                    log.append(new.clone()).unwrap();
+                    model.extend(new);
+                }
+                Step::Truncate { back } => {
+                    let from = next_index.saturating_sub(back).max(1);
+                    log.truncate_from(from).unwrap();
+                    model.retain(|entry| entry.position.index < from);
+                }
+                Step::Purge { ahead } => {
+                    let first = model_purged.map_or(0, |purged| purged.index);
+                    let upto = position(term, first + ahead);
+                    log.purge_upto(upto).unwrap();
+                    if model_purged.is_none_or(|purged| purged.index < upto.index) {
+                        model.retain(|entry| entry.position.index > upto.index);
+                        model_purged = Some(upto);
+                    }
+                }
+                Step::Reopen => {
+                    drop(log);
+                    log = RaftLogFile::open(dir.path()).unwrap();
+                }
+            }
+            proptest::prop_assert_eq!(log.entries(0, u64::MAX), model.clone());
+            proptest::prop_assert_eq!(log.last_purged(), model_purged);
+        }
+        drop(log);
+        let log = RaftLogFile::open(dir.path()).unwrap();
+        proptest::prop_assert_eq!(log.entries(0, u64::MAX), model);
+        proptest::prop_assert_eq!(log.last_purged(), model_purged);
+    }
+}
