@@ -7,6 +7,8 @@
 //! - [`controller`]: validates requests (create/delete topic, change config), turns
 //!   them into records, makes them durable and publishes the new image.
 //! - [`topic_config`]: per-topic settings and their validation.
+//! - [`raft`]: the metadata quorum's Raft log, vote and state machine storage, behind
+//!   openraft (issue #14, in progress: not used by the broker yet).
 //!
 //! In a cluster, the same records will travel through a Raft quorum instead of the
 //! local file; the image and everything that reads it stay as they are.
@@ -14,6 +16,7 @@
 pub mod controller;
 pub mod image;
 pub mod log;
+pub mod raft;
 pub mod records;
 pub mod topic_config;
 

@@ -6,7 +6,8 @@
 //! offset size field
 //!      0    4  magic        "FJRD" (0x464a5244)
 //!      4    2  version      1
-//!      6    2  kind         1 = log, 2 = offset index, 3 = time index
+//!      6    2  kind         1 = log, 2 = offset index, 3 = time index,
+//!                           4 = metadata log, 5 = Raft log
 //!      8    8  base_offset  the segment's first offset (matches the file name)
 //!     16    4  reserved     0
 //!     20    4  crc          CRC-32 (crc32fast) of bytes 0..20
@@ -41,6 +42,8 @@ pub enum FileKind {
     OffsetIndex = 2,
     TimeIndex = 3,
     MetadataLog = 4,
+    /// The Raft log of the metadata quorum (`metadata/raft/log_file.rs`).
+    RaftLog = 5,
 }
 
 /// Encodes the header of a segment or index file.
@@ -103,7 +106,12 @@ pub enum StateKind {
     Checkpoint = 1,
     LeaderEpochs = 2,
     Metadata = 3,
+    /// Every partition's last known log end (`<data_dir>/log-ends`).
     LogEnds = 4,
+    /// The metadata quorum's vote and committed position.
+    RaftVote = 5,
+    /// The metadata quorum's snapshot of the image.
+    RaftSnapshot = 6,
 }
 
 /// Atomically replaces `dir/name` with a state file holding `payload`.
