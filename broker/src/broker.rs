@@ -113,6 +113,8 @@ impl Broker {
         let internal_addr = internal_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
         crate::metrics::install();
+        crate::storage::open_files::open_segment_files()
+            .set_capacity(crate::resources::segment_files_max(&config));
 
         // Every task stops when `shutdown` turns true, or when it is dropped because
         // start-up failed half way.

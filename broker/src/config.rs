@@ -86,8 +86,10 @@ settings! {
     default_replication_factor: i16 = 1, "FJORD_DEFAULT_REPLICATION_FACTOR";
     /// Most client connections at once; more are closed on accept.
     max_connections: usize = 10_000, "FJORD_MAX_CONNECTIONS";
-    /// Most partitions this broker holds; creating more is refused. 0 = what the open-file limit allows (3 files per partition, half of the limit).
+    /// Most partitions this broker holds; creating more is refused. 0 = what the open-file limit allows (3 files per partition, half of what the sealed-segment files leave).
     max_partitions: usize = 0, "FJORD_MAX_PARTITIONS";
+    /// Most sealed-segment files kept open for reads (least recently used closed first); index files keep none. 0 = an eighth of the open files left after a reserve, at most 4096.
+    max_open_segment_files: usize = 0, "FJORD_MAX_OPEN_SEGMENT_FILES";
     /// Largest request frame accepted; larger frames close the connection.
     max_request_bytes: usize = 16 << 20, "FJORD_MAX_REQUEST_BYTES";
     /// Most requests in flight on one connection; the broker stops reading beyond it.

@@ -298,6 +298,11 @@ impl PartitionLog {
             if outcome.rebuilt {
                 rebuilt.push(base);
             }
+            // The one before is sealed: let go of its file now, so that opening a log
+            // of many segments holds no more than one or two at a time.
+            if let Some((_, previous)) = segments.iter_mut().next_back() {
+                previous.release_file();
+            }
             segments.insert(base, segment);
         }
         // The end must reach the recovery point: later segment files may be missing.
@@ -345,6 +350,13 @@ impl PartitionLog {
         for (base, segment) in segments.iter_mut() {
             if *base != last_base && rebuilt.contains(base) {
                 segment.seal_indexes()?;
+            }
+        }
+        // Sealed segments keep no descriptor: reads open them through the bounded set
+        // of open files, so the number of segments does not count against the limit.
+        for (base, segment) in segments.iter_mut() {
+            if *base != last_base {
+                segment.release_file();
             }
         }
         let first_base = *segments.keys().next().unwrap();
@@ -555,11 +567,16 @@ impl PartitionLog {
         let sealed = state
             .active_mut()
             .seal_indexes()
-            .and_then(|()| Segment::create(&self.dir, next_offset, config, now_ms));
+            .and_then(|()| state.active().file())
+            .and_then(|old| {
+                Segment::create(&self.dir, next_offset, config, now_ms).map(|new| (old, new))
+            });
         match sealed {
-            Ok(segment) => {
-                let old = state.active().file().clone();
+            Ok((old, segment)) => {
+                // The next flush fsyncs the old file through this reference; reads
+                // take it from the bounded set of open files.
                 state.unsynced_segments.push(old);
+                state.active_mut().release_file();
                 state.directory_unsynced = true;
                 state.segments.insert(next_offset, segment);
                 metrics_roll();
@@ -626,7 +643,7 @@ impl PartitionLog {
             (
                 std::mem::take(&mut state.unsynced_segments),
                 std::mem::take(&mut state.directory_unsynced),
-                state.active().file().clone(),
+                state.active().file()?,
                 state.next_offset,
                 state.unflushed_bytes,
             )
@@ -706,7 +723,7 @@ impl PartitionLog {
                 .chain(state.segments.range(offset + 1..))
             {
                 if let Some((position, _)) = segment.1.position_of(offset)? {
-                    found = Some((segment.1.reader(), position));
+                    found = Some((segment.1.reader()?, position));
                     break;
                 }
             }
@@ -734,7 +751,7 @@ impl PartitionLog {
                 .filter(|segment| segment.max_timestamp() >= timestamp)
             {
                 if let Some((position, _)) = segment.position_of_timestamp(timestamp)? {
-                    found = Some((segment.reader(), position));
+                    found = Some((segment.reader()?, position));
                     break;
                 }
             }
