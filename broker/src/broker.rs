@@ -149,6 +149,7 @@ impl Broker {
             .await??
         };
         let (logs, controller) = opened;
+        logs.set_parallelism(config.recovery_threads);
         let broker = Arc::new(Broker {
             request_memory: Arc::new(Semaphore::new(config.request_memory_bytes)),
             groups: GroupService::new(&config),
