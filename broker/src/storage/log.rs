@@ -99,6 +99,11 @@ struct LogState {
     recovery_point: i64,
     /// Set by a failed write or fsync: the log refuses writes from then on.
     failure: Option<String>,
+    /// Set when opening could not write the checkpoint that marks the log in use (a
+    /// full disk): writes are refused until a checkpoint is written, because the one
+    /// on disk may still say "closed cleanly", and a crash after new appends would
+    /// then go unscanned. Reads are served.
+    read_only: Option<String>,
     closed: bool,
     epochs: EpochCache,
     batch_infos: Vec<BatchInfo>,
@@ -362,7 +367,11 @@ impl PartitionLog {
         let first_base = *segments.keys().next().unwrap();
         let active = segments.values_mut().next_back().unwrap();
         active.unseal(&config)?;
-        active.flush()?;
+        // After a clean shutdown everything is on disk already; after a crash the
+        // active segment was scanned, and rebuilt segments were fsynced above.
+        if !report.clean_shutdown && !rebuilt.contains(&last_base) {
+            active.flush()?;
+        }
         let next_offset = active.next_offset();
         let log_start_offset = checkpoint.map_or(first_base, |c| {
             c.log_start_offset.clamp(first_base, next_offset)
@@ -378,6 +387,7 @@ impl PartitionLog {
             log_start_offset,
             recovery_point: next_offset,
             failure: None,
+            read_only: None,
             closed: false,
             epochs,
             batch_infos: Vec::new(),
@@ -396,8 +406,19 @@ impl PartitionLog {
             high_watermark_changes: watch::Sender::new(high_watermark),
             flush_running: AtomicBool::new(false),
         });
-        // From here on a crash is an unclean shutdown.
-        log.checkpoint_with(&log.lock(), false)?;
+        // From here on a crash is an unclean shutdown. On a full disk the log still
+        // opens, read-only until the checkpoint pass manages to write this.
+        let marked = log.checkpoint_with(&log.lock(), false);
+        match marked {
+            Ok(()) => {}
+            Err(error) if error.is_no_space() => {
+                tracing::warn!(dir = %dir.display(), %error, "the disk is full: the log serves reads and refuses writes until its checkpoint can be written");
+                log.lock().read_only = Some(format!(
+                    "the disk is full ({error}); writes resume once there is space for the checkpoint"
+                ));
+            }
+            Err(error) => return Err(error),
+        }
         Ok((log, report))
     }
 
@@ -460,6 +481,12 @@ impl PartitionLog {
         }
         if let Some(reason) = &state.failure {
             return Err(StorageError::Offline {
+                path: self.dir.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if let Some(reason) = &state.read_only {
+            return Err(StorageError::ReadOnly {
                 path: self.dir.clone(),
                 reason: reason.clone(),
             });
@@ -968,9 +995,21 @@ impl PartitionLog {
         Ok(count)
     }
 
-    /// Persists the recovery point, high watermark and log start offset.
+    /// Persists the recovery point, high watermark and log start offset. A log that
+    /// opened read-only on a full disk takes writes again once this succeeds.
     pub fn checkpoint(&self) -> Result<()> {
-        self.checkpoint_with(&self.lock(), false)
+        let mut state = self.lock();
+        self.checkpoint_with(&state, false)?;
+        if state.read_only.take().is_some() {
+            tracing::info!(dir = %self.dir.display(), "checkpoint written: the log takes writes again");
+        }
+        Ok(())
+    }
+
+    /// Why the log refuses writes although it serves reads (see
+    /// [`StorageError::ReadOnly`]), if it does.
+    pub fn read_only_reason(&self) -> Option<String> {
+        self.lock().read_only.clone()
     }
 
     fn checkpoint_with(&self, state: &LogState, clean: bool) -> Result<()> {
@@ -1004,7 +1043,13 @@ impl PartitionLog {
         if state.failure.is_some() {
             return flushed;
         }
-        state.active_mut().seal()?;
+        // The flush above covered everything written before it; fsync again only for
+        // appends that came in between.
+        if state.unflushed_bytes > 0 {
+            state.active_mut().seal()?;
+        } else {
+            state.active_mut().seal_indexes()?;
+        }
         for segment in state.segments.values() {
             segment.discard_damaged_index()?;
         }

@@ -43,10 +43,16 @@ pub enum Started {
 /// Starts `fjord-broker` on `data_dir` with ephemeral ports and `extra` arguments, and
 /// waits for its start-up line.
 pub fn start(data_dir: &Path, extra: &[&str]) -> Started {
+    start_at(data_dir, "127.0.0.1:0", "127.0.0.1:0", extra)
+}
+
+/// [`start`] with the client and HTTP listeners on the given addresses (a restart on
+/// the same ports, as an operator's would be).
+pub fn start_at(data_dir: &Path, listen: &str, http_listen: &str, extra: &[&str]) -> Started {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fjord-broker"))
         .args(["--data-dir", data_dir.to_str().unwrap()])
-        .args(["--listen", "127.0.0.1:0"])
-        .args(["--http-listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
+        .args(["--http-listen", http_listen])
         .args(["--internal-listen", "127.0.0.1:0"])
         .args(extra)
         .env("RUST_LOG", "info")
