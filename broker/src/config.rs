@@ -90,7 +90,7 @@ settings! {
     max_partitions: usize = 0, "FJORD_MAX_PARTITIONS";
     /// Most sealed-segment files kept open for reads (least recently used closed first); index files keep none. 0 = an eighth of the open files left after a reserve, at most 4096.
     max_open_segment_files: usize = 0, "FJORD_MAX_OPEN_SEGMENT_FILES";
-    /// Partition logs opened (recovered) or closed at once at start-up and shutdown. 0 = the number of cores.
+    /// Partition logs opened (recovered) or closed at once at start-up and shutdown (threads mostly waiting for fsyncs). 0 = 16, or the number of cores when more.
     recovery_threads: usize = 0, "FJORD_RECOVERY_THREADS";
     /// Largest request frame accepted; larger frames close the connection.
     max_request_bytes: usize = 16 << 20, "FJORD_MAX_REQUEST_BYTES";
