@@ -115,6 +115,8 @@ impl Broker {
         let internal_addr = internal_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
         crate::metrics::install();
+        crate::storage::open_files::open_segment_files()
+            .set_capacity(crate::resources::segment_files_max(&config));
 
         // Every task stops when `shutdown` turns true, or when it is dropped because
         // start-up failed half way.
@@ -149,6 +151,7 @@ impl Broker {
             .await??
         };
         let (logs, controller) = opened;
+        logs.set_parallelism(config.recovery_threads);
         let broker = Arc::new(Broker {
             request_memory: Arc::new(Semaphore::new(config.request_memory_bytes)),
             response_memory: Arc::new(Semaphore::new(config.response_memory_bytes)),

@@ -86,8 +86,12 @@ settings! {
     default_replication_factor: i16 = 1, "FJORD_DEFAULT_REPLICATION_FACTOR";
     /// Most client connections at once; a connection beyond it gets BROKER_BUSY in answer to its first request, then is closed.
     max_connections: usize = 10_000, "FJORD_MAX_CONNECTIONS";
-    /// Most partitions this broker holds; creating more is refused. 0 = what the open-file limit allows (3 files per partition, half of the limit).
+    /// Most partitions this broker holds; creating more is refused. 0 = what the open-file limit allows (3 files per partition, half of what the sealed-segment files leave).
     max_partitions: usize = 0, "FJORD_MAX_PARTITIONS";
+    /// Most sealed-segment files kept open for reads (least recently used closed first); index files keep none. 0 = an eighth of the open files left after a reserve, at most 4096.
+    max_open_segment_files: usize = 0, "FJORD_MAX_OPEN_SEGMENT_FILES";
+    /// Partition logs opened (recovered) or closed at once at start-up and shutdown (threads mostly waiting for fsyncs). 0 = 16, or the number of cores when more.
+    recovery_threads: usize = 0, "FJORD_RECOVERY_THREADS";
     /// Largest request accepted (frame payload); a larger one is read, discarded and answered with INVALID_REQUEST.
     max_request_bytes: usize = 16 << 20, "FJORD_MAX_REQUEST_BYTES";
     /// Most requests in flight on one connection; the broker stops reading beyond it.

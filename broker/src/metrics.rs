@@ -159,6 +159,10 @@ pub const METRICS: &[MetricDescription] = &[
         "Active segments sealed and replaced by a new one."),
     metric("fjord_storage_retention_deleted_segments_total", Counter, Count, &[], Event,
         "Sealed segments deleted by retention (age or size)."),
+    metric("fjord_storage_open_segment_files", Gauge, Count, &[], Event,
+        "Sealed-segment files open for reads now, at most max_open_segment_files."),
+    metric("fjord_storage_segment_file_opens_total", Counter, Count, &[], Event,
+        "Sealed-segment files opened for reads because the bounded set of open files did not hold them."),
     // Consumer groups (group/).
     metric("fjord_group_rebalances_total", Counter, Count, &["group", "reason"], Event,
         "Consumer group rebalances (group epoch increases, each computing a new target assignment), by group and reason."),

@@ -195,6 +195,7 @@ impl From<StorageError> for ApiError {
             StorageError::Closed(_) => ErrorCode::TopicNotFound,
             StorageError::Io { .. }
             | StorageError::Offline { .. }
+            | StorageError::ReadOnly { .. }
             | StorageError::Corrupt { .. }
             | StorageError::NeedsRecovery { .. } => ErrorCode::StorageError,
         };

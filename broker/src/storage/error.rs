@@ -34,6 +34,11 @@ pub enum StorageError {
         log_start_offset: i64,
         log_end_offset: i64,
     },
+    /// The log could not record at start-up that it is in use (the disk is full), so
+    /// it serves reads and refuses writes until that record is written; the log
+    /// manager's checkpoint pass retries it.
+    #[error("log {path} is read-only: {reason}")]
+    ReadOnly { path: PathBuf, reason: String },
     /// The log was closed or deleted.
     #[error("log {0} is closed")]
     Closed(PathBuf),
@@ -48,6 +53,13 @@ impl StorageError {
         }
     }
 
+    /// Whether the error is a full disk (or quota): no space for a write that needs it.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Self::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error()
+                || code == rustix::io::Errno::DQUOT.raw_os_error()))
+    }
+
     /// The code a client gets for this error.
     pub fn error_code(&self) -> ErrorCode {
         match self {
@@ -55,6 +67,7 @@ impl StorageError {
             Self::Closed(_) => ErrorCode::NotLeaderOrFollower,
             Self::Io { .. }
             | Self::Offline { .. }
+            | Self::ReadOnly { .. }
             | Self::Corrupt { .. }
             | Self::NeedsRecovery { .. } => ErrorCode::StorageError,
         }

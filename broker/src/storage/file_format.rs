@@ -132,10 +132,20 @@ pub fn write_state_file(dir: &Path, name: &str, kind: StateKind, payload: &[u8])
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
     let mut file = File::create(&tmp).map_err(|error| StorageError::io("create", &tmp, error))?;
-    file.write_all(&bytes)
-        .map_err(|error| StorageError::io("write", &tmp, error))?;
-    file.sync_all()
-        .map_err(|error| StorageError::io("fsync", &tmp, error))?;
+    let written = file
+        .write_all(&bytes)
+        .map_err(|error| StorageError::io("write", &tmp, error))
+        .and_then(|()| {
+            file.sync_all()
+                .map_err(|error| StorageError::io("fsync", &tmp, error))
+        });
+    if let Err(error) = written {
+        // Give the space back (a full disk is the usual cause); the old file stays.
+        if let Err(remove_error) = fs::remove_file(&tmp) {
+            tracing::warn!(path = %tmp.display(), %remove_error, "cannot remove a state file that failed to write");
+        }
+        return Err(error);
+    }
     fs::rename(&tmp, &path).map_err(|error| StorageError::io("rename", &tmp, error))?;
     sync_dir(dir)
 }

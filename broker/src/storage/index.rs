@@ -11,6 +11,11 @@
 //! its entries and fsyncs it. Indexes are a cache of the log: recovery rebuilds any that
 //! is missing or inconsistent.
 //!
+//! An index keeps no file descriptor open: on Linux a shared mapping stays valid after
+//! its descriptor is closed, so the file is reopened by path only to resize or fsync
+//! it. A partition with thousands of sealed segments thus holds none of their index
+//! files open (see `docs/architecture.md`, open files).
+//!
 //! Why this module uses `unsafe`: mapping a file is unsafe in Rust because another
 //! process could change the file under the map. Index files live in the broker's own
 //! data directory, are written only by this process (the data directory is locked at
@@ -34,7 +39,6 @@ const HEADER: usize = FILE_HEADER_BYTES as usize;
 #[derive(Debug)]
 pub struct Index {
     path: PathBuf,
-    file: File,
     map: MmapMut,
     entries: usize,
 }
@@ -51,7 +55,8 @@ impl Index {
             .map_err(|error| StorageError::io("create", path, error))?;
         file.write_all(&encode_file_header(kind, base_offset))
             .map_err(|error| StorageError::io("write", path, error))?;
-        let mut index = Self::map(path, file, 0)?;
+        let mut index = Self::map(path, &file, 0)?;
+        drop(file);
         index.resize(bytes_max)?;
         Ok(index)
     }
@@ -73,7 +78,8 @@ impl Index {
             return Ok(None);
         }
         let entries = ((length - FILE_HEADER_BYTES) / ENTRY_BYTES) as usize;
-        let index = Self::map(path, file, entries)?;
+        let index = Self::map(path, &file, entries)?;
+        drop(file);
         if check_file_header(path, &index.map[..HEADER], kind, base_offset).is_err() {
             return Ok(None);
         }
@@ -81,13 +87,12 @@ impl Index {
         Ok(keys_ordered.then_some(index))
     }
 
-    fn map(path: &Path, file: File, entries: usize) -> Result<Self> {
+    fn map(path: &Path, file: &File, entries: usize) -> Result<Self> {
         // SAFETY: see the module documentation; the file belongs to this process alone.
-        let map = unsafe { MmapMut::map_mut(&file) }
+        let map = unsafe { MmapMut::map_mut(file) }
             .map_err(|error| StorageError::io("mmap", path, error))?;
         Ok(Self {
             path: path.to_owned(),
-            file,
             map,
             entries,
         })
@@ -102,19 +107,29 @@ impl Index {
         // Map an empty anonymous region first, so the file is never resized while mapped.
         self.map =
             MmapMut::map_anon(1).map_err(|error| StorageError::io("mmap", &self.path, error))?;
-        self.file
-            .set_len(length)
+        let file = self.reopen()?;
+        file.set_len(length)
             .map_err(|error| StorageError::io("resize", &self.path, error))?;
         // SAFETY: see the module documentation.
-        self.map = unsafe { MmapMut::map_mut(&self.file) }
+        self.map = unsafe { MmapMut::map_mut(&file) }
             .map_err(|error| StorageError::io("mmap", &self.path, error))?;
         Ok(())
     }
 
+    /// Opens the index file again, for the moment a resize or fsync needs it.
+    fn reopen(&self) -> Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(|error| StorageError::io("open", &self.path, error))
+    }
+
     /// Trims the file to its entries and makes it durable: the segment is sealed.
+    /// fsync applies to the file, not the descriptor, so a fresh one serves.
     pub fn seal(&mut self) -> Result<()> {
         self.resize(0)?;
-        self.file
+        self.reopen()?
             .sync_all()
             .map_err(|error| StorageError::io("fsync", &self.path, error))
     }

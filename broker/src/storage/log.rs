@@ -99,6 +99,11 @@ struct LogState {
     recovery_point: i64,
     /// Set by a failed write or fsync: the log refuses writes from then on.
     failure: Option<String>,
+    /// Set when opening could not write the checkpoint that marks the log in use (a
+    /// full disk): writes are refused until a checkpoint is written, because the one
+    /// on disk may still say "closed cleanly", and a crash after new appends would
+    /// then go unscanned. Reads are served.
+    read_only: Option<String>,
     closed: bool,
     epochs: EpochCache,
     batch_infos: Vec<BatchInfo>,
@@ -298,6 +303,11 @@ impl PartitionLog {
             if outcome.rebuilt {
                 rebuilt.push(base);
             }
+            // The one before is sealed: let go of its file now, so that opening a log
+            // of many segments holds no more than one or two at a time.
+            if let Some((_, previous)) = segments.iter_mut().next_back() {
+                previous.release_file();
+            }
             segments.insert(base, segment);
         }
         // The end must reach the recovery point: later segment files may be missing.
@@ -347,10 +357,21 @@ impl PartitionLog {
                 segment.seal_indexes()?;
             }
         }
+        // Sealed segments keep no descriptor: reads open them through the bounded set
+        // of open files, so the number of segments does not count against the limit.
+        for (base, segment) in segments.iter_mut() {
+            if *base != last_base {
+                segment.release_file();
+            }
+        }
         let first_base = *segments.keys().next().unwrap();
         let active = segments.values_mut().next_back().unwrap();
         active.unseal(&config)?;
-        active.flush()?;
+        // After a clean shutdown everything is on disk already; after a crash the
+        // active segment was scanned, and rebuilt segments were fsynced above.
+        if !report.clean_shutdown && !rebuilt.contains(&last_base) {
+            active.flush()?;
+        }
         let next_offset = active.next_offset();
         let log_start_offset = checkpoint.map_or(first_base, |c| {
             c.log_start_offset.clamp(first_base, next_offset)
@@ -366,6 +387,7 @@ impl PartitionLog {
             log_start_offset,
             recovery_point: next_offset,
             failure: None,
+            read_only: None,
             closed: false,
             epochs,
             batch_infos: Vec::new(),
@@ -384,8 +406,19 @@ impl PartitionLog {
             high_watermark_changes: watch::Sender::new(high_watermark),
             flush_running: AtomicBool::new(false),
         });
-        // From here on a crash is an unclean shutdown.
-        log.checkpoint_with(&log.lock(), false)?;
+        // From here on a crash is an unclean shutdown. On a full disk the log still
+        // opens, read-only until the checkpoint pass manages to write this.
+        let marked = log.checkpoint_with(&log.lock(), false);
+        match marked {
+            Ok(()) => {}
+            Err(error) if error.is_no_space() => {
+                tracing::warn!(dir = %dir.display(), %error, "the disk is full: the log serves reads and refuses writes until its checkpoint can be written");
+                log.lock().read_only = Some(format!(
+                    "the disk is full ({error}); writes resume once there is space for the checkpoint"
+                ));
+            }
+            Err(error) => return Err(error),
+        }
         Ok((log, report))
     }
 
@@ -448,6 +481,12 @@ impl PartitionLog {
         }
         if let Some(reason) = &state.failure {
             return Err(StorageError::Offline {
+                path: self.dir.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if let Some(reason) = &state.read_only {
+            return Err(StorageError::ReadOnly {
                 path: self.dir.clone(),
                 reason: reason.clone(),
             });
@@ -555,11 +594,16 @@ impl PartitionLog {
         let sealed = state
             .active_mut()
             .seal_indexes()
-            .and_then(|()| Segment::create(&self.dir, next_offset, config, now_ms));
+            .and_then(|()| state.active().file())
+            .and_then(|old| {
+                Segment::create(&self.dir, next_offset, config, now_ms).map(|new| (old, new))
+            });
         match sealed {
-            Ok(segment) => {
-                let old = state.active().file().clone();
+            Ok((old, segment)) => {
+                // The next flush fsyncs the old file through this reference; reads
+                // take it from the bounded set of open files.
                 state.unsynced_segments.push(old);
+                state.active_mut().release_file();
                 state.directory_unsynced = true;
                 state.segments.insert(next_offset, segment);
                 metrics_roll();
@@ -626,7 +670,7 @@ impl PartitionLog {
             (
                 std::mem::take(&mut state.unsynced_segments),
                 std::mem::take(&mut state.directory_unsynced),
-                state.active().file().clone(),
+                state.active().file()?,
                 state.next_offset,
                 state.unflushed_bytes,
             )
@@ -706,7 +750,7 @@ impl PartitionLog {
                 .chain(state.segments.range(offset + 1..))
             {
                 if let Some((position, _)) = segment.1.position_of(offset)? {
-                    found = Some((segment.1.reader(), position));
+                    found = Some((segment.1.reader()?, position));
                     break;
                 }
             }
@@ -734,7 +778,7 @@ impl PartitionLog {
                 .filter(|segment| segment.max_timestamp() >= timestamp)
             {
                 if let Some((position, _)) = segment.position_of_timestamp(timestamp)? {
-                    found = Some((segment.reader(), position));
+                    found = Some((segment.reader()?, position));
                     break;
                 }
             }
@@ -951,9 +995,21 @@ impl PartitionLog {
         Ok(count)
     }
 
-    /// Persists the recovery point, high watermark and log start offset.
+    /// Persists the recovery point, high watermark and log start offset. A log that
+    /// opened read-only on a full disk takes writes again once this succeeds.
     pub fn checkpoint(&self) -> Result<()> {
-        self.checkpoint_with(&self.lock(), false)
+        let mut state = self.lock();
+        self.checkpoint_with(&state, false)?;
+        if state.read_only.take().is_some() {
+            tracing::info!(dir = %self.dir.display(), "checkpoint written: the log takes writes again");
+        }
+        Ok(())
+    }
+
+    /// Why the log refuses writes although it serves reads (see
+    /// [`StorageError::ReadOnly`]), if it does.
+    pub fn read_only_reason(&self) -> Option<String> {
+        self.lock().read_only.clone()
     }
 
     fn checkpoint_with(&self, state: &LogState, clean: bool) -> Result<()> {
@@ -987,7 +1043,13 @@ impl PartitionLog {
         if state.failure.is_some() {
             return flushed;
         }
-        state.active_mut().seal()?;
+        // The flush above covered everything written before it; fsync again only for
+        // appends that came in between.
+        if state.unflushed_bytes > 0 {
+            state.active_mut().seal()?;
+        } else {
+            state.active_mut().seal_indexes()?;
+        }
         for segment in state.segments.values() {
             segment.discard_damaged_index()?;
         }

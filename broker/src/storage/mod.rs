@@ -7,6 +7,7 @@
 //! - [`index`]: the memory-mapped sparse indexes (the only `unsafe` in the broker).
 //! - [`epochs`]: the leader-epoch cache.
 //! - [`log_ends`]: the broker-wide record of every partition's last log end.
+//! - [`open_files`]: the bounded, process-wide set of open sealed-segment files.
 //! - [`manager`]: [`LogManager`], every partition of the broker, its background work.
 //! - [`recovery`]: what recovery may do with lost durable data; gap batches.
 //! - [`file_format`]: file headers and crash-safe state files.
@@ -23,6 +24,7 @@ pub mod index;
 pub mod log;
 pub mod log_ends;
 pub mod manager;
+pub mod open_files;
 pub mod recovery;
 pub mod segment;
 

@@ -22,6 +22,7 @@ use super::config::LogConfig;
 use super::error::{Result, StorageError};
 use super::file_format::{FILE_HEADER_BYTES, FileKind, check_file_header, encode_file_header};
 use super::index::Index;
+use super::open_files::{SegmentId, next_segment_id, open_segment_files};
 
 /// The header fields of a stored batch that the log needs without decoding records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +71,13 @@ pub struct ScanOutcome {
 #[derive(Debug)]
 pub struct Segment {
     pub base_offset: i64,
+    /// This segment's key in the set of open sealed-segment files.
+    id: SegmentId,
     log_path: PathBuf,
-    file: Arc<File>,
+    /// The `.log` file, held open while the segment is active (or being recovered);
+    /// `None` once sealed: reads then take it from the bounded set of open files
+    /// ([`open_segment_files`]).
+    file: Option<Arc<File>>,
     /// Bytes of the log file that hold complete batches (header included).
     size: u64,
     offset_index: Index,
@@ -107,8 +113,9 @@ impl Segment {
         let (offset_index, time_index) = create_indexes(dir, base_offset, config)?;
         Ok(Self {
             base_offset,
+            id: next_segment_id(),
             log_path,
-            file: Arc::new(file),
+            file: Some(Arc::new(file)),
             size: FILE_HEADER_BYTES,
             offset_index,
             time_index,
@@ -184,8 +191,9 @@ impl Segment {
         };
         let mut segment = Self {
             base_offset,
+            id: next_segment_id(),
             log_path,
-            file: Arc::new(file),
+            file: Some(Arc::new(file)),
             size,
             offset_index,
             time_index,
@@ -251,7 +259,7 @@ impl Segment {
         self.max_timestamp = -1;
         self.bytes_since_index_entry = 0;
         let file_size = self.size;
-        let file = self.file.clone();
+        let file = self.handle()?;
         let mut reader = BufReader::with_capacity(1 << 20, file.as_ref());
         reader
             .seek(SeekFrom::Start(FILE_HEADER_BYTES))
@@ -280,11 +288,9 @@ impl Segment {
             });
         }
         if truncated_bytes > 0 {
-            self.file
-                .set_len(position)
+            file.set_len(position)
                 .map_err(|error| StorageError::io("truncate", &self.log_path, error))?;
-            self.file
-                .sync_all()
+            file.sync_all()
                 .map_err(|error| StorageError::io("fsync", &self.log_path, error))?;
         }
         Ok(ScanOutcome {
@@ -323,10 +329,11 @@ impl Segment {
             total,
             slices.iter().map(|slice| slice.len() as u64).sum::<u64>()
         );
+        let file = self.handle()?;
         let mut slices = &mut slices[..];
         let mut written = 0u64;
         while written < total {
-            let count = rustix::io::pwritev(self.file.as_ref(), slices, self.size + written)
+            let count = rustix::io::pwritev(file.as_ref(), slices, self.size + written)
                 .map_err(|error| StorageError::io("write", &self.log_path, error.into()))?;
             if count == 0 {
                 let error = std::io::Error::new(
@@ -371,12 +378,27 @@ impl Segment {
         self.offset_index.is_full() || self.time_index.is_full()
     }
 
-    pub fn file(&self) -> &Arc<File> {
-        &self.file
+    /// The `.log` file: the segment's own while it is active, else from the set of
+    /// open sealed-segment files (opening it again if the set closed it).
+    pub fn file(&self) -> Result<Arc<File>> {
+        self.handle()
+    }
+
+    fn handle(&self) -> Result<Arc<File>> {
+        match &self.file {
+            Some(file) => Ok(file.clone()),
+            None => open_segment_files().get(self.id, &self.log_path),
+        }
+    }
+
+    /// Lets go of the segment's own descriptor once it is sealed; reads go through
+    /// the bounded set of open files from then on.
+    pub fn release_file(&mut self) {
+        self.file = None;
     }
 
     fn read_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
-        self.file
+        self.handle()?
             .read_exact_at(buf, position)
             .map_err(|error| StorageError::io("read", &self.log_path, error))
     }
@@ -451,9 +473,7 @@ impl Segment {
         if plausible.contains(&self.max_timestamp) {
             return self.max_timestamp;
         }
-        let modified = self
-            .file
-            .metadata()
+        let modified = fs::metadata(&self.log_path)
             .and_then(|metadata| metadata.modified())
             .ok()
             .and_then(|modified| modified.duration_since(std::time::UNIX_EPOCH).ok());
@@ -506,17 +526,17 @@ impl Segment {
     }
 
     /// A handle for reading without holding the log's lock.
-    pub fn reader(&self) -> SegmentReader {
-        SegmentReader {
-            file: self.file.clone(),
+    pub fn reader(&self) -> Result<SegmentReader> {
+        Ok(SegmentReader {
+            file: self.handle()?,
             path: self.log_path.clone(),
             size: self.size,
-        }
+        })
     }
 
     /// Forces the segment's data to disk.
     pub fn flush(&self) -> Result<()> {
-        self.file
+        self.handle()?
             .sync_data()
             .map_err(|error| StorageError::io("fsync", &self.log_path, error))
     }
@@ -550,6 +570,15 @@ impl Segment {
 
     /// Makes a sealed segment active again (after truncation), pre-allocating its indexes.
     pub fn unseal(&mut self, config: &LogConfig) -> Result<()> {
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&self.log_path)
+                .map_err(|error| StorageError::io("open", &self.log_path, error))?;
+            open_segment_files().remove(self.id);
+            self.file = Some(Arc::new(file));
+        }
         self.offset_index.resize(config.index_bytes_max)?;
         self.time_index.resize(config.index_bytes_max)
     }
@@ -559,11 +588,10 @@ impl Segment {
         let Some((position, info)) = self.position_of(offset)? else {
             return Ok(self.next_offset);
         };
-        self.file
-            .set_len(position)
+        let file = self.handle()?;
+        file.set_len(position)
             .map_err(|error| StorageError::io("truncate", &self.log_path, error))?;
-        self.file
-            .sync_all()
+        file.sync_all()
             .map_err(|error| StorageError::io("fsync", &self.log_path, error))?;
         self.size = position;
         self.offset_index.truncate_from(info.base_offset);
@@ -595,6 +623,12 @@ impl Segment {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        open_segment_files().remove(self.id);
     }
 }
 
