@@ -10,7 +10,7 @@
 //! requests, then flush and close every log.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,8 @@ pub struct Broker {
     pub started_at: Instant,
     /// A [`Phase`] as its `u8`.
     phase: AtomicU8,
+    /// Fetch requests parked until new data or their `max_wait_ms` (long polls).
+    pub fetches_waiting: AtomicUsize,
     /// What opening each existing partition log found at start-up.
     recovery_reports: OnceLock<Vec<(TopicPartition, RecoveryReport)>>,
 }
@@ -170,6 +172,7 @@ impl Broker {
             logs: Arc::new(logs),
             started_at: Instant::now(),
             phase: AtomicU8::new(Phase::Recovering as u8),
+            fetches_waiting: AtomicUsize::new(0),
             recovery_reports: OnceLock::new(),
         });
         http_state.set_broker(broker.clone());

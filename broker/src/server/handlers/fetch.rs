@@ -3,6 +3,7 @@
 //! passes. Waiting is driven by the logs' high-watermark notifications, never by polling.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,11 +36,30 @@ pub async fn handle(
                 .iter_mut()
                 .map(|receiver| Box::pin(receiver.changed())),
         );
-        if tokio::time::timeout_at(deadline, any_change).await.is_err() {
+        let parked = Parked::new(broker);
+        let woken = tokio::time::timeout_at(deadline, any_change).await;
+        drop(parked);
+        if woken.is_err() {
             // Deadline: answer with whatever is there now.
             let (response, bytes, _, _) = read_once(broker, &request).await;
             return respond(correlation_id, &response, bytes);
         }
+    }
+}
+
+/// Counts a fetch in [`Broker::fetches_waiting`] while it exists.
+struct Parked<'a>(&'a Broker);
+
+impl<'a> Parked<'a> {
+    fn new(broker: &'a Broker) -> Self {
+        broker.fetches_waiting.fetch_add(1, Ordering::AcqRel);
+        Self(broker)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetches_waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
