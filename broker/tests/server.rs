@@ -921,7 +921,9 @@ async fn configuration_errors_exit_with_status_2() {
     let data_dir = dir.path().join("data");
     let bad_file = dir.path().join("bad.toml");
     std::fs::write(&bad_file, "node_idd = 3\n").unwrap();
-    let cases: [(&str, Vec<String>, Option<(&str, &str)>, &str); 3] = [
+    /// (where the bad setting comes from, flags, environment variable, expected error)
+    type Case<'a> = (&'a str, Vec<String>, Option<(&'a str, &'a str)>, &'a str);
+    let cases: [Case<'_>; 3] = [
         (
             "flag",
             vec!["--max-in-flight-requests".into(), "0".into()],
