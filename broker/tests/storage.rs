@@ -89,7 +89,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0i64..40).prop_map(|from_back| Op::Read { from_back }),
         1 => (0i64..30).prop_map(|back| Op::Truncate { back }),
         1 => (0i64..10).prop_map(|forward| Op::DeleteBefore { forward }),
-        1 => (2000u64..8000).prop_map(|bytes| Op::Retention { bytes }),
+        1 => (0u64..5000).prop_map(|bytes| Op::Retention { bytes }),
         1 => Just(Op::CleanReopen),
         1 => Just(Op::CrashReopen),
     ]
@@ -100,13 +100,18 @@ proptest! {
 
     /// The log behaves like a vector of records under appends, reads, truncation,
     /// record deletion, retention, clean reopen and crash reopen (drop without close).
+    /// The model computes every log end and log start itself, from its own segments
+    /// and batches; it never copies them from the log under test.
     #[test]
     fn log_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(1_000_000);
         let mut log = open(dir.path(), small_config(), &clock);
-        // The model: every record's (offset, value) from the log start.
+        // The model: every record's (offset, value) from the log start, and the
+        // segments as the log lays them out (size-based rolling only: the clock never
+        // reaches segment.ms and the small segments never fill an index).
         let mut model: Vec<(i64, String)> = Vec::new();
+        let mut segments = vec![ModelSegment::new(0)];
         let mut log_start = 0i64;
         let mut end = 0i64;
         let mut tag = 0u32;
@@ -114,8 +119,15 @@ proptest! {
             match op {
                 Op::Append { count } => {
                     tag += 1;
-                    let info = log.append(&[batch(tag, count, clock.now())], 1).unwrap();
+                    let appended = batch(tag, count, clock.now());
+                    let bytes = appended.size_bytes() as u64;
+                    let info = log.append(&[appended], 1).unwrap();
                     prop_assert_eq!(info.base_offset, end);
+                    let active = segments.last().unwrap();
+                    if !active.batches.is_empty() && active.size() + bytes > small_config().segment_bytes {
+                        segments.push(ModelSegment::new(end));
+                    }
+                    segments.last_mut().unwrap().batches.push((end, count as i64, bytes));
                     for index in 0..count {
                         model.push((end + index as i64, format!("{tag}:{index}")));
                     }
@@ -130,25 +142,51 @@ proptest! {
                 Op::Truncate { back } => {
                     let target = (end - back).max(log_start);
                     let new_end = log.truncate_to(target).unwrap();
-                    prop_assert!(new_end <= target.max(log_start) || target >= end);
-                    model.retain(|(offset, _)| *offset < new_end);
-                    end = new_end;
-                    log_start = log_start.min(end);
+                    if target < end {
+                        // Segments from the target on go; in the last one left, the
+                        // batch holding the target and everything after it.
+                        while segments.len() > 1 && segments.last().unwrap().base >= target {
+                            segments.pop();
+                        }
+                        let active = segments.last_mut().unwrap();
+                        active.batches.retain(|(base, count, _)| base + count <= target);
+                        end = active.next_offset();
+                        log_start = log_start.min(end);
+                    }
+                    prop_assert_eq!(new_end, end);
+                    model.retain(|(offset, _)| *offset < end);
                     log.set_high_watermark(end);
                 }
                 Op::DeleteBefore { forward } => {
                     let target = (log_start + forward).min(end);
-                    log_start = log.delete_records_before(target).unwrap();
-                    prop_assert_eq!(log_start, target.max(log_start));
+                    let new_start = log.delete_records_before(target).unwrap();
+                    log_start = log_start.max(target);
+                    while segments.len() > 1 && segments[0].next_offset() <= log_start {
+                        segments.remove(0);
+                        log_start = log_start.max(segments[0].base);
+                    }
+                    prop_assert_eq!(new_start, log_start);
                     model.retain(|(offset, _)| *offset >= log_start);
                 }
                 Op::Retention { bytes } => {
                     let mut config = small_config();
                     config.retention_bytes = Some(bytes);
                     log.set_config(config);
-                    log.apply_retention().unwrap();
+                    let deleted = log.apply_retention().unwrap();
                     log.set_config(small_config());
-                    log_start = log.log_start_offset();
+                    // Oldest sealed segments below the high watermark (the end) go
+                    // while what remains without them is still at least the limit.
+                    let mut size: u64 = segments.iter().map(ModelSegment::size).sum();
+                    let mut expected_deleted = 0;
+                    while segments.len() > 1
+                        && segments[0].next_offset() <= end
+                        && size - segments[0].size() >= bytes
+                    {
+                        size -= segments.remove(0).size();
+                        log_start = log_start.max(segments[0].base);
+                        expected_deleted += 1;
+                    }
+                    prop_assert_eq!(deleted, expected_deleted);
                     model.retain(|(offset, _)| *offset >= log_start);
                 }
                 Op::CleanReopen => {
@@ -168,9 +206,41 @@ proptest! {
             }
             prop_assert_eq!(log.log_end_offset(), end);
             prop_assert_eq!(log.log_start_offset(), log_start);
+            prop_assert_eq!(log.segment_count(), segments.len());
+            prop_assert_eq!(log.size_bytes(), segments.iter().map(ModelSegment::size).sum::<u64>());
             clock.advance_ms(1);
         }
         prop_assert_eq!(read_all(&log, log_start), model);
+    }
+}
+
+/// A segment as the model of `log_matches_model` sees it.
+#[derive(Debug, Clone)]
+struct ModelSegment {
+    base: i64,
+    /// (base offset, record count, bytes) of each batch.
+    batches: Vec<(i64, i64, u64)>,
+}
+
+impl ModelSegment {
+    /// Bytes of a segment's file header.
+    const HEADER_BYTES: u64 = 24;
+
+    fn new(base: i64) -> Self {
+        Self {
+            base,
+            batches: Vec::new(),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        Self::HEADER_BYTES + self.batches.iter().map(|(_, _, bytes)| bytes).sum::<u64>()
+    }
+
+    fn next_offset(&self) -> i64 {
+        self.batches
+            .last()
+            .map_or(self.base, |(base, count, _)| base + count)
     }
 }
 
