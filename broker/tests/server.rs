@@ -284,6 +284,10 @@ async fn pipelined_requests_are_answered_in_order() {
         sent.push(client.send(ApiKey::ApiVersions, &ApiVersionsRequest).await);
     }
     // The fetch is parked until this produce wakes it.
+    wait_until("the fetch is parked", || {
+        broker.broker().fetches_waiting.load(Ordering::Acquire) == 1
+    })
+    .await;
     assert_eq!(
         producer
             .produce("t", 0, Acks::Leader, batch("x", 1, 1))
@@ -1133,4 +1137,149 @@ async fn max_in_flight_requests_stops_reading() {
         assert_eq!(produced.topics[0].partitions[0].error_code, ErrorCode::None);
         broker.shutdown().await.unwrap();
     }
+}
+
+/// Under the `interval` policy nothing waits for an fsync: the background flushes a log
+/// once `flush.ms` has passed since its last flush, and a produce starts a flush once
+/// `flush.bytes` are waiting. A log with neither due is not flushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_durability_flushes_by_time_and_by_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(test_config(dir.path())).await.unwrap();
+    let mut client = TestClient::connect(broker.client_addr()).await;
+    let hour = "3600000";
+    let interval = ("durability", "interval");
+    for (topic, flush_ms, flush_bytes) in [
+        ("idle", hour, "1073741824"),
+        ("by-time", "50", "1073741824"),
+        ("by-bytes", hour, "1024"),
+    ] {
+        let created = client
+            .create_topic(
+                topic,
+                1,
+                &[
+                    interval,
+                    ("flush.ms", flush_ms),
+                    ("flush.bytes", flush_bytes),
+                ],
+            )
+            .await;
+        assert_eq!(created.error_code, ErrorCode::None, "{topic}");
+    }
+    let log = |topic: &str| broker.broker().leader_log_now(topic, 0).unwrap().2;
+    let produce = async |client: &mut TestClient, topic: &str, count: usize| {
+        let response = client
+            .produce(topic, 0, Acks::All, batch(topic, count, 1))
+            .await;
+        assert_eq!(response.error_code, ErrorCode::None, "{topic}");
+    };
+
+    // Below flush.bytes, flush.ms an hour away: acknowledged without any flush.
+    produce(&mut client, "by-bytes", 1).await;
+    assert_eq!(log("by-bytes").flush_count(), 0);
+    produce(&mut client, "idle", 1).await;
+    produce(&mut client, "by-time", 1).await;
+    wait_until("flush.ms flushes the log", || {
+        log("by-time").flush_count() >= 1
+    })
+    .await;
+    // The background pass that flushed `by-time` looked at every log after these
+    // appends: `idle` and `by-bytes` were not due.
+    assert_eq!(log("idle").flush_count(), 0);
+    assert_eq!(log("by-bytes").flush_count(), 0);
+
+    // Past flush.bytes: the produce starts a flush.
+    while log("by-bytes").size_bytes() < 2048 {
+        produce(&mut client, "by-bytes", 20).await;
+    }
+    wait_until("flush.bytes flushes the log", || {
+        log("by-bytes").flush_count() >= 1
+    })
+    .await;
+    assert_eq!(log("idle").flush_count(), 0);
+    broker.shutdown().await.unwrap();
+}
+
+/// The active segment rolls once it is older than the topic's `segment.ms`, at the
+/// next append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_ms_rolls_the_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(test_config(dir.path())).await.unwrap();
+    let mut client = TestClient::connect(broker.client_addr()).await;
+    for (topic, segment_ms) in [("aging", "5"), ("steady", "3600000")] {
+        let created = client
+            .create_topic(topic, 1, &[("segment.ms", segment_ms)])
+            .await;
+        assert_eq!(created.error_code, ErrorCode::None);
+    }
+    // Records stamped now: retention (7 days) must not delete the sealed segments.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for round in 0..3 {
+        for topic in ["aging", "steady"] {
+            let response = client
+                .produce(topic, 0, Acks::All, batch(topic, 1, now_ms))
+                .await;
+            assert_eq!(response.base_offset, round);
+        }
+        // More than segment.ms passes between appends (time must pass; nothing here
+        // depends on how much more).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let segments = |topic: &str| {
+        broker
+            .broker()
+            .leader_log_now(topic, 0)
+            .unwrap()
+            .2
+            .segment_count()
+    };
+    assert_eq!(segments("aging"), 3, "one segment per append");
+    assert_eq!(segments("steady"), 1);
+    assert_eq!(
+        values(client.fetch("aging", 0, 0, 0).await.records).len(),
+        1,
+        "a fetch reads within one segment"
+    );
+    let mut all = Vec::new();
+    while all.len() < 3 {
+        let records = values(client.fetch("aging", 0, all.len() as i64, 0).await.records);
+        assert!(!records.is_empty());
+        all.extend(records);
+    }
+    assert_eq!(
+        all.iter().map(|(offset, _)| *offset).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    broker.shutdown().await.unwrap();
+}
+
+/// Start-up finishes topic deletions a crash interrupted (directories renamed to
+/// `*.deleted`) and leaves the directories of topics it does not know alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_finishes_interrupted_deletions() {
+    let dir = tempfile::tempdir().unwrap();
+    let interrupted = dir.path().join("gone-0.1700000000000.deleted");
+    std::fs::create_dir_all(&interrupted).unwrap();
+    std::fs::write(interrupted.join(format!("{:020}.log", 0)), b"half deleted").unwrap();
+    let stray = dir.path().join("stray-0");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join(format!("{:020}.log", 0)), b"not ours").unwrap();
+
+    let broker = Broker::start(test_config(dir.path())).await.unwrap();
+    assert!(
+        !interrupted.exists(),
+        "the interrupted deletion was finished"
+    );
+    assert_eq!(
+        std::fs::read(stray.join(format!("{:020}.log", 0))).unwrap(),
+        b"not ours",
+        "a directory of an unknown topic is left alone"
+    );
+    assert!(broker.broker().metadata().topic("stray").is_none());
+    broker.shutdown().await.unwrap();
 }
