@@ -567,3 +567,67 @@ async fn cli_round_trip() {
     );
     broker.shutdown().await.unwrap();
 }
+
+/// `fjord consume` by default starts at the end of each partition and, without
+/// `--follow`, stops at the ends it found (printing nothing here); with `--follow` it
+/// prints only records produced after it started, waits for more, and Ctrl-C (SIGINT)
+/// ends it with status 0 and nothing more printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_consume_defaults_follow_and_ctrl_c() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start_broker(directory.path()).await;
+    let bootstrap = broker.client_addr().to_string();
+    let at = |line: &str| words(&format!("--bootstrap {bootstrap} {line}"));
+    let client = connect(broker.client_addr()).await;
+    create_topic(&client, "feed", 2).await;
+    let producer = Producer::new(&client, ProducerConfig::default()).unwrap();
+    for index in 0..6 {
+        let record = ProducerRecord::new("feed", format!("old-{index}")).with_partition(index % 2);
+        producer.send(record).await.unwrap().await.unwrap();
+    }
+
+    let ended = fjord(at("consume feed")).await;
+    assert_eq!(stdout(&ended), "", "started at the end and stopped there");
+
+    let parked = || {
+        broker
+            .broker()
+            .fetches_waiting
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    let mut follower = common::FjordProcess::spawn(&at("consume feed --follow"));
+    // Positioned at the end once its fetch waits at the broker for new data.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while parked() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fjord consume --follow never waited for records"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for index in 0..3 {
+        let record = ProducerRecord::new("feed", format!("new-{index}")).with_partition(0);
+        producer.send(record).await.unwrap().await.unwrap();
+    }
+    let mut printed = Vec::new();
+    while printed.len() < 3 {
+        let line = follower.next_line(PATIENCE).await;
+        printed.push(line.expect("fjord consume --follow ended early"));
+    }
+    assert_eq!(printed, ["new-0", "new-1", "new-2"]);
+    // Waiting for more: its next fetch is parked again.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while parked() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fjord consume --follow stopped fetching"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    follower.guard.signal("INT");
+    let (status, rest, stderr) = follower.finish(PATIENCE).await;
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(rest.is_empty(), "printed after Ctrl-C: {rest:?}");
+    producer.close().await.unwrap();
+    broker.shutdown().await.unwrap();
+}
