@@ -1283,3 +1283,37 @@ async fn start_up_finishes_interrupted_deletions() {
     assert!(broker.broker().metadata().topic("stray").is_none());
     broker.shutdown().await.unwrap();
 }
+
+/// A graceful shutdown lets requests in flight finish: a long-polling fetch parked when
+/// the shutdown starts still gets its (empty) response, on the connection it came on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_answers_requests_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(test_config(dir.path())).await.unwrap();
+    let mut client = TestClient::connect(broker.client_addr()).await;
+    client.create_topic("calm", 1, &[]).await;
+    let waiting = client
+        .send(ApiKey::Fetch, &fetch_request("calm", 0, 0, 1_000))
+        .await;
+    wait_until("the fetch is parked", || {
+        broker.broker().fetches_waiting.load(Ordering::Acquire) == 1
+    })
+    .await;
+    let shutdown = tokio::spawn(broker.shutdown());
+    let (header, body) = client
+        .receive()
+        .await
+        .expect("the connection closed with the fetch unanswered");
+    assert_eq!(
+        (header.correlation_id, header.error_code),
+        (waiting, ErrorCode::None)
+    );
+    let response = FetchResponse::decode_body(body).unwrap();
+    assert_eq!(response.topics[0].partitions[0].error_code, ErrorCode::None);
+    tokio::time::timeout(PROCESS_PATIENCE, shutdown)
+        .await
+        .expect("shutdown in time")
+        .unwrap()
+        .unwrap();
+    assert!(client.receive().await.is_none(), "closed after the answer");
+}
