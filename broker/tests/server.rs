@@ -1317,3 +1317,78 @@ async fn graceful_shutdown_answers_requests_in_flight() {
         .unwrap();
     assert!(client.receive().await.is_none(), "closed after the answer");
 }
+
+/// `request_memory_bytes` bounds the request bytes held across all connections: while
+/// one connection's half-received frame holds most of it, another connection's request
+/// that does not fit in the rest is not read until the first frame is complete, so the
+/// second produce, sent first in full, is appended after the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_memory_bytes_makes_reading_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.max_request_bytes = 64 * 1024;
+    config.request_memory_bytes = 64 * 1024;
+    config.max_message_bytes = 60 * 1024;
+    let broker = Broker::start(config).await.unwrap();
+    let memory = broker.broker().request_memory.clone();
+    let mut admin = TestClient::connect(broker.client_addr()).await;
+    admin.create_topic("bounded", 1, &[]).await;
+    let total = 64 * 1024;
+    // The topic creation's bytes are released just after its response is written.
+    wait_until("nothing is held between requests", || {
+        memory.available_permits() == total
+    })
+    .await;
+
+    let frame = |value_bytes: usize, correlation_id: i32| {
+        let value = vec![b'v'; value_bytes];
+        let mut builder = BatchBuilder::new();
+        builder.push(&RecordInput {
+            value: Some(&value),
+            ..Default::default()
+        });
+        let request = produce_request("bounded", 0, Acks::Leader, builder.finish());
+        let header = RequestHeader {
+            api_key: ApiKey::Produce.code(),
+            api_version: 0,
+            correlation_id,
+            client_id: None,
+        };
+        let mut out = BytesMut::new();
+        encode_request(&mut out, &header, |out| request.encode(out));
+        out
+    };
+    let first_frame = frame(50 * 1024, 1);
+    let second_frame = frame(20 * 1024, 2);
+    let mut first = TestClient::connect(broker.client_addr()).await;
+    let split = first_frame.len() - 100;
+    first.stream.write_all(&first_frame[..split]).await.unwrap();
+    wait_until("the first frame's bytes are reserved", || {
+        memory.available_permits() == total - first_frame.len()
+    })
+    .await;
+    let mut second = TestClient::connect(broker.client_addr()).await;
+    second.stream.write_all(&second_frame).await.unwrap();
+    // Room for a broker without the bound to read and append the second produce first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first.stream.write_all(&first_frame[split..]).await.unwrap();
+
+    let offset = |(header, body): (ResponseHeader, Bytes)| {
+        assert_eq!(header.error_code, ErrorCode::None);
+        let response = ProduceResponse::decode_body(body).unwrap();
+        let partition = &response.topics[0].partitions[0];
+        assert_eq!(partition.error_code, ErrorCode::None);
+        partition.base_offset
+    };
+    assert_eq!(offset(first.receive().await.unwrap()), 0);
+    assert_eq!(
+        offset(second.receive().await.unwrap()),
+        1,
+        "the second produce was read while the first frame held the memory"
+    );
+    wait_until("every reserved byte is released", || {
+        memory.available_permits() == total
+    })
+    .await;
+    broker.shutdown().await.unwrap();
+}
