@@ -1392,3 +1392,30 @@ async fn request_memory_bytes_makes_reading_wait() {
     .await;
     broker.shutdown().await.unwrap();
 }
+
+/// SIGTERM as early as the listeners are bound (start-up still running) is a graceful
+/// shutdown too: the broker finishes starting, then stops cleanly with status 0, and
+/// the data directory reopens clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_start_up_is_a_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    for attempt in 0..3 {
+        let mut child = BrokerProcess::spawn(dir.path(), &data_dir, &[]);
+        child.addresses().await;
+        let status = child.terminate().await;
+        assert!(
+            status.success(),
+            "attempt {attempt}: {status}; log:\n{}",
+            child.log()
+        );
+    }
+    let broker = Broker::start(test_config(&data_dir)).await.unwrap();
+    let reports = broker.broker().recovery_reports();
+    assert!(!reports.is_empty());
+    assert!(
+        reports.iter().all(|(_, report)| report.clean_shutdown),
+        "{reports:?}"
+    );
+    broker.shutdown().await.unwrap();
+}
