@@ -90,6 +90,11 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
     let mut printed: u64 = 0;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    // One listener for the whole run: a fresh `ctrl_c()` per poll would miss a Ctrl-C
+    // that arrives between polls (while printing), and the handler tokio installed
+    // would keep it from ending the process either.
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
     loop {
         if args.max_messages.is_some_and(|max| printed >= max) {
             break;
@@ -101,7 +106,7 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
         }
         let records = tokio::select! {
             records = consumer.poll(POLL_INTERVAL) => records?,
-            interrupted = tokio::signal::ctrl_c() => {
+            interrupted = &mut interrupt => {
                 interrupted?;
                 break;
             }
