@@ -429,25 +429,28 @@ async fn group_commit_concurrent_appenders() {
     );
 
     // Eight appends written before any of their commits starts: the first commit's
-    // fsync covers all eight, so each round costs exactly one flush, however the
-    // commits interleave.
+    // fsync covers all eight, so a round costs one flush where one fsync per commit
+    // would cost eight. At most one more may run: a waiter that read the durable
+    // offset just before the previous flush published it starts a redundant flush
+    // (seen once under load; see the report on log.rs wait_durable). Counted from
+    // before the appends, so that a commit that skipped its fsync would show as 0.
     for round in 0..5u32 {
+        let before = log.flush_count();
         let appended: Vec<_> = (0..8u32)
             .map(|appender| {
                 log.append(&[batch(10_000 + round * 100 + appender, 5, 1)], 0)
                     .unwrap()
             })
             .collect();
-        let before = log.flush_count();
         futures::future::join_all(appended.iter().map(|info| log.commit(info)))
             .await
             .into_iter()
             .collect::<Result<Vec<()>, _>>()
             .unwrap();
-        assert_eq!(
-            log.flush_count() - before,
-            1,
-            "round {round}: eight commits share one fsync"
+        let flushes = log.flush_count() - before;
+        assert!(
+            (1..=2).contains(&flushes),
+            "round {round}: {flushes} flushes for eight commits"
         );
     }
     drop(log);
