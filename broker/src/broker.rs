@@ -10,8 +10,8 @@
 //! requests, then flush and close every log.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::bound_addresses::BoundAddresses;
 use crate::config::BrokerConfig;
 use crate::group::{GroupService, OFFSETS_TOPIC};
 use crate::http::HttpState;
@@ -29,8 +30,8 @@ use crate::metadata::{
 };
 use crate::storage::manager::BackgroundIntervals;
 use crate::storage::{
-    LogManager, PartitionLog, RecoverError, RecoveryAction, StorageError, SystemClock,
-    TopicPartition,
+    LogManager, PartitionLog, RecoverError, RecoveryAction, RecoveryReport, StorageError,
+    SystemClock, TopicPartition,
 };
 use fjord_protocol::ErrorCode;
 
@@ -49,6 +50,10 @@ pub struct Broker {
     pub started_at: Instant,
     /// A [`Phase`] as its `u8`.
     phase: AtomicU8,
+    /// Fetch requests parked until new data or their `max_wait_ms` (long polls).
+    pub fetches_waiting: AtomicUsize,
+    /// What opening each existing partition log found at start-up.
+    recovery_reports: OnceLock<Vec<(TopicPartition, RecoveryReport)>>,
 }
 
 /// Where a broker is in its life; the readiness probe reports it.
@@ -114,6 +119,19 @@ impl Broker {
         let client_addr = client_listener.local_addr()?;
         let internal_addr = internal_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
+        let bound = BoundAddresses {
+            listen: client_addr,
+            http_listen: http_addr,
+            internal_listen: internal_addr,
+        };
+        bound
+            .report(&config.bound_addresses_file)
+            .with_context(|| {
+                format!(
+                    "cannot write the bound addresses to {}",
+                    config.bound_addresses_file.display()
+                )
+            })?;
         crate::metrics::install();
         crate::storage::open_files::open_segment_files()
             .set_capacity(crate::resources::segment_files_max(&config));
@@ -161,6 +179,8 @@ impl Broker {
             logs: Arc::new(logs),
             started_at: Instant::now(),
             phase: AtomicU8::new(Phase::Recovering as u8),
+            fetches_waiting: AtomicUsize::new(0),
+            recovery_reports: OnceLock::new(),
         });
         http_state.set_broker(broker.clone());
         let recovering = broker.clone();
@@ -239,8 +259,11 @@ impl Broker {
                 tracing::info!(%partition, scanned = report.segments_scanned, truncated_bytes = report.truncated_bytes, "recovered partition after unclean shutdown");
             }
         }
+        self.recovery_reports
+            .set(reports)
+            .expect("start-up opens the logs once");
         // Partitions whose directory is missing are created now; one that cannot be
-        // (or must not be: its data is lost) stays offline, and the rest start.
+        // (or must not be: its data is lost) stays offline, and the others start.
         for topic in image.topics.values() {
             let config = self.topic_config(topic).log;
             for partition in &topic.partitions {
@@ -315,6 +338,12 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// What opening each partition log that existed at start-up found: whether its
+    /// last shutdown was clean, how much was scanned and truncated.
+    pub fn recovery_reports(&self) -> &[(TopicPartition, RecoveryReport)] {
+        self.recovery_reports.get().map_or(&[], Vec::as_slice)
     }
 
     /// The current metadata image.

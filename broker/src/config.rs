@@ -78,6 +78,8 @@ settings! {
     http_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9193)), "FJORD_HTTP_LISTEN";
     /// Address of the broker-to-broker listener (reserved for clustering).
     internal_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9194)), "FJORD_INTERNAL_LISTEN";
+    /// File to which the broker writes the addresses its listeners bound (one `setting=address` line each), replaced atomically once all are bound; useful with port 0. Empty = none.
+    bound_addresses_file: PathBuf = PathBuf::new(), "FJORD_BOUND_ADDRESSES_FILE";
     /// Create unknown topics on produce and metadata requests.
     auto_create_topics: bool = false, "FJORD_AUTO_CREATE_TOPICS";
     /// Partitions of a topic created without a count.

@@ -10,7 +10,9 @@
 //! - [`metrics`]: every exported metric, described, and its Prometheus rendering.
 //! - [`resources`]: the open-file limit and the partition budget derived from it.
 //! - [`broker`]: everything wired together; start-up and graceful shutdown.
+//! - [`bound_addresses`]: the listeners' bound addresses, logged and written to a file.
 
+pub mod bound_addresses;
 pub mod broker;
 pub mod config;
 pub mod group;

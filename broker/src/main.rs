@@ -65,19 +65,36 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    // Listen before starting: a signal that arrives once clients are served, but before
+    // `start` has returned, must still mean a graceful shutdown, not the default death.
+    let mut signals = Signals::listen()?;
     let handle = Broker::start(config).await?;
-    wait_for_signal().await?;
+    signals.wait().await;
     tracing::info!("shutting down");
     handle.shutdown().await
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result?,
-        _ = terminate.recv() => {}
+/// SIGTERM and SIGINT (Ctrl-C), listened to from creation on.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }
 
 /// How often each runtime thread gives freed memory back; see [`collect_freed_memory`].

@@ -1,303 +1,28 @@
 //! The admin HTTP API over real HTTP/1.1 on 127.0.0.1, against in-process brokers:
 //! every route with its success and error cases, the one error shape, readiness before
-//! start-up and shutdown, the OpenAPI document against the router, and `/metrics` after
-//! real traffic on the native protocol.
+//! start-up and shutdown, and the OpenAPI document against the router. (`/metrics`
+//! after real traffic is tested in `metrics.rs`, a binary of its own, so that no other
+//! test's traffic reaches the process-wide recorder it reads.)
 //!
-//! The HTTP client is a few lines over a `TcpStream` (one request per connection,
-//! `Connection: close`), so that tests control every byte and the broker's tests pull in
-//! no HTTP client library.
+//! The HTTP client (`common/http_client.rs`) is a few lines over a `TcpStream`, so that
+//! tests control every byte and the broker's tests pull in no HTTP client library.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use fjord_broker::config::BrokerConfig;
 use fjord_broker::http::{HttpState, REQUEST_BODY_BYTES_MAX};
-use fjord_broker::metrics::{METRICS, MetricKind};
 use fjord_broker::{Broker, BrokerHandle};
-use fjord_protocol::batch::{BatchBuilder, HeaderInput, RecordInput};
-use fjord_protocol::frame::{
-    Decoded, RequestHeader, ResponseHeader, decode_frame, encode_request, split_response,
-};
-use fjord_protocol::messages::*;
+use fjord_protocol::batch::{HeaderInput, RecordInput};
+use fjord_protocol::messages::{MetadataRequest, MetadataResponse};
 use fjord_protocol::{ApiKey, ErrorCode, RecordBatch};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-// ---------------------------------------------------------------------------------
-// A minimal HTTP/1.1 client.
-
-#[derive(Debug)]
-struct HttpResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).expect("the body is UTF-8")
-    }
-
-    fn json(&self) -> Value {
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "{self:?}"
-        );
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.text()))
-    }
-
-    /// Asserts the status and the error shape `{"error": {"code", "message"}}` with
-    /// nothing else in it; returns the message.
-    fn expect_error(&self, status: u16, code: &str) -> String {
-        assert_eq!(self.status, status, "{}", self.text());
-        let body = self.json();
-        let object = body.as_object().expect("an object");
-        assert_eq!(object.len(), 1, "{body}");
-        let error = object["error"].as_object().expect("error is an object");
-        assert_eq!(error.len(), 2, "{body}");
-        assert_eq!(error["code"], code, "{body}");
-        let message = error["message"].as_str().expect("message is a string");
-        assert!(!message.is_empty());
-        message.to_owned()
-    }
-}
-
-/// Sends one request on a fresh connection and reads the response to the end.
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<(&str, &[u8])>,
-) -> HttpResponse {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some((content_type, bytes)) = body {
-        head.push_str(&format!(
-            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-            bytes.len()
-        ));
-    }
-    head.push_str("\r\n");
-    let mut request = head.into_bytes();
-    request.extend_from_slice(body.map_or(&[][..], |(_, bytes)| bytes));
-    stream.write_all(&request).await.expect("write the request");
-    let mut raw = Vec::new();
-    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut raw))
-        .await
-        .expect("no response in time")
-        .expect("read the response");
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> HttpResponse {
-    let end = raw
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
-    let head = std::str::from_utf8(&raw[..end]).expect("the head is text");
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap();
-    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
-    let status = status_line[9..12].parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .map(|line| {
-            let (key, value) = line.split_once(':').expect("a header line");
-            (key.trim().to_lowercase(), value.trim().to_owned())
-        })
-        .collect();
-    let response = HttpResponse {
-        status,
-        headers,
-        body: raw[end + 4..].to_vec(),
-    };
-    assert_ne!(
-        response.header("transfer-encoding"),
-        Some("chunked"),
-        "this client does not decode chunked bodies"
-    );
-    if let Some(length) = response.header("content-length") {
-        assert_eq!(length.parse::<usize>().unwrap(), response.body.len());
-    }
-    response
-}
-
-async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
-    http(addr, "GET", path, None).await
-}
-
-async fn send_json(addr: SocketAddr, method: &str, path: &str, body: &Value) -> HttpResponse {
-    let bytes = serde_json::to_vec(body).unwrap();
-    http(addr, method, path, Some(("application/json", &bytes))).await
-}
-
-// ---------------------------------------------------------------------------------
-// A minimal native-protocol client, for real produce and fetch traffic.
-
-struct NativeClient {
-    stream: TcpStream,
-    buffer: BytesMut,
-    next_correlation_id: i32,
-}
-
-impl NativeClient {
-    async fn connect(addr: SocketAddr) -> Self {
-        Self {
-            stream: TcpStream::connect(addr).await.unwrap(),
-            buffer: BytesMut::new(),
-            next_correlation_id: 1,
-        }
-    }
-
-    async fn send_raw(&mut self, api_key: i16, write_body: impl FnOnce(&mut BytesMut)) -> i32 {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        let header = RequestHeader {
-            api_key,
-            api_version: 0,
-            correlation_id,
-            client_id: Some("http-test".into()),
-        };
-        let mut out = BytesMut::new();
-        encode_request(&mut out, &header, write_body);
-        self.stream.write_all(&out).await.unwrap();
-        correlation_id
-    }
-
-    async fn receive(&mut self) -> (ResponseHeader, Bytes) {
-        loop {
-            if let Ok(Decoded::Complete { consumed, .. }) = decode_frame(&self.buffer) {
-                return split_response(self.buffer.split_to(consumed).freeze()).unwrap();
-            }
-            let read = tokio::time::timeout(TIMEOUT, self.stream.read_buf(&mut self.buffer))
-                .await
-                .expect("no response in time")
-                .unwrap();
-            assert!(read > 0, "the broker closed the connection");
-        }
-    }
-
-    async fn call<T: Message>(&mut self, api: ApiKey, body: &impl Message) -> T {
-        let correlation_id = self.send_raw(api.code(), |out| body.encode(out)).await;
-        let (header, body) = self.receive().await;
-        assert_eq!(header.correlation_id, correlation_id);
-        assert_eq!(header.error_code, ErrorCode::None);
-        T::decode_body(body).unwrap()
-    }
-
-    async fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> ErrorCode {
-        let request = ProduceRequest {
-            acks: Acks::Leader.code(),
-            timeout_ms: 10_000,
-            topics: vec![ProduceTopic {
-                name: topic.into(),
-                partitions: vec![ProducePartition { partition, records }],
-            }],
-        };
-        let response: ProduceResponse = self.call(ApiKey::Produce, &request).await;
-        response.topics[0].partitions[0].error_code
-    }
-
-    async fn fetch(&mut self, topic: &str, partition: i32, offset: i64) -> FetchPartitionResponse {
-        let request = FetchRequest {
-            replica_id: -1,
-            max_wait_ms: 0,
-            min_bytes: 0,
-            max_bytes: 1 << 20,
-            topics: vec![FetchTopic {
-                name: topic.into(),
-                partitions: vec![FetchPartition {
-                    partition,
-                    current_leader_epoch: -1,
-                    fetch_offset: offset,
-                    partition_max_bytes: 1 << 20,
-                }],
-            }],
-        };
-        let response: FetchResponse = self.call(ApiKey::Fetch, &request).await;
-        response.topics[0].partitions[0].clone()
-    }
-
-    /// Joins `group` as a new member subscribed to `topic`.
-    async fn join_group(&mut self, group: &str, topic: &str) -> ConsumerGroupHeartbeatResponse {
-        let request = ConsumerGroupHeartbeatRequest {
-            group_id: group.into(),
-            member_id: String::new(),
-            member_epoch: JOIN_MEMBER_EPOCH,
-            rebalance_timeout_ms: 30_000,
-            subscribed_topic_names: Some(vec![topic.into()]),
-            owned_partitions: Vec::new(),
-        };
-        let response: ConsumerGroupHeartbeatResponse =
-            self.call(ApiKey::ConsumerGroupHeartbeat, &request).await;
-        assert_eq!(response.error_code, ErrorCode::None, "{response:?}");
-        response
-    }
-
-    /// Commits `offset` of `topic`-`partition` as `member`.
-    async fn commit(
-        &mut self,
-        group: &str,
-        member: &ConsumerGroupHeartbeatResponse,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-    ) -> ErrorCode {
-        let request = OffsetCommitRequest {
-            group_id: group.into(),
-            member_id: member.member_id.clone(),
-            member_epoch: member.member_epoch,
-            topics: vec![OffsetCommitTopic {
-                name: topic.into(),
-                partitions: vec![OffsetCommitPartition {
-                    partition,
-                    committed_offset: offset,
-                    committed_metadata: None,
-                }],
-            }],
-        };
-        let response: OffsetCommitResponse = self.call(ApiKey::OffsetCommit, &request).await;
-        response.topics[0].partitions[0].error_code
-    }
-}
-
-fn batch(records: &[RecordInput<'_>]) -> Bytes {
-    let mut builder = BatchBuilder::new();
-    for record in records {
-        builder.push(record);
-    }
-    builder.finish()
-}
-
-/// A batch of `count` records with values `prefix-<index>`.
-fn values_batch(prefix: &str, count: usize) -> Bytes {
-    let values: Vec<String> = (0..count)
-        .map(|index| format!("{prefix}-{index}"))
-        .collect();
-    let records: Vec<RecordInput<'_>> = values
-        .iter()
-        .map(|value| RecordInput {
-            value: Some(value.as_bytes()),
-            timestamp_ms: 1_700_000_000_000,
-            ..Default::default()
-        })
-        .collect();
-    batch(&records)
-}
+mod common;
+use common::http_client::*;
+use common::native_client::*;
 
 /// The names in a topic list, without the broker's internal topics (such as the
 /// consumer offsets topic), which a broker may create for itself.
@@ -1580,7 +1305,10 @@ async fn record_peek_pages_through_committed_records() {
 /// server stops on the broker's shutdown signal.
 #[tokio::test]
 async fn probes_answer_before_start_and_the_server_stops_with_the_broker() {
-    // The HTTP server as Broker::start runs it before storage is open.
+    // The HTTP server as Broker::start runs it before storage is open: the recorder
+    // installed first. (Without it this test passed only when another test in the
+    // binary had started a broker before it.)
+    fjord_broker::metrics::install();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (shutdown, shutdown_receiver) = tokio::sync::watch::channel(false);
@@ -1604,7 +1332,7 @@ async fn probes_answer_before_start_and_the_server_stops_with_the_broker() {
     assert!(
         response
             .text()
-            .contains("# TYPE fjord_requests_total counter")
+            .contains("# TYPE fjord_produce_records_total counter")
     );
     assert_eq!(get(addr, "/openapi.json").await.status, 200);
     shutdown.send_replace(true);
@@ -1612,25 +1340,76 @@ async fn probes_answer_before_start_and_the_server_stops_with_the_broker() {
         .await
         .expect("the server stops")
         .unwrap();
-    assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+    assert_listener_closed(addr);
 
     // A started broker is ready; its HTTP listener closes with it.
     let dir = tempfile::tempdir().unwrap();
-    let broker = start(dir.path(), |_| {}).await;
+    // Far longer than the test waits: were the idle connection below to hold the
+    // shutdown up, only this timeout would end it, and the test would fail.
+    let shutdown_timeout = Duration::from_secs(600);
+    let broker = start(dir.path(), |config| {
+        config.shutdown_timeout_ms = shutdown_timeout.as_millis() as u64
+    })
+    .await;
     let addr = broker.http_addr();
     assert_ne!(addr.port(), 0);
     let response = get(addr, "/readyz").await;
     assert_eq!(response.status, 200);
     assert_eq!(response.json(), json!({"status": "ready"}));
     assert_eq!(get(addr, "/healthz").await.status, 200);
-    // An idle keep-alive connection does not hold the shutdown up.
-    let idle = TcpStream::connect(addr).await.unwrap();
+    // An idle keep-alive connection (one request answered, then nothing) does not
+    // hold the shutdown up.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    let response = keep_alive_request(&mut idle, addr, "/healthz").await;
+    assert_eq!(response.status, 200);
+    let started = tokio::time::Instant::now();
     tokio::time::timeout(TIMEOUT, broker.shutdown())
         .await
-        .expect("shutdown in time")
+        .expect("an idle keep-alive connection held the shutdown up")
         .unwrap();
-    assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+    println!(
+        "measured: shutdown with an idle keep-alive connection: {} ms",
+        started.elapsed().as_millis()
+    );
+    assert_listener_closed(addr);
     drop(idle);
+}
+
+/// Sends one keep-alive request on `stream` and reads exactly its response (by its
+/// Content-Length), leaving the connection open.
+async fn keep_alive_request(stream: &mut TcpStream, addr: SocketAddr, path: &str) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    loop {
+        if let Some(end) = raw.windows(4).position(|window| window == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map(|value| value.trim().parse().unwrap())
+                .expect("a Content-Length");
+            if raw.len() >= end + 4 + length {
+                return parse_response(&raw);
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let read = tokio::time::timeout(TIMEOUT, stream.read(&mut chunk))
+            .await
+            .expect("no response in time")
+            .unwrap();
+        assert!(read > 0, "the server closed a keep-alive connection");
+        raw.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// Nothing listens on `addr` any more: binding it succeeds. (Connecting would not
+/// prove it: once freed, another test's listener may take the port.)
+fn assert_listener_closed(addr: SocketAddr) {
+    if let Err(error) = std::net::TcpListener::bind(addr) {
+        panic!("{addr} is still bound: {error}");
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -1723,268 +1502,5 @@ async fn openapi_document_matches_the_router() {
             assert_eq!(response.json()["error"]["code"], missing, "{method} {path}");
         }
     }
-    broker.shutdown().await.unwrap();
-}
-
-// ---------------------------------------------------------------------------------
-// Metrics.
-
-/// A parsed Prometheus text exposition.
-#[derive(Debug, Default)]
-struct Exposition {
-    help: HashMap<String, String>,
-    types: HashMap<String, String>,
-    /// (name, labels as written, value)
-    samples: Vec<(String, String, f64)>,
-}
-
-impl Exposition {
-    fn parse(text: &str) -> Self {
-        let mut exposition = Self::default();
-        for line in text.lines().filter(|line| !line.is_empty()) {
-            if let Some(rest) = line.strip_prefix("# HELP ") {
-                let (name, help) = rest.split_once(' ').unwrap();
-                exposition.help.insert(name.to_owned(), help.to_owned());
-            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let (name, kind) = rest.split_once(' ').unwrap();
-                assert!(
-                    exposition
-                        .types
-                        .insert(name.to_owned(), kind.to_owned())
-                        .is_none(),
-                    "{name} has two TYPE lines"
-                );
-            } else {
-                let (series, value) = line.rsplit_once(' ').unwrap();
-                let (name, labels) = match series.split_once('{') {
-                    Some((name, labels)) => (name, labels.trim_end_matches('}')),
-                    None => (series, ""),
-                };
-                exposition.samples.push((
-                    name.to_owned(),
-                    labels.to_owned(),
-                    value
-                        .parse()
-                        .unwrap_or_else(|_| panic!("bad value in {line}")),
-                ));
-            }
-        }
-        exposition
-    }
-
-    /// The value of the one series of `name` whose labels contain every `label`.
-    fn value(&self, name: &str, labels: &[&str]) -> Option<f64> {
-        let mut found = self.samples.iter().filter(|(sample, written, _)| {
-            sample == name && labels.iter().all(|label| written.contains(label))
-        });
-        let value = found.next().map(|(_, _, value)| *value);
-        assert!(
-            found.next().is_none(),
-            "{name} {labels:?} matches several series"
-        );
-        value
-    }
-
-    fn has_series(&self, name: &str, label: &str) -> bool {
-        self.samples
-            .iter()
-            .any(|(sample, labels, _)| sample == name && labels.contains(label))
-    }
-}
-
-async fn scrape(addr: SocketAddr) -> Exposition {
-    let response = get(addr, "/metrics").await;
-    assert_eq!(response.status, 200);
-    assert_eq!(
-        response.header("content-type"),
-        Some("text/plain; version=0.0.4; charset=utf-8")
-    );
-    Exposition::parse(&response.text())
-}
-
-/// After real produce, fetch, bad requests, segment rolls and retention on the native
-/// protocol, `/metrics` has every metric in the table with its HELP and TYPE, the
-/// counters moved, histograms have buckets up to +Inf, the partition gauges equal the
-/// log's state, and a deleted topic's partition series are gone.
-#[tokio::test]
-async fn metrics_after_real_traffic() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start(dir.path(), |config| {
-        config.log_retention_check_interval_ms = 50;
-    })
-    .await;
-    let addr = broker.http_addr();
-    let response = send_json(
-        addr,
-        "POST",
-        "/v1/topics",
-        &json!({"name": "metered", "config": {
-            "segment.bytes": 1024,
-            "max.message.bytes": 1024,
-            "retention.bytes": 2048,
-        }}),
-    )
-    .await;
-    assert_eq!(response.status, 201, "{}", response.text());
-
-    let mut client = NativeClient::connect(broker.client_addr()).await;
-    let batches = 12;
-    for index in 0..batches {
-        let records = values_batch(&format!("metered-{index:02}-{}", "x".repeat(100)), 2);
-        assert_eq!(client.produce("metered", 0, records).await, ErrorCode::None);
-    }
-    assert_eq!(
-        client.produce("metered", 7, values_batch("lost", 1)).await,
-        ErrorCode::UnknownTopicOrPartition
-    );
-    let (_, _, log) = broker.broker().leader_log_now("metered", 0).unwrap();
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while log.log_start_offset() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "retention never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let fetched = client.fetch("metered", 0, log.log_start_offset()).await;
-    assert_eq!(fetched.error_code, ErrorCode::None);
-    assert!(!fetched.records.is_empty());
-    // A consumer group member that has committed two records short of the end.
-    let member = client.join_group("metering", "metered").await;
-    let committed = log.high_watermark() - 2;
-    assert_eq!(
-        client
-            .commit("metering", &member, "metered", 0, committed)
-            .await,
-        ErrorCode::None
-    );
-    // A request whose body does not decode: a request-level error.
-    client
-        .send_raw(ApiKey::Produce.code(), |out| {
-            out.extend_from_slice(&[0, 1, 0xff, 0xff])
-        })
-        .await;
-    assert_eq!(
-        client.receive().await.0.error_code,
-        ErrorCode::InvalidRequest
-    );
-
-    let metrics = scrape(addr).await;
-    for metric in METRICS {
-        assert!(
-            metrics.help.contains_key(metric.name),
-            "{} has no HELP",
-            metric.name
-        );
-        assert_eq!(
-            metrics.types.get(metric.name).map(String::as_str),
-            Some(metric.kind.name()),
-            "{}",
-            metric.name
-        );
-        match metric.kind {
-            MetricKind::Histogram => {
-                for suffix in ["_sum", "_count"] {
-                    let series = format!("{}{suffix}", metric.name);
-                    assert!(metrics.has_series(&series, ""), "no {series}");
-                }
-                assert!(
-                    metrics.has_series(&format!("{}_bucket", metric.name), "le=\"+Inf\""),
-                    "{} has no +Inf bucket",
-                    metric.name
-                );
-            }
-            MetricKind::Counter | MetricKind::Gauge => {
-                assert!(metrics.has_series(metric.name, ""), "no {}", metric.name)
-            }
-        }
-    }
-    let at_least = |name: &str, labels: &[&str], minimum: f64| {
-        let value = metrics
-            .value(name, labels)
-            .unwrap_or_else(|| panic!("no {name} {labels:?}"));
-        assert!(value >= minimum, "{name} {labels:?} = {value} < {minimum}");
-    };
-    at_least("fjord_requests_total", &["api=\"produce\""], batches as f64);
-    at_least("fjord_requests_total", &["api=\"fetch\""], 1.0);
-    at_least(
-        "fjord_request_errors_total",
-        &["api=\"produce\"", "code=\"INVALID_REQUEST\""],
-        1.0,
-    );
-    at_least(
-        "fjord_request_duration_seconds_count",
-        &["api=\"produce\""],
-        batches as f64,
-    );
-    at_least(
-        "fjord_produce_partition_errors_total",
-        &["code=\"UNKNOWN_TOPIC_OR_PARTITION\""],
-        1.0,
-    );
-    at_least("fjord_produce_records_total", &[], 2.0 * batches as f64);
-    at_least("fjord_produce_bytes_total", &[], 1024.0);
-    at_least("fjord_fetch_records_total", &[], 2.0);
-    at_least("fjord_fetch_bytes_total", &[], fetched.records.len() as f64);
-    at_least(
-        "fjord_storage_fsync_duration_seconds_count",
-        &[],
-        batches as f64,
-    );
-    at_least("fjord_storage_segment_rolls_total", &[], 2.0);
-    at_least("fjord_storage_retention_deleted_segments_total", &[], 1.0);
-    at_least("fjord_connections_accepted_total", &[], 1.0);
-    at_least("fjord_connections_active", &[], 1.0);
-    at_least("fjord_network_received_bytes_total", &[], 1024.0);
-    at_least("fjord_network_sent_bytes_total", &[], 1.0);
-    at_least("fjord_process_uptime_seconds", &[], 0.0);
-    at_least(
-        "fjord_group_rebalances_total",
-        &["group=\"metering\"", "reason=\"member_joined\""],
-        1.0,
-    );
-    assert_eq!(
-        metrics.value("fjord_group_members", &["group=\"metering\""]),
-        Some(1.0)
-    );
-    let group_partition = ["group=\"metering\"", "topic=\"metered\"", "partition=\"0\""];
-    assert_eq!(
-        metrics.value("fjord_group_lag", &group_partition),
-        Some(2.0)
-    );
-    let partition = ["topic=\"metered\"", "partition=\"0\""];
-    let gauge = |name: &str| {
-        metrics
-            .value(name, &partition)
-            .unwrap_or_else(|| panic!("no {name}"))
-    };
-    assert_eq!(
-        gauge("fjord_partition_log_end_offset"),
-        log.log_end_offset() as f64
-    );
-    assert_eq!(
-        gauge("fjord_partition_high_watermark"),
-        log.high_watermark() as f64
-    );
-    assert_eq!(
-        gauge("fjord_partition_log_start_offset"),
-        log.log_start_offset() as f64
-    );
-    assert!(gauge("fjord_partition_log_start_offset") > 0.0);
-    assert_eq!(gauge("fjord_partition_size_bytes"), log.size_bytes() as f64);
-    assert_eq!(log.log_end_offset(), 2 * batches);
-
-    // Scrape-time gauges follow the broker: a deleted topic's series go with it.
-    drop(log);
-    assert_eq!(
-        http(addr, "DELETE", "/v1/topics/metered", None)
-            .await
-            .status,
-        204
-    );
-    let metrics = scrape(addr).await;
-    assert!(!metrics.has_series("fjord_partition_log_end_offset", "topic=\"metered\""));
-    assert!(!metrics.has_series("fjord_group_lag", "topic=\"metered\""));
-    assert!(metrics.types.contains_key("fjord_requests_total"));
     broker.shutdown().await.unwrap();
 }

@@ -483,7 +483,7 @@ fn dispatch_frames(buffer: &mut BytesMut, pending: &Pending, address: &str) -> R
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use fjord_protocol::ErrorCode;
     use fjord_protocol::frame::{ResponseHeader, encode_response, split_request};
     use fjord_protocol::messages::{MetadataRequest, MetadataResponse};
@@ -526,6 +526,15 @@ mod tests {
         }
     }
 
+    /// An address that refuses connections while the returned socket lives: bound, so
+    /// that no other test can take the port, but not listening.
+    pub(crate) fn refusing_address() -> (tokio::net::TcpSocket, String) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = socket.local_addr().unwrap().to_string();
+        (socket, address)
+    }
+
     /// A fake broker that answers ApiVersions and then hands the socket to `script`.
     async fn fake_broker<F, Fut>(script: F) -> String
     where
@@ -554,8 +563,10 @@ mod tests {
     /// matched by correlation id.
     #[tokio::test]
     async fn responses_are_matched_by_correlation_id() {
+        let (first_read, first_was_read) = tokio::sync::oneshot::channel();
         let address = fake_broker(|mut socket| async move {
             let (first, _) = read_request(&mut socket).await;
+            first_read.send(()).unwrap();
             let (second, _) = read_request(&mut socket).await;
             let mut second_body = empty_metadata();
             second_body.cluster_id = "second".into();
@@ -588,8 +599,8 @@ mod tests {
         let (first, second) = tokio::join!(
             connection.request::<_, MetadataResponse>(ApiKey::Metadata, &request, timeout),
             async {
-                // Make sure the second request is queued after the first.
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // The second request is sent once the broker has read the first.
+                first_was_read.await.unwrap();
                 connection
                     .request::<_, MetadataResponse>(ApiKey::Metadata, &request, timeout)
                     .await
@@ -604,6 +615,7 @@ mod tests {
     /// fails later requests and marks the connection closed.
     #[tokio::test]
     async fn header_errors_timeouts_and_close() {
+        let (close, closing) = tokio::sync::oneshot::channel::<()>();
         let address = fake_broker(|mut socket| async move {
             let (refused, _) = read_request(&mut socket).await;
             let mut out = BytesMut::new();
@@ -614,7 +626,8 @@ mod tests {
             encode_response(&mut out, header, |_| unreachable!("no body on error"));
             socket.write_all(&out).await.unwrap();
             let (_ignored, _) = read_request(&mut socket).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Unanswered until the test has seen it time out; then the socket closes.
+            closing.await.unwrap();
             drop(socket);
         })
         .await;
@@ -633,8 +646,15 @@ mod tests {
             .unwrap_err();
         assert!(matches!(timed_out, Error::Timeout { .. }), "{timed_out}");
         assert!(connection.shared.pending.lock().waiters.is_empty());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(connection.is_closed());
+        close.send(()).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !connection.is_closed() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the close was never noticed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let closed = connection
             .request::<_, MetadataResponse>(ApiKey::Metadata, &request, Duration::from_secs(5))
             .await
@@ -645,9 +665,7 @@ mod tests {
     /// Connecting to a port nobody listens on is a connect error naming the address.
     #[tokio::test]
     async fn refused_connection_names_the_address() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        drop(listener);
+        let (_refusing, address) = refusing_address();
         let error = Connection::open(&address, &ClientConfig::new([address.clone()]))
             .await
             .unwrap_err();

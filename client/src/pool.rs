@@ -111,9 +111,7 @@ mod tests {
     /// attempt starts no earlier than 50 + 100 ms after the first.
     #[tokio::test]
     async fn reconnect_attempts_back_off() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        drop(listener);
+        let (_refusing, address) = crate::connection::tests::refusing_address();
         let mut config = ClientConfig::new([address.clone()]);
         config.reconnect_backoff_ms = 50;
         config.reconnect_backoff_max_ms = 1_000;

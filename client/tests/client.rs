@@ -21,17 +21,36 @@ use fjord_client::{
 use futures::StreamExt;
 
 mod common;
-use common::{fjord, stdout, words};
+use common::{fjord, refusing_address, stdout, words};
 
 /// Longest any wait in these tests may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-async fn start_broker(data_dir: &Path, listen: Option<SocketAddr>) -> BrokerHandle {
-    let mut config = BrokerConfig::for_tests(data_dir);
-    if let Some(listen) = listen {
+async fn start_broker(data_dir: &Path) -> BrokerHandle {
+    Broker::start(BrokerConfig::for_tests(data_dir))
+        .await
+        .expect("broker starts")
+}
+
+/// Starts a broker on the address a stopped one had (the address its clients know).
+/// The port was just freed; if something else holds it for a moment, binding is
+/// retried until [`PATIENCE`] ends.
+async fn restart_broker(data_dir: &Path, listen: SocketAddr) -> BrokerHandle {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut config = BrokerConfig::for_tests(data_dir);
         config.listen = listen;
+        match Broker::start(config).await {
+            Ok(broker) => return broker,
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "cannot restart on {listen}: {error:#}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
-    Broker::start(config).await.expect("broker starts")
 }
 
 async fn connect(address: SocketAddr) -> Client {
@@ -83,7 +102,7 @@ async fn consume_all(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_a_key_keep_their_order() {
     let directory = tempfile::tempdir().unwrap();
-    let broker = start_broker(directory.path(), None).await;
+    let broker = start_broker(directory.path()).await;
     let client = connect(broker.client_addr()).await;
     create_topic(&client, "orders", 4).await;
     let producer = Producer::new(
@@ -166,7 +185,7 @@ async fn records_of_a_key_keep_their_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn back_pressure_bounds_the_buffer() {
     let directory = tempfile::tempdir().unwrap();
-    let broker = start_broker(directory.path(), None).await;
+    let broker = start_broker(directory.path()).await;
     let client = connect(broker.client_addr()).await;
     create_topic(&client, "bulk", 2).await;
     let buffer_bytes_max = 64 * 1024;
@@ -233,7 +252,7 @@ async fn back_pressure_bounds_the_buffer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_survive_a_broker_restart() {
     let directory = tempfile::tempdir().unwrap();
-    let broker = start_broker(directory.path(), None).await;
+    let broker = start_broker(directory.path()).await;
     let address = broker.client_addr();
     let client = connect(address).await;
     create_topic(&client, "events", 1).await;
@@ -280,13 +299,21 @@ async fn retries_survive_a_broker_restart() {
     }
     broker.shutdown().await.unwrap();
     let sent_at_shutdown = sent.load(Ordering::Acquire);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Records are sent (and buffered) while the broker is away.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while sent.load(Ordering::Acquire) < sent_at_shutdown + 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing was sent while the broker was away"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let sent_at_restart = sent.load(Ordering::Acquire);
-    let restarted = start_broker(directory.path(), Some(address)).await;
+    let restarted = restart_broker(directory.path(), address).await;
     assert_eq!(restarted.client_addr(), address);
     assert!(
-        sent_at_shutdown < sent_at_restart && sent_at_restart < total,
-        "records must be sent while the broker is away ({sent_at_shutdown}, {sent_at_restart})"
+        sent_at_restart < total,
+        "the sender must still be sending when the broker is back ({sent_at_shutdown}, {sent_at_restart})"
     );
 
     let deliveries = tokio::time::timeout(PATIENCE, sender)
@@ -338,7 +365,7 @@ async fn retries_survive_a_broker_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seek_by_timestamp() {
     let directory = tempfile::tempdir().unwrap();
-    let broker = start_broker(directory.path(), None).await;
+    let broker = start_broker(directory.path()).await;
     let client = connect(broker.client_addr()).await;
     create_topic(&client, "clock", 1).await;
     let producer = Producer::new(&client, ProducerConfig::default()).unwrap();
@@ -367,7 +394,15 @@ async fn seek_by_timestamp() {
         .unwrap();
     assert_eq!(chosen[&partition], 5);
     assert_eq!(consumer.position(&partition), Some(5));
-    let records = consumer.poll(Duration::from_secs(5)).await.unwrap();
+    let mut records = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while records.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing fetched from offset 5"
+        );
+        records = consumer.poll(Duration::from_secs(5)).await.unwrap();
+    }
     assert_eq!(records[0].offset, 5);
     assert_eq!(records[0].timestamp_ms, base_ms + 5_000);
     assert_eq!(value_text(&records[0]), "tick 5");
@@ -415,7 +450,7 @@ async fn seek_by_timestamp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_none_and_unknown_topics() {
     let directory = tempfile::tempdir().unwrap();
-    let broker = start_broker(directory.path(), None).await;
+    let broker = start_broker(directory.path()).await;
     let client = connect(broker.client_addr()).await;
     create_topic(&client, "fire", 1).await;
     let producer = Producer::new(
@@ -460,7 +495,7 @@ async fn acks_none_and_unknown_topics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_round_trip() {
     let directory = tempfile::tempdir().unwrap();
-    let broker = start_broker(directory.path(), None).await;
+    let broker = start_broker(directory.path()).await;
     let bootstrap = broker.client_addr().to_string();
     let at = |line: &str| words(&format!("--bootstrap {bootstrap} {line}"));
 
@@ -526,14 +561,76 @@ async fn cli_round_trip() {
         "error: topic 'nothing' does not exist\n"
     );
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let unused = listener.local_addr().unwrap();
-    drop(listener);
+    let (_refusing, unused) = refusing_address();
     let unreachable = fjord(words(&format!("--bootstrap {unused} topic list"))).await;
     assert!(!unreachable.status.success());
     assert_eq!(
         String::from_utf8_lossy(&unreachable.stderr),
         format!("error: cannot reach broker at {unused}: connection refused\n")
     );
+    broker.shutdown().await.unwrap();
+}
+
+/// `fjord consume` by default starts at the end of each partition and, without
+/// `--follow`, stops at the ends it found (printing nothing here); with `--follow` it
+/// prints only records produced after it started, waits for more, and Ctrl-C (SIGINT)
+/// ends it with status 0 and nothing more printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_consume_defaults_follow_and_ctrl_c() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start_broker(directory.path()).await;
+    let bootstrap = broker.client_addr().to_string();
+    let at = |line: &str| words(&format!("--bootstrap {bootstrap} {line}"));
+    let client = connect(broker.client_addr()).await;
+    create_topic(&client, "feed", 2).await;
+    let producer = Producer::new(&client, ProducerConfig::default()).unwrap();
+    for index in 0..6 {
+        let record = ProducerRecord::new("feed", format!("old-{index}")).with_partition(index % 2);
+        producer.send(record).await.unwrap().await.unwrap();
+    }
+
+    let ended = fjord(at("consume feed")).await;
+    assert_eq!(stdout(&ended), "", "started at the end and stopped there");
+
+    let parked = || {
+        broker
+            .broker()
+            .fetches_waiting
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    let mut follower = common::FjordProcess::spawn(&at("consume feed --follow"));
+    // Positioned at the end once its fetch waits at the broker for new data.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while parked() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fjord consume --follow never waited for records"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for index in 0..3 {
+        let record = ProducerRecord::new("feed", format!("new-{index}")).with_partition(0);
+        producer.send(record).await.unwrap().await.unwrap();
+    }
+    let mut printed = Vec::new();
+    while printed.len() < 3 {
+        let line = follower.next_line(PATIENCE).await;
+        printed.push(line.expect("fjord consume --follow ended early"));
+    }
+    assert_eq!(printed, ["new-0", "new-1", "new-2"]);
+    // Waiting for more: its next fetch is parked again.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while parked() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fjord consume --follow stopped fetching"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    follower.guard.signal("INT");
+    let (status, rest, stderr) = follower.finish(PATIENCE).await;
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(rest.is_empty(), "printed after Ctrl-C: {rest:?}");
+    producer.close().await.unwrap();
     broker.shutdown().await.unwrap();
 }

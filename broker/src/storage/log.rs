@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::IoSlice;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
@@ -148,6 +148,8 @@ pub struct PartitionLog {
     /// Consumers long-polling for new data watch the high watermark.
     high_watermark_changes: watch::Sender<i64>,
     flush_running: AtomicBool,
+    /// Flushes (fsync passes) run since the log was opened, for tests and statistics.
+    flushes: AtomicU64,
 }
 
 impl PartitionLog {
@@ -405,6 +407,7 @@ impl PartitionLog {
             durable: watch::Sender::new(next_offset),
             high_watermark_changes: watch::Sender::new(high_watermark),
             flush_running: AtomicBool::new(false),
+            flushes: AtomicU64::new(0),
         });
         // From here on a crash is an unclean shutdown. On a full disk the log still
         // opens, read-only until the checkpoint pass manages to write this.
@@ -689,6 +692,7 @@ impl PartitionLog {
         metrics::histogram!("fjord_storage_fsync_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         metrics::counter!("fjord_storage_fsyncs_total").increment(1);
+        self.flushes.fetch_add(1, Ordering::AcqRel);
         let mut state = self.lock();
         if let Err(error) = result {
             return Err(self.fail(&mut state, error));
@@ -703,6 +707,12 @@ impl PartitionLog {
             advanced
         });
         Ok(())
+    }
+
+    /// How many flushes (fsync passes over the unsynced files) this log has run since
+    /// it was opened; concurrent `commit`s that share one count it once.
+    pub fn flush_count(&self) -> u64 {
+        self.flushes.load(Ordering::Acquire)
     }
 
     /// Flushes when the `interval` policy's time has come; for the log manager's timer.

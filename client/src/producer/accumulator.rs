@@ -141,8 +141,10 @@ impl ProducerBatch {
     }
 
     /// Resolves every record: record `i` is at `base_offset + i`, or -1 when the
-    /// broker gave no offset (`acks = none`).
+    /// broker gave no offset (`acks = none`). The buffer bytes are released first, so
+    /// that a resolved record no longer counts in `buffered_bytes`.
     fn resolve_stored(&mut self, base_offset: Option<i64>) {
+        drop(std::mem::take(&mut self.reservation));
         let partition = self.topic_partition.partition;
         for (index, sender) in self.deliveries.drain(..).enumerate() {
             let offset = base_offset.map_or(-1, |base| base + index as i64);
@@ -151,6 +153,7 @@ impl ProducerBatch {
     }
 
     fn resolve_failed(&mut self, error: &Error) {
+        drop(std::mem::take(&mut self.reservation));
         for sender in self.deliveries.drain(..) {
             notify(sender, Err(error.clone()));
         }

@@ -1,18 +1,168 @@
-//! Helpers shared by the client's integration tests: running the built `fjord` tool.
+//! Helpers shared by the client's integration tests: running the built `fjord` tool as
+//! a guarded child process. Nothing from the environment that could change its
+//! behaviour (`FJORD_*`) is inherited, its output is piped (never the test's own), every
+//! run has a deadline, and a process still running when its guard is dropped (the test
+//! failed, or timed out) is killed and reaped.
 
-use std::process::Output;
+#![allow(dead_code)]
 
-/// Runs the built `fjord` binary off the async workers.
-pub async fn fjord(arguments: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
-            .args(&arguments)
-            .env_remove("FJORD_BOOTSTRAP")
-            .output()
-            .expect("fjord runs")
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Longest one `fjord` run may take before the test fails.
+pub const CLI_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The built `fjord` binary with no `FJORD_*` variable inherited.
+pub fn fjord_command(arguments: &[String]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fjord"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FJORD_") {
+            command.env_remove(name);
+        }
+    }
+    command.args(arguments).stdin(Stdio::null());
+    command
+}
+
+/// A child process, killed and reaped when dropped while still running.
+pub struct ChildGuard {
+    child: Option<Child>,
+}
+
+impl ChildGuard {
+    pub fn spawn(mut command: Command) -> Self {
+        Self {
+            child: Some(command.spawn().expect("the process starts")),
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("running")
+    }
+
+    /// Sends `signal` (e.g. "TERM", "INT") with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit by itself, up to `patience`; fails the test (and
+    /// the guard kills the process) otherwise.
+    pub async fn wait(&mut self, patience: Duration) -> ExitStatus {
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(status) = self.child_mut().try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the process did not exit within {patience:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(error) = child.kill() {
+                eprintln!("cannot kill process {}: {error}", child.id());
+            }
+            if let Err(error) = child.wait() {
+                eprintln!("cannot reap process {}: {error}", child.id());
+            }
+        }
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own (not a runtime thread).
+fn read_to_end(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Err(error) = pipe.read_to_end(&mut bytes) {
+            eprintln!("reading a child's output failed: {error}");
+        }
+        bytes
     })
-    .await
-    .unwrap()
+}
+
+/// Runs the built `fjord` binary to its end (at most [`CLI_PATIENCE`]), collecting
+/// its output.
+pub async fn fjord(arguments: Vec<String>) -> Output {
+    let mut command = fjord_command(&arguments);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut guard = ChildGuard::spawn(command);
+    let stdout = read_to_end(guard.child_mut().stdout.take().unwrap());
+    let stderr = read_to_end(guard.child_mut().stderr.take().unwrap());
+    let status = guard.wait(CLI_PATIENCE).await;
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+/// A long-running `fjord` (e.g. `consume --follow`) whose stdout lines arrive on a
+/// channel; stderr is collected. Killed and reaped when dropped.
+pub struct FjordProcess {
+    pub guard: ChildGuard,
+    lines: mpsc::UnboundedReceiver<String>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl FjordProcess {
+    pub fn spawn(arguments: &[String]) -> Self {
+        let mut command = fjord_command(arguments);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut guard = ChildGuard::spawn(command);
+        let stdout = guard.child_mut().stdout.take().unwrap();
+        let stderr = read_to_end(guard.child_mut().stderr.take().unwrap());
+        let (sender, lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            guard,
+            lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The next line of stdout, or `None` at its end; fails the test after `patience`.
+    pub async fn next_line(&mut self, patience: Duration) -> Option<String> {
+        tokio::time::timeout(patience, self.lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no output line within {patience:?}"))
+    }
+
+    /// Waits for the exit; returns its status, the rest of stdout and stderr.
+    pub async fn finish(mut self, patience: Duration) -> (ExitStatus, Vec<String>, String) {
+        let status = self.guard.wait(patience).await;
+        let mut rest = Vec::new();
+        while let Some(line) = self.next_line(patience).await {
+            rest.push(line);
+        }
+        let stderr = self.stderr.take().unwrap().join().expect("stderr reader");
+        (status, rest, String::from_utf8_lossy(&stderr).into_owned())
+    }
 }
 
 pub fn words(line: &str) -> Vec<String> {
@@ -26,4 +176,13 @@ pub fn stdout(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// An address that refuses connections for as long as the returned socket lives: it is
+/// bound (so no other test can take the port) but not listening.
+pub fn refusing_address() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let address = socket.local_addr().unwrap();
+    (socket, address)
 }

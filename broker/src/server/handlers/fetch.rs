@@ -3,6 +3,7 @@
 //! passes. Waiting is driven by the logs' high-watermark notifications, never by polling.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -61,10 +62,12 @@ pub async fn handle(
                 .iter_mut()
                 .map(|receiver| Box::pin(receiver.changed())),
         );
+        let parked = Parked::new(broker);
         let woken = tokio::select! {
             changed = tokio::time::timeout_at(deadline, any_change) => changed.is_ok(),
             _ = shutdown.wait_for(|stop| *stop) => false,
         };
+        drop(parked);
         if !woken {
             // Deadline or shutdown: answer with whatever is there now.
             break read_once(broker, &request).await;
@@ -119,6 +122,22 @@ async fn reserve(broker: &Broker, bytes: usize) -> OwnedSemaphorePermit {
         .acquire_many_owned(bytes)
         .await
         .expect("the response memory semaphore is never closed")
+}
+
+/// Counts a fetch in [`Broker::fetches_waiting`] while it exists.
+struct Parked<'a>(&'a Broker);
+
+impl<'a> Parked<'a> {
+    fn new(broker: &'a Broker) -> Self {
+        broker.fetches_waiting.fetch_add(1, Ordering::AcqRel);
+        Self(broker)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetches_waiting.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Counts what the response carries and encodes it.

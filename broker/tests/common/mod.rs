@@ -1,0 +1,10 @@
+//! Helpers shared by the broker's integration tests.
+
+#![allow(dead_code)]
+
+pub mod http_client;
+pub mod native_client;
+pub mod process;
+
+#[allow(unused_imports)]
+pub use process::*;

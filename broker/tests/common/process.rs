@@ -1,0 +1,220 @@
+//! Real `fjord-broker` processes for integration tests: spawned with no `FJORD_*`
+//! variable inherited, output to a log file (never the test's own stdout), every
+//! listener on port 0 with the bound ports read from `bound_addresses_file`, and killed
+//! and reaped when dropped, so that a failing test leaves no broker behind.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Longest a broker may take to bind, start or stop before the test fails.
+pub const PROCESS_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The addresses a broker process reported in its bound-addresses file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    pub listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub internal_listen: SocketAddr,
+}
+
+impl Bound {
+    /// Parses `setting=address` lines; `None` if any of the three is missing.
+    fn parse(text: &str) -> Option<Self> {
+        let address = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|value| value.parse().ok())
+        };
+        Some(Self {
+            listen: address("listen")?,
+            http_listen: address("http_listen")?,
+            internal_listen: address("internal_listen")?,
+        })
+    }
+}
+
+/// A `fjord-broker` child process, killed and reaped on drop.
+pub struct BrokerProcess {
+    child: Option<Child>,
+    addresses_file: PathBuf,
+    log_file: PathBuf,
+}
+
+/// The broker binary with nothing inherited that could change its settings.
+pub fn broker_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fjord-broker"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FJORD_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("RUST_LOG", "info").stdin(Stdio::null());
+    command
+}
+
+impl BrokerProcess {
+    /// Starts a broker on `data_dir` with every listener on port 0 unless `arguments`
+    /// name its flag. `work_dir` receives its log and address files.
+    pub fn spawn(work_dir: &Path, data_dir: &Path, arguments: &[&str]) -> Self {
+        let mut command = broker_command();
+        for flag in ["--listen", "--http-listen", "--internal-listen"] {
+            if !arguments.contains(&flag) {
+                command.args([flag, "127.0.0.1:0"]);
+            }
+        }
+        command.args(["--data-dir", data_dir.to_str().unwrap()]);
+        command.args(arguments);
+        Self::spawn_command(work_dir, command)
+    }
+
+    /// Starts `command` (from [`broker_command`]), adding `--bound-addresses-file`.
+    pub fn spawn_command(work_dir: &Path, mut command: Command) -> Self {
+        let addresses_file = work_dir.join("bound-addresses");
+        static SPAWNED: AtomicUsize = AtomicUsize::new(0);
+        let log_file = work_dir.join(format!(
+            "broker-{}.log",
+            SPAWNED.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::remove_file(&addresses_file) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => panic!("cannot remove {}: {error}", addresses_file.display()),
+        }
+        let log = std::fs::File::create(&log_file).unwrap();
+        command
+            .arg("--bound-addresses-file")
+            .arg(&addresses_file)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = command.spawn().expect("fjord-broker starts");
+        Self {
+            child: Some(child),
+            addresses_file,
+            log_file,
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Everything the broker wrote so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
+    /// The bound addresses, once the broker wrote them; `Err` with the exit status
+    /// if the broker exited first. Fails the test after [`PROCESS_PATIENCE`].
+    pub async fn try_addresses(&mut self) -> Result<Bound, ExitStatus> {
+        let deadline = Instant::now() + PROCESS_PATIENCE;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&self.addresses_file)
+                && let Some(bound) = Bound::parse(&text)
+            {
+                return Ok(bound);
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                return Err(status);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broker reported no addresses within {PROCESS_PATIENCE:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The bound addresses; fails the test if the broker exits instead.
+    pub async fn addresses(&mut self) -> Bound {
+        match self.try_addresses().await {
+            Ok(bound) => bound,
+            Err(status) => panic!("the broker exited ({status}); log:\n{}", self.log()),
+        }
+    }
+
+    /// Waits for the process to exit by itself, up to [`PROCESS_PATIENCE`].
+    pub async fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PROCESS_PATIENCE;
+        loop {
+            if let Some(status) = self.child.as_mut().expect("running").try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not exit within {PROCESS_PATIENCE:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM (graceful shutdown), then waits for the exit status.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+        self.wait_exit().await
+    }
+
+    /// SIGKILL, and reaps the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(error) = child.kill() {
+                eprintln!("cannot kill fjord-broker {}: {error}", child.id());
+            }
+            if let Err(error) = child.wait() {
+                eprintln!("cannot reap fjord-broker {}: {error}", child.id());
+            }
+        }
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        if self.child.is_some() && std::thread::panicking() {
+            eprintln!("fjord-broker log:\n{}", self.log());
+        }
+        self.kill();
+    }
+}
+
+/// Starts a broker that must bind the client listener to `listen` again (a restart on
+/// the address clients know). The port was freed by the previous process; if something
+/// else holds it for a moment the start is retried until [`PROCESS_PATIENCE`] ends.
+pub async fn respawn_on(
+    work_dir: &Path,
+    data_dir: &Path,
+    listen: SocketAddr,
+    arguments: &[&str],
+) -> (BrokerProcess, Bound) {
+    let listen = listen.to_string();
+    let deadline = Instant::now() + PROCESS_PATIENCE;
+    loop {
+        let mut arguments_with_listen = arguments.to_vec();
+        arguments_with_listen.extend(["--listen", &listen]);
+        let mut process = BrokerProcess::spawn(work_dir, data_dir, &arguments_with_listen);
+        match process.try_addresses().await {
+            Ok(bound) => return (process, bound),
+            Err(status) => {
+                let log = process.log();
+                assert!(
+                    log.contains("cannot bind the client listener") && Instant::now() < deadline,
+                    "the restarted broker exited ({status}); log:\n{log}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
