@@ -571,10 +571,9 @@ async fn cli_round_trip() {
     broker.shutdown().await.unwrap();
 }
 
-/// `fjord consume` by default starts at the end of each partition and, without
-/// `--follow`, stops at the ends it found (printing nothing here); with `--follow` it
-/// prints only records produced after it started, waits for more, and Ctrl-C (SIGINT)
-/// ends it with status 0 and nothing more printed.
+/// `fjord consume` without a starting point starts at the end of each partition; with
+/// `--follow` it prints only records produced after it started, waits for more, and
+/// Ctrl-C (SIGINT) ends it with status 0 and nothing more printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_consume_defaults_follow_and_ctrl_c() {
     let directory = tempfile::tempdir().unwrap();
@@ -589,9 +588,9 @@ async fn cli_consume_defaults_follow_and_ctrl_c() {
         producer.send(record).await.unwrap().await.unwrap();
     }
 
-    let ended = fjord(at("consume feed")).await;
-    assert_eq!(stdout(&ended), "", "started at the end and stopped there");
-
+    // Without a starting point, `fjord consume` starts at the end and follows (as
+    // Kafka's console consumer does; `cli_consume.rs` covers that default): here
+    // `--follow` says so explicitly, and only records produced afterwards appear.
     let parked = || {
         broker
             .broker()
