@@ -1121,7 +1121,6 @@ async fn a_request_past_the_timeout_is_answered_with_request_timed_out() {
 /// connection is read only after the fetch ends, so the fetch cannot see its records.
 /// With room for two, the produce is read at once and wakes the fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: server/connection.rs starts a request before queueing it and its queue holds max_in_flight_requests besides the one being written, so N + 2 run at once"]
 async fn max_in_flight_requests_stops_reading() {
     for (in_flight, fetch_sees_the_produce) in [(1, false), (2, true)] {
         let dir = tempfile::tempdir().unwrap();

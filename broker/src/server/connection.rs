@@ -44,7 +44,7 @@ use fjord_protocol::{ApiKey, ErrorCode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -72,6 +72,9 @@ struct Pending {
     response: JoinHandle<Option<ResponseFrame>>,
     /// The request's share of the broker's request memory.
     _memory: Option<Reservation>,
+    /// The request's place among the connection's `max_in_flight_requests`, given back
+    /// once its response has been written.
+    _in_flight: Option<OwnedSemaphorePermit>,
 }
 
 pub async fn run(
@@ -101,6 +104,7 @@ pub async fn run(
         deadline: None,
         produce_chain: Chain::default(),
         fetch_chain: Chain::default(),
+        in_flight: Arc::new(Semaphore::new(broker.config.max_in_flight_requests)),
     };
     if let Err(reason) = requests.run(queue, shutdown).await {
         tracing::warn!(%peer, %reason, "closing connection");
@@ -134,6 +138,9 @@ struct RequestReader<'a> {
     deadline: Option<Instant>,
     produce_chain: Chain,
     fetch_chain: Chain,
+    /// Requests started and not yet answered on the wire; at most
+    /// `max_in_flight_requests`, and the reader reads nothing more while all are taken.
+    in_flight: Arc<Semaphore>,
 }
 
 impl RequestReader<'_> {
@@ -176,12 +183,20 @@ impl RequestReader<'_> {
                     } else {
                         self.deadline = Some(self.frame_deadline());
                     }
+                    let in_flight = tokio::select! {
+                        permit = self.in_flight.clone().acquire_owned() => {
+                            permit.expect("the in-flight semaphore is never closed")
+                        }
+                        () = queue.closed() => return Err("the connection's writer stopped".into()),
+                    };
                     let slot = queue
                         .reserve()
                         .await
                         .map_err(|_| "the connection's writer stopped".to_string())?;
                     let refuse = stopping || *shutdown.borrow();
-                    slot.send(self.start_request(frame, memory, refuse, &shutdown)?);
+                    let mut pending = self.start_request(frame, memory, refuse, &shutdown)?;
+                    pending._in_flight = Some(in_flight);
+                    slot.send(pending);
                     continue;
                 }
                 Ok(Decoded::Incomplete) => {}
@@ -399,6 +414,7 @@ impl RequestReader<'_> {
             correlation_id,
             response,
             _memory: memory,
+            _in_flight: None,
         })
     }
 }
@@ -409,6 +425,7 @@ fn answered(correlation_id: i32, answer: ResponseFrame, memory: Option<Reservati
         correlation_id,
         response: tokio::spawn(std::future::ready(Some(answer))),
         _memory: memory,
+        _in_flight: None,
     }
 }
 
