@@ -6,9 +6,10 @@
 //! Memory bounds are generous (a debug build, a loaded machine); the figures measured
 //! are printed, so `cargo test -- --nocapture` shows them.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -23,68 +24,41 @@ use tokio::net::TcpStream;
 
 const MIB: u64 = 1 << 20;
 
-/// A `fjord-broker` process, killed and reaped when dropped (also when a test fails).
+/// A `fjord-broker` process (through the guarded helper in `tests/common`: killed and
+/// reaped when dropped, also when a test fails) and the addresses it bound.
 struct BrokerProcess {
-    child: Child,
+    process: common::BrokerProcess,
     client_addr: SocketAddr,
     http_addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        if let Err(error) = self.child.kill() {
-            eprintln!("cannot kill fjord-broker: {error}");
-        }
-        if let Err(error) = self.child.wait() {
-            eprintln!("cannot reap fjord-broker: {error}");
-        }
-    }
 }
 
 impl BrokerProcess {
-    /// Starts the binary on free ports with `args` added, its output going to a log
-    /// file in `dir`, and waits until it accepts connections.
+    /// Starts the binary on port 0 with `args` added, its output going to a log file
+    /// in `dir`, and waits until it reports its bound addresses (it accepts
+    /// connections from then on).
     async fn start(dir: &Path, args: &[&str]) -> Self {
-        let client_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let http_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = dir.join("broker.log");
-        let output = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_fjord-broker"))
+        let mut command = common::broker_command();
+        command
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--http-listen", "127.0.0.1:0"])
+            .args(["--internal-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--listen", &client_addr.to_string()])
-            .args(["--http-listen", &http_addr.to_string()])
-            .args(["--internal-listen", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().unwrap())
-            .stderr(output)
-            .spawn()
-            .unwrap();
-        let broker = Self {
-            child,
-            client_addr,
-            http_addr,
-            log,
-        };
-        for _ in 0..600 {
-            if TcpStream::connect(client_addr).await.is_ok() {
-                return broker;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            .env("NO_COLOR", "1");
+        let mut process = common::BrokerProcess::spawn_command(dir, command);
+        let bound = process.addresses().await;
+        Self {
+            process,
+            client_addr: bound.listen,
+            http_addr: bound.http_listen,
         }
-        panic!(
-            "fjord-broker did not accept connections within 30 s:\n{}",
-            broker.log_text()
-        );
     }
 
     /// Resident memory of the broker process, in bytes.
     fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.process.id())).unwrap();
         let line = status
             .lines()
             .find(|line| line.starts_with("VmRSS:"))
@@ -98,7 +72,7 @@ impl BrokerProcess {
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     /// Samples the resident memory every 100 ms for `window`, stopping early above
@@ -132,19 +106,13 @@ impl BrokerProcess {
 
     /// Sends SIGTERM.
     fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.process.send_terminate();
     }
 
     /// Waits (up to 30 s) for the process to exit; `None` if it did not.
     async fn wait_exit(&mut self) -> Option<std::process::ExitStatus> {
         for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.process.try_wait() {
                 return Some(status);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -188,14 +156,6 @@ impl BrokerProcess {
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -5,12 +5,13 @@
 //! This binary holds one test only: it lowers its own soft open-file limit, which the
 //! broker child inherits.
 
-mod process;
+mod common;
 
 use std::time::Instant;
 
+use common::BrokerProcess;
+use common::blocking_client::{Client, create_topic, values, values_batch, wait_ready};
 use fjord_protocol::ErrorCode;
-use process::{Client, create_topic, start_running, values, values_batch, wait_ready};
 use serde_json::json;
 
 /// The soft open-file limit the broker runs under.
@@ -29,14 +30,17 @@ fn thousands_of_segments_fit_a_low_open_file_limit() {
     rustix::process::setrlimit(rustix::process::Resource::Nofile, lowered)
         .expect("lower the soft open-file limit");
     let dir = tempfile::tempdir().unwrap();
-    let broker = start_running(dir.path(), &[]);
+    let data_dir = dir.path().join("data");
+    let mut broker = BrokerProcess::spawn(dir.path(), &data_dir, &[]);
+    let bound = broker.addresses_blocking();
+    wait_ready(bound.http_listen);
     create_topic(
-        broker.http_addr,
+        bound.http_listen,
         "tiny",
         1,
         json!({"segment.bytes": 1024, "max.message.bytes": 1024}),
     );
-    let mut client = Client::connect(broker.client_addr);
+    let mut client = Client::connect(bound.listen);
     // One batch of ~600 bytes per request: every request rolls a segment.
     let started = Instant::now();
     for index in 0..SEGMENTS {
@@ -52,7 +56,7 @@ fn thousands_of_segments_fit_a_low_open_file_limit() {
         );
     }
     println!("{SEGMENTS} segments written in {:?}", started.elapsed());
-    let segment_files = std::fs::read_dir(dir.path().join("tiny-0"))
+    let segment_files = std::fs::read_dir(data_dir.join("tiny-0"))
         .unwrap()
         .filter(|entry| {
             entry
@@ -64,7 +68,7 @@ fn thousands_of_segments_fit_a_low_open_file_limit() {
         })
         .count();
     assert!(segment_files >= SEGMENTS, "{segment_files} segments");
-    let open_files = std::fs::read_dir(format!("/proc/{}/fd", broker.pid()))
+    let open_files = std::fs::read_dir(format!("/proc/{}/fd", broker.id()))
         .map(|entries| entries.count())
         .unwrap_or(0);
     println!("{segment_files} segment files; the broker holds {open_files} open files");
@@ -84,7 +88,7 @@ fn thousands_of_segments_fit_a_low_open_file_limit() {
         expect_first(values(fetched.records), offset, index);
     }
     // An unrelated topic is created and serves.
-    create_topic(broker.http_addr, "other", 3, json!({}));
+    create_topic(bound.http_listen, "other", 3, json!({}));
     for partition in 0..3 {
         assert_eq!(
             client.produce("other", partition, values_batch("other", 5)),
@@ -96,19 +100,19 @@ fn thousands_of_segments_fit_a_low_open_file_limit() {
     drop(client);
 
     // A restart under the same limit opens every segment and serves the oldest.
-    let status = broker.terminate();
+    let status = broker.terminate_blocking();
     assert!(status.success(), "clean exit: {status}");
-    let broker = start_running(dir.path(), &[]);
-    let ready = wait_ready(broker.http_addr);
+    let mut broker = BrokerProcess::spawn(dir.path(), &data_dir, &[]);
+    let bound = broker.addresses_blocking();
+    let ready = wait_ready(bound.http_listen);
     println!("ready {ready:?} after the restart");
-    let mut client = Client::connect(broker.client_addr);
+    let mut client = Client::connect(bound.listen);
     let fetched = client.fetch("tiny", 0, 0);
     assert_eq!(
         fetched.error_code,
         ErrorCode::None,
-        "after the restart:\n{}\n{}",
-        broker.start_lines.join("\n"),
-        broker.logged().join("\n")
+        "after the restart:\n{}",
+        broker.log()
     );
     assert_eq!(fetched.high_watermark, (SEGMENTS * 12) as i64);
     expect_first(values(fetched.records), 0, 0);

@@ -1,19 +1,28 @@
 //! Restarts of the real `fjord-broker` binary: many partitions recovered in parallel
 //! after kill -9, and a restart on a full disk.
 
-mod process;
+mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fjord_protocol::ErrorCode;
-use process::{
-    Client, PATIENCE, Started, create_topic, start_at, start_running, values, values_batch,
-    wait_ready,
+use common::blocking_client::{
+    CLIENT_PATIENCE as PATIENCE, Client, create_topic, values, values_batch, wait_ready,
 };
+use common::{Bound, BrokerProcess, respawn_on_blocking, run_to_end};
+use fjord_protocol::ErrorCode;
 use serde_json::json;
+
+/// Starts a broker on `data_dir` (output and address files in `work_dir`) and waits
+/// for its bound addresses (written before recovery: wait for `/readyz` before using
+/// it); fails the test if it exits instead.
+fn start_running(work_dir: &Path, data_dir: &Path, arguments: &[&str]) -> (BrokerProcess, Bound) {
+    let mut broker = BrokerProcess::spawn(work_dir, data_dir, arguments);
+    let bound = broker.addresses_blocking();
+    (broker, bound)
+}
 
 /// Partitions of the recovery test's topic.
 const PARTITIONS: i32 = 48;
@@ -24,9 +33,11 @@ const PARTITIONS: i32 = 48;
 #[test]
 fn parallel_recovery_after_kill_restores_every_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = start_running(dir.path(), &["--recovery-threads", "6"]);
-    create_topic(broker.http_addr, "many", PARTITIONS, json!({}));
-    let mut client = Client::connect(broker.client_addr);
+    let data_dir = dir.path().join("data");
+    let (mut broker, bound) = start_running(dir.path(), &data_dir, &["--recovery-threads", "6"]);
+    wait_ready(bound.http_listen);
+    create_topic(bound.http_listen, "many", PARTITIONS, json!({}));
+    let mut client = Client::connect(bound.listen);
     for partition in 0..PARTITIONS {
         // partition p gets p + 1 batches of 3 records.
         for batch in 0..=partition {
@@ -41,10 +52,10 @@ fn parallel_recovery_after_kill_restores_every_partition() {
     drop(client);
     broker.kill();
 
-    let broker = start_running(dir.path(), &["--recovery-threads", "6"]);
-    let ready = wait_ready(broker.http_addr);
+    let (_broker, bound) = start_running(dir.path(), &data_dir, &["--recovery-threads", "6"]);
+    let ready = wait_ready(bound.http_listen);
     println!("ready {ready:?} after kill -9");
-    let mut client = Client::connect(broker.client_addr);
+    let mut client = Client::connect(bound.listen);
     for partition in 0..PARTITIONS {
         let expected_end = i64::from(partition + 1) * 3;
         let mut records = Vec::new();
@@ -79,11 +90,11 @@ impl SmallFileSystem {
     /// may not mount (not root, no CAP_SYS_ADMIN).
     fn mount(path: &Path, size_mib: u32) -> Result<Self, String> {
         std::fs::create_dir_all(path).unwrap();
-        let output = Command::new("mount")
+        let mut mount = Command::new("mount");
+        mount
             .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
-            .arg(path)
-            .output()
-            .map_err(|error| format!("cannot run mount: {error}"))?;
+            .arg(path);
+        let output = run_to_end(mount).map_err(|error| format!("cannot run mount: {error}"))?;
         if !output.status.success() {
             return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
         }
@@ -95,7 +106,9 @@ impl SmallFileSystem {
 
 impl Drop for SmallFileSystem {
     fn drop(&mut self) {
-        match Command::new("umount").arg("-l").arg(&self.path).output() {
+        let mut umount = Command::new("umount");
+        umount.arg("-l").arg(&self.path);
+        match run_to_end(umount) {
             Ok(output) if output.status.success() => {}
             Ok(output) => eprintln!(
                 "umount {}: {}",
@@ -133,9 +146,10 @@ fn a_restart_on_a_full_disk_serves_reads_and_resumes_writes_when_space_returns()
         }
     };
     let data_dir = disk.path.join("data");
-    let broker = start_running(&data_dir, &[]);
-    create_topic(broker.http_addr, "full", 2, json!({}));
-    let mut client = Client::connect(broker.client_addr);
+    let (mut broker, bound) = start_running(dir.path(), &data_dir, &[]);
+    wait_ready(bound.http_listen);
+    create_topic(bound.http_listen, "full", 2, json!({}));
+    let mut client = Client::connect(bound.listen);
     for partition in 0..2 {
         assert_eq!(
             client.produce("full", partition, values_batch("before", 5)),
@@ -143,23 +157,17 @@ fn a_restart_on_a_full_disk_serves_reads_and_resumes_writes_when_space_returns()
         );
     }
     drop(client);
-    let (listen, http_listen) = (broker.client_addr.to_string(), broker.http_addr.to_string());
-    assert!(broker.terminate().success());
+    assert!(broker.terminate_blocking().success());
 
     let filler = disk.path.join("filler");
     let filled = fill(&filler);
     println!("filled the disk with {filled} bytes");
-    let broker = match start_at(&data_dir, &listen, &http_listen, &[]) {
-        Started::Running(broker) => broker,
-        Started::Exited(status, lines) => {
-            panic!(
-                "the broker exited on a full disk ({status}):\n{}",
-                lines.join("\n")
-            )
-        }
-    };
-    wait_ready(broker.http_addr);
-    let mut client = Client::connect(broker.client_addr);
+    // On the same ports, as an operator's restart would be; panics with the log if
+    // the broker exits on the full disk.
+    let (mut broker, bound) =
+        respawn_on_blocking(dir.path(), &data_dir, bound.listen, bound.http_listen, &[]);
+    wait_ready(bound.http_listen);
+    let mut client = Client::connect(bound.listen);
     for partition in 0..2 {
         let fetched = client.fetch("full", partition, 0);
         assert_eq!(
@@ -195,5 +203,5 @@ fn a_restart_on_a_full_disk_serves_reads_and_resumes_writes_when_space_returns()
     assert_eq!(records.len(), 7, "{records:?}");
     assert!(records[5].1.starts_with("after-"));
     drop(client);
-    assert!(broker.terminate().success());
+    assert!(broker.terminate_blocking().success());
 }

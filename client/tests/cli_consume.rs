@@ -3,9 +3,6 @@
 //! says on stderr what happened when there is nothing to print (an offset past the end,
 //! waiting for new records at the end).
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use fjord_broker::config::BrokerConfig;
@@ -16,7 +13,7 @@ use fjord_client::{
 use serde_json::json;
 
 mod common;
-use common::{fjord, stdout, words};
+use common::{FjordProcess, fjord, stdout, words};
 
 /// Longest any wait in these tests may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -38,21 +35,6 @@ async fn create_topic(client: &Client, name: &str) {
         .create_topics(&[NewTopic::new(name, 1, 1)])
         .await
         .expect("topic is created");
-}
-
-/// Kills and reaps the child when dropped, so a failing test leaves no process behind.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        // Already exited is fine; the wait reaps it either way.
-        if let Err(error) = self.0.kill() {
-            eprintln!("kill fjord: {error}");
-        }
-        if let Err(error) = self.0.wait() {
-            eprintln!("wait for fjord: {error}");
-        }
-    }
 }
 
 /// A record whose value is not UTF-8 (`ff 00`) and which carries two headers of the
@@ -167,41 +149,20 @@ async fn consume_from_the_end_follows() {
         .unwrap();
     let bootstrap = broker.client_addr().to_string();
 
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
-        .args(words(&format!(
-            "--bootstrap {bootstrap} consume live --max-messages 1"
-        )))
-        .env_remove("FJORD_BOOTSTRAP")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = ChildGuard(child);
-    let stderr = child.0.stderr.take().unwrap();
-    let (said_tx, said_rx) = mpsc::channel::<String>();
-    let stderr_reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if said_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut child = FjordProcess::spawn(&words(&format!(
+        "--bootstrap {bootstrap} consume live --max-messages 1"
+    )));
     let started = Instant::now();
-    let waiting = tokio::task::spawn_blocking(move || {
-        let mut said = Vec::new();
-        while let Ok(line) = said_rx.recv_timeout(PATIENCE) {
-            let done = line.contains("waiting for new records on 'live'");
-            said.push(line);
-            if done {
-                return (true, said, said_rx);
-            }
+    let mut said = Vec::new();
+    let mut found = false;
+    while let Some(line) = child.next_stderr_line(PATIENCE).await {
+        let done = line.contains("waiting for new records on 'live'");
+        said.push(line);
+        if done {
+            found = true;
+            break;
         }
-        (false, said, said_rx)
-    })
-    .await
-    .unwrap();
-    let (found, said, said_rx) = waiting;
+    }
     assert!(found, "fjord consume never said it waits: {said:?}");
     println!("fjord consume waiting after {:?}", started.elapsed());
 
@@ -211,23 +172,9 @@ async fn consume_from_the_end_follows() {
         .unwrap()
         .await
         .unwrap();
-    let mut out = child.0.stdout.take().unwrap();
-    let printed = tokio::time::timeout(
-        PATIENCE,
-        tokio::task::spawn_blocking(move || {
-            let mut printed = String::new();
-            out.read_to_string(&mut printed).map(|_| printed)
-        }),
-    )
-    .await
-    .expect("fjord consume printed the new record and exited")
-    .unwrap()
-    .unwrap();
+    let (status, printed, _, rest) = child.finish_with_stdout(PATIENCE).await;
     assert_eq!(printed, "new\n");
-    let status = child.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    stderr_reader.join().unwrap();
-    let rest: Vec<String> = said_rx.try_iter().collect();
     assert!(
         rest.iter()
             .any(|line| line.contains("1 record from 'live': reached --max-messages")),
@@ -245,40 +192,18 @@ async fn following_ends_on_sigterm() {
     let client = connect(&broker).await;
     create_topic(&client, "quiet").await;
     let bootstrap = broker.client_addr().to_string();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
-        .args(words(&format!("--bootstrap {bootstrap} consume quiet")))
-        .env_remove("FJORD_BOOTSTRAP")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = ChildGuard(child);
-    let stderr = child.0.stderr.take().unwrap();
-    let pid = child.0.id().to_string();
-    let said = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
-        let mut said: Vec<String> = Vec::new();
-        for line in lines.by_ref() {
-            let waiting = line.contains("waiting for new records on 'quiet'");
-            said.push(line);
-            if waiting {
-                let status = std::process::Command::new("kill")
-                    .args(["-TERM", &pid])
-                    .status()
-                    .unwrap();
-                assert!(status.success());
-                break;
-            }
+    let mut child = FjordProcess::spawn(&words(&format!("--bootstrap {bootstrap} consume quiet")));
+    let mut said: Vec<String> = Vec::new();
+    while let Some(line) = child.next_stderr_line(PATIENCE).await {
+        let waiting = line.contains("waiting for new records on 'quiet'");
+        said.push(line);
+        if waiting {
+            child.guard.signal("TERM");
+            break;
         }
-        said.extend(lines);
-        said
-    });
-    let said = tokio::time::timeout(PATIENCE, said)
-        .await
-        .expect("fjord consume said it waits, and ended on SIGTERM")
-        .unwrap();
-    let status = child.0.wait().unwrap();
+    }
+    let (status, _, _, rest) = child.finish_with_stdout(PATIENCE).await;
+    said.extend(rest);
     assert!(status.success(), "{status:?}: {said:?}");
     assert!(
         said.iter()

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod blocking_client;
 pub mod http_client;
 pub mod native_client;
 pub mod process;

@@ -115,12 +115,46 @@ pub async fn fjord(arguments: Vec<String>) -> Output {
     }
 }
 
-/// A long-running `fjord` (e.g. `consume --follow`) whose stdout lines arrive on a
-/// channel; stderr is collected. Killed and reaped when dropped.
+/// A long-running `fjord` (e.g. `consume --follow`) whose stdout and stderr lines
+/// arrive on channels as they are written. Killed and reaped when dropped.
 pub struct FjordProcess {
     pub guard: ChildGuard,
     lines: mpsc::UnboundedReceiver<String>,
+    stderr_lines: mpsc::UnboundedReceiver<String>,
+    /// Every byte of stdout, once the pipe closed.
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+    /// Every byte of stderr, once the pipe closed.
     stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+/// Sends each line of `pipe` (lossy UTF-8, without its line end) on `sender`, on a
+/// thread of its own, and returns every byte read once the pipe closes.
+fn forward_lines(
+    pipe: impl Read + Send + 'static,
+    sender: mpsc::UnboundedSender<String>,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut all = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) => {
+                    eprintln!("reading a child's output failed: {error}");
+                    break;
+                }
+            }
+            all.extend_from_slice(&line);
+            let text = String::from_utf8_lossy(&line);
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            // The receiver may be gone (the test stopped reading); keep collecting.
+            sender.send(text.to_owned()).ok();
+        }
+        all
+    })
 }
 
 impl FjordProcess {
@@ -128,20 +162,15 @@ impl FjordProcess {
         let mut command = fjord_command(arguments);
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut guard = ChildGuard::spawn(command);
-        let stdout = guard.child_mut().stdout.take().unwrap();
-        let stderr = read_to_end(guard.child_mut().stderr.take().unwrap());
         let (sender, lines) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let stdout = forward_lines(guard.child_mut().stdout.take().unwrap(), sender);
+        let (sender, stderr_lines) = mpsc::unbounded_channel();
+        let stderr = forward_lines(guard.child_mut().stderr.take().unwrap(), sender);
         Self {
             guard,
             lines,
+            stderr_lines,
+            stdout: Some(stdout),
             stderr: Some(stderr),
         }
     }
@@ -153,7 +182,15 @@ impl FjordProcess {
             .unwrap_or_else(|_| panic!("no output line within {patience:?}"))
     }
 
-    /// Waits for the exit; returns its status, the rest of stdout and stderr.
+    /// The next line of stderr, or `None` at its end; fails the test after `patience`.
+    pub async fn next_stderr_line(&mut self, patience: Duration) -> Option<String> {
+        tokio::time::timeout(patience, self.stderr_lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no stderr line within {patience:?}"))
+    }
+
+    /// Waits for the exit; returns its status, the stdout lines not yet read and all
+    /// of stderr.
     pub async fn finish(mut self, patience: Duration) -> (ExitStatus, Vec<String>, String) {
         let status = self.guard.wait(patience).await;
         let mut rest = Vec::new();
@@ -162,6 +199,31 @@ impl FjordProcess {
         }
         let stderr = self.stderr.take().unwrap().join().expect("stderr reader");
         (status, rest, String::from_utf8_lossy(&stderr).into_owned())
+    }
+
+    /// Waits for the exit; returns its status, every byte of stdout (also the lines
+    /// already read), the stdout lines not yet read and the stderr lines not yet read.
+    pub async fn finish_with_stdout(
+        mut self,
+        patience: Duration,
+    ) -> (ExitStatus, String, Vec<String>, Vec<String>) {
+        let status = self.guard.wait(patience).await;
+        let mut rest = Vec::new();
+        while let Some(line) = self.next_line(patience).await {
+            rest.push(line);
+        }
+        let mut stderr = Vec::new();
+        while let Some(line) = self.next_stderr_line(patience).await {
+            stderr.push(line);
+        }
+        let stdout = self.stdout.take().unwrap().join().expect("stdout reader");
+        self.stderr.take().unwrap().join().expect("stderr reader");
+        (
+            status,
+            String::from_utf8(stdout).expect("stdout is UTF-8"),
+            rest,
+            stderr,
+        )
     }
 }
 

@@ -1,14 +1,11 @@
-//! The real `fjord-broker` binary as a child process, with blocking clients for its
-//! HTTP API and native protocol; shared by the tests that need a whole process (an
-//! open-file limit, kill -9, a full disk).
+//! Blocking clients for a broker process's HTTP API and native protocol, for tests
+//! that run without an async runtime (a restart after kill -9, a full disk, an
+//! open-file limit).
 
 #![allow(dead_code)] // each test binary uses a part
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -18,167 +15,14 @@ use fjord_protocol::messages::*;
 use fjord_protocol::{ApiKey, ErrorCode};
 use serde_json::Value;
 
-/// Longest a test waits for the broker to start or answer.
-pub const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A running broker; killed and reaped when dropped, so a failing test leaves no
-/// process behind.
-pub struct BrokerProcess {
-    child: Child,
-    pub client_addr: SocketAddr,
-    pub http_addr: SocketAddr,
-    /// Every line the broker logged so far is sent here by a reader thread.
-    pub lines: mpsc::Receiver<String>,
-    /// The lines read up to the start-up line.
-    pub start_lines: Vec<String>,
-}
-
-/// The outcome of starting the binary.
-pub enum Started {
-    Running(BrokerProcess),
-    /// It exited before it was ready: its status and log.
-    Exited(std::process::ExitStatus, Vec<String>),
-}
-
-/// Starts `fjord-broker` on `data_dir` with ephemeral ports and `extra` arguments, and
-/// waits for its start-up line.
-pub fn start(data_dir: &Path, extra: &[&str]) -> Started {
-    start_at(data_dir, "127.0.0.1:0", "127.0.0.1:0", extra)
-}
-
-/// [`start`] with the client and HTTP listeners on the given addresses (a restart on
-/// the same ports, as an operator's would be).
-pub fn start_at(data_dir: &Path, listen: &str, http_listen: &str, extra: &[&str]) -> Started {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fjord-broker"))
-        .args(["--data-dir", data_dir.to_str().unwrap()])
-        .args(["--listen", listen])
-        .args(["--http-listen", http_listen])
-        .args(["--internal-listen", "127.0.0.1:0"])
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn fjord-broker");
-    let (sender, lines) = mpsc::channel::<String>();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let sender = sender.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    drop(sender);
-    let deadline = Instant::now() + PATIENCE;
-    let mut start_lines = Vec::new();
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        let Ok(line) = lines.recv_timeout(left) else {
-            break;
-        };
-        let started = line.contains("broker started");
-        start_lines.push(line);
-        if started {
-            let field = |name: &str| -> SocketAddr {
-                let line = start_lines.last().unwrap();
-                let start = line.find(&format!("{name}=")).expect(name) + name.len() + 1;
-                let value = line[start..].split_whitespace().next().unwrap();
-                value.parse().unwrap()
-            };
-            let client_addr = field("client_addr");
-            let http_addr = field("http_addr");
-            return Started::Running(BrokerProcess {
-                child,
-                client_addr,
-                http_addr,
-                lines,
-                start_lines,
-            });
-        }
-    }
-    // No start-up line: it exited, or hangs (killed here).
-    let status = match child.try_wait().expect("poll fjord-broker") {
-        Some(status) => status,
-        None => {
-            child.kill().expect("kill fjord-broker");
-            child.wait().expect("reap fjord-broker")
-        }
-    };
-    start_lines.extend(lines.try_iter());
-    Started::Exited(status, start_lines)
-}
-
-/// Starts the broker and panics with its log when it does not start.
-pub fn start_running(data_dir: &Path, extra: &[&str]) -> BrokerProcess {
-    match start(data_dir, extra) {
-        Started::Running(broker) => broker,
-        Started::Exited(status, lines) => {
-            panic!(
-                "fjord-broker did not start ({status}):\n{}",
-                lines.join("\n")
-            )
-        }
-    }
-}
-
-impl BrokerProcess {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// kill -9, then reap.
-    pub fn kill(mut self) {
-        self.child.kill().expect("kill fjord-broker");
-        self.child.wait().expect("reap fjord-broker");
-    }
-
-    /// SIGTERM, then waits (up to the patience) for a clean exit.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        rustix::process::kill_process(
-            rustix::process::Pid::from_child(&self.child),
-            rustix::process::Signal::TERM,
-        )
-        .expect("SIGTERM");
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("poll fjord-broker") {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("fjord-broker did not exit within {PATIENCE:?} of SIGTERM");
-    }
-
-    /// Lines logged since the last call.
-    pub fn logged(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            if let Err(error) = self.child.kill() {
-                eprintln!("kill fjord-broker: {error}");
-            }
-            if let Err(error) = self.child.wait() {
-                eprintln!("wait for fjord-broker: {error}");
-            }
-        }
-    }
-}
+/// Longest a blocking client waits for an answer, or for the broker to become ready.
+pub const CLIENT_PATIENCE: Duration = Duration::from_secs(60);
 
 /// One HTTP/1.1 request (`Connection: close`); the status and the JSON body (`Null`
 /// when the body is not JSON).
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
     let mut stream = TcpStream::connect(addr).expect("connect to HTTP");
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_read_timeout(Some(CLIENT_PATIENCE)).unwrap();
     let body = body.map(|body| serde_json::to_vec(body).unwrap());
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(body) = &body {
@@ -212,7 +56,7 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).expect("connect to the broker");
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_read_timeout(Some(CLIENT_PATIENCE)).unwrap();
         Self {
             stream,
             buffer: BytesMut::new(),
@@ -329,9 +173,9 @@ pub fn create_topic(http_addr: SocketAddr, name: &str, partitions: i32, config: 
 /// Waits until `GET /readyz` answers 200; how long it took.
 pub fn wait_ready(http_addr: SocketAddr) -> Duration {
     let started = Instant::now();
-    while started.elapsed() < PATIENCE {
+    while started.elapsed() < CLIENT_PATIENCE {
         if let Ok(mut stream) = TcpStream::connect(http_addr) {
-            stream.set_read_timeout(Some(PATIENCE)).unwrap();
+            stream.set_read_timeout(Some(CLIENT_PATIENCE)).unwrap();
             let request =
                 format!("GET /readyz HTTP/1.1\r\nHost: {http_addr}\r\nConnection: close\r\n\r\n");
             let mut response = Vec::new();
@@ -344,5 +188,5 @@ pub fn wait_ready(http_addr: SocketAddr) -> Duration {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("/readyz did not answer 200 within {PATIENCE:?}");
+    panic!("/readyz did not answer 200 within {CLIENT_PATIENCE:?}");
 }
