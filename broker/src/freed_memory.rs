@@ -27,7 +27,7 @@ use std::time::Duration;
 pub const COLLECT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long after the workers collected the arenas are purged: past mimalloc's purge
-/// delay (1 s), with a margin.
+/// delay (1 s), with a margin; less than [`COLLECT_INTERVAL`].
 const PURGE_AFTER: Duration = Duration::from_millis(1500);
 
 /// How long a worker's collecting task waits for the others to start theirs, so that the
@@ -42,7 +42,7 @@ pub fn start(runtime: tokio::runtime::Handle, workers: usize) -> std::io::Result
         .name("freed-memory".into())
         .spawn(move || {
             loop {
-                std::thread::sleep(COLLECT_INTERVAL);
+                std::thread::sleep(COLLECT_INTERVAL - PURGE_AFTER);
                 collect_on_every_worker(&runtime, workers);
                 std::thread::sleep(PURGE_AFTER);
                 collect_here();
