@@ -9,6 +9,8 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use fjord_broker::Broker;
 use fjord_broker::config::{BrokerConfig, ConfigOverrides};
 
+mod freed_memory;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -52,9 +54,13 @@ fn main() -> ExitCode {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_park(collect_freed_memory)
         .build()
         .expect("cannot start the tokio runtime");
+    let workers = runtime.metrics().num_workers();
+    if let Err(error) = freed_memory::start(runtime.handle().clone(), workers) {
+        eprintln!("error: cannot start the thread that gives freed memory back: {error}");
+        return ExitCode::FAILURE;
+    }
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -95,40 +101,4 @@ impl Signals {
             _ = self.interrupt.recv() => {}
         }
     }
-}
-
-/// How often each runtime thread gives freed memory back; see [`collect_freed_memory`].
-const COLLECT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Gives memory freed on this thread back to the operating system, at most once per
-/// [`COLLECT_INTERVAL`] per thread; called when a runtime thread runs out of work.
-/// mimalloc returns freed memory lazily, during later allocations on the thread that
-/// owns it, so after a burst (many large fetch responses) a quiet broker would
-/// otherwise keep it (measured: 496 MiB still held 30 s after fifty readers of 1 GiB
-/// finished, 39 MiB with this). Collecting every second cost about a third of fetch
-/// throughput in the same run: memory given back is faulted in again by the next large
-/// responses.
-fn collect_freed_memory() {
-    use std::cell::Cell;
-    use std::time::Instant;
-    thread_local! {
-        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
-    }
-    let now = Instant::now();
-    if LAST.get().is_some_and(|last| now - last < COLLECT_INTERVAL) {
-        return;
-    }
-    LAST.set(Some(now));
-    // SAFETY: mi_collect (linked in with the global allocator) takes a plain bool and
-    // has no preconditions; it only tidies this thread's heap.
-    #[allow(unsafe_code)]
-    unsafe {
-        mi_collect(false);
-    }
-}
-
-#[allow(unsafe_code)]
-unsafe extern "C" {
-    /// mimalloc: free memory that is no longer used (`force`: also abandoned memory).
-    fn mi_collect(force: bool);
 }
