@@ -2,105 +2,18 @@
 //! stalled frames, oversized requests, the connection cap, the order of pipelined
 //! produce requests, and requests that arrive during shutdown.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use fjord_broker::Broker;
 use fjord_broker::config::BrokerConfig;
 use fjord_protocol::batch::{BatchBuilder, RecordBatches, RecordInput};
-use fjord_protocol::frame::{
-    Decoded, RequestHeader, ResponseHeader, decode_frame, encode_request, split_response,
-};
 use fjord_protocol::messages::*;
 use fjord_protocol::{ApiKey, ErrorCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
-struct RawClient {
-    stream: TcpStream,
-    next_correlation_id: i32,
-    buffer: BytesMut,
-}
-
-impl RawClient {
-    async fn connect(addr: SocketAddr) -> Self {
-        Self {
-            stream: TcpStream::connect(addr).await.unwrap(),
-            next_correlation_id: 1,
-            buffer: BytesMut::new(),
-        }
-    }
-
-    fn encode(&mut self, api: ApiKey, body: &impl Message) -> (i32, BytesMut) {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        let header = RequestHeader {
-            api_key: api.code(),
-            api_version: 0,
-            correlation_id,
-            client_id: Some("limits".into()),
-        };
-        let mut out = BytesMut::new();
-        encode_request(&mut out, &header, |out| body.encode(out));
-        (correlation_id, out)
-    }
-
-    async fn send(&mut self, api: ApiKey, body: &impl Message) -> i32 {
-        let (correlation_id, out) = self.encode(api, body);
-        self.stream.write_all(&out).await.unwrap();
-        correlation_id
-    }
-
-    /// The next response, or `None` when the broker closed the connection.
-    async fn receive(&mut self) -> Option<(ResponseHeader, Bytes)> {
-        loop {
-            if let Ok(Decoded::Complete { consumed, .. }) = decode_frame(&self.buffer) {
-                return Some(split_response(self.buffer.split_to(consumed).freeze()).unwrap());
-            }
-            let read = tokio::time::timeout(
-                Duration::from_secs(30),
-                self.stream.read_buf(&mut self.buffer),
-            )
-            .await
-            .expect("no response within 30 s");
-            match read {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    }
-
-    async fn call<T: Message>(&mut self, api: ApiKey, body: &impl Message) -> T {
-        let correlation_id = self.send(api, body).await;
-        let (header, body) = self.receive().await.expect("connection closed");
-        assert_eq!(header.correlation_id, correlation_id);
-        assert_eq!(header.error_code, ErrorCode::None);
-        T::decode_body(body).unwrap()
-    }
-
-    async fn create_topic(&mut self, name: &str) {
-        let request = CreateTopicsRequest {
-            topics: vec![CreateTopic {
-                name: name.into(),
-                partitions: 1,
-                replication_factor: 1,
-                configs: vec![],
-            }],
-            timeout_ms: 10_000,
-            validate_only: false,
-        };
-        let response: CreateTopicsResponse = self.call(ApiKey::CreateTopics, &request).await;
-        assert_eq!(response.topics[0].error_code, ErrorCode::None);
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+mod common;
+use common::raw_client::{RawClient, now_ms};
 
 fn batch(value: &str) -> Bytes {
     let mut builder = BatchBuilder::new();

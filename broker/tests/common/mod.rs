@@ -6,6 +6,7 @@ pub mod blocking_client;
 pub mod http_client;
 pub mod native_client;
 pub mod process;
+pub mod raw_client;
 
 #[allow(unused_imports)]
 pub use process::*;
