@@ -44,7 +44,7 @@ pub struct Broker {
     /// The consumer group coordinator.
     pub groups: GroupService,
     /// Bytes of requests all connections may hold at once.
-    pub request_memory: Arc<Semaphore>,
+    pub request_memory: crate::server::memory::RequestPools,
     /// Bytes of fetched records all responses not yet written may hold at once.
     pub response_memory: Arc<Semaphore>,
     pub started_at: Instant,

@@ -98,9 +98,9 @@ settings! {
     max_request_bytes: usize = 16 << 20, "FJORD_MAX_REQUEST_BYTES";
     /// Most requests in flight on one connection; the broker stops reading beyond it.
     max_in_flight_requests: usize = 64, "FJORD_MAX_IN_FLIGHT_REQUESTS";
-    /// Bytes of requests held in memory across all connections, reserved as they arrive (64 KiB ahead at most) until answered; reading waits beyond it.
+    /// Bytes of requests held in memory across all connections; a frame is reserved whole once its length is read, until answered; reading waits beyond it.
     request_memory_bytes: usize = 256 << 20, "FJORD_REQUEST_MEMORY_BYTES";
-    /// Longest a request frame may take to arrive, from its first byte; a connection that is slower is closed and its request memory freed.
+    /// Longest a request frame may take to arrive, from its first byte (or from when memory was found for it, if it waited); a connection that is slower is closed and its request memory freed.
     request_read_timeout_ms: u64 = 30_000, "FJORD_REQUEST_READ_TIMEOUT_MS";
     /// Bytes of fetched records held in responses not yet written, across all connections; fetches wait beyond it. Each connection holds at most one fetch response.
     response_memory_bytes: usize = 256 << 20, "FJORD_RESPONSE_MEMORY_BYTES";

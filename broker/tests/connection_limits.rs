@@ -328,3 +328,72 @@ async fn one_connection_cannot_take_all_request_memory() {
     writing.abort();
     broker.shutdown().await.unwrap();
 }
+
+/// Frames received in part that together need more than `request_memory_bytes` all
+/// complete: each is reserved whole before the rest of it is read, so no partial frame
+/// holds memory another needs. Eight connections send the first half of a ~1 MiB
+/// produce (4 MiB of budget, so the halves alone would fill it), then the second
+/// halves; with `request_read_timeout_ms` far beyond the test's patience, a stall
+/// would show as a missing answer, not as a timeout that closes a connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_frames_beyond_request_memory_all_complete() {
+    const MIB: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::for_tests(dir.path());
+    config.max_request_bytes = MIB;
+    config.max_message_bytes = MIB as u32;
+    config.request_memory_bytes = 4 * MIB;
+    config.request_read_timeout_ms = 600_000;
+    let broker = Broker::start(config).await.unwrap();
+    let mut admin = RawClient::connect(broker.client_addr()).await;
+    admin.create_topic("halves").await;
+
+    let value = "h".repeat(MIB - 4096);
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let mut client = RawClient::connect(broker.client_addr()).await;
+        let (_, frame) = client.encode(
+            ApiKey::Produce,
+            &produce_request("halves", Acks::Leader, batch(&value)),
+        );
+        clients.push((client, frame.freeze()));
+    }
+    // Writes block while the broker is not reading a connection, so each connection
+    // writes from its own task.
+    let mut tasks = Vec::new();
+    for (mut client, frame) in clients {
+        let (first, second) = frame.split_at(frame.len() / 2);
+        let (first, second) = (first.to_vec(), second.to_vec());
+        let (halfway, all_halves) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            client.stream.write_all(&first).await.unwrap();
+            all_halves.await.unwrap();
+            client.stream.write_all(&second).await.unwrap();
+            let (header, body) = client.receive().await.expect("an answer");
+            assert_eq!(header.error_code, ErrorCode::None);
+            let response = ProduceResponse::decode_body(body).unwrap();
+            let partition = &response.topics[0].partitions[0];
+            assert_eq!(partition.error_code, ErrorCode::None);
+            partition.base_offset
+        });
+        tasks.push((task, halfway));
+    }
+    // Give the first halves time to arrive before any second half is sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut offsets = Vec::new();
+    let mut waiting = Vec::new();
+    for (task, halfway) in tasks {
+        halfway.send(()).unwrap();
+        waiting.push(task);
+    }
+    for task in waiting {
+        let offset = tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .expect("every produce is answered: reading stalled")
+            .unwrap();
+        offsets.push(offset);
+    }
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..8).collect::<Vec<i64>>());
+    broker.shutdown().await.unwrap();
+}

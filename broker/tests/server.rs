@@ -1336,15 +1336,9 @@ async fn graceful_shutdown_answers_requests_in_flight() {
 /// `request_memory_bytes` bounds the request bytes held across all connections: while
 /// one connection's half-received frame holds most of it, another connection's request
 /// that does not fit in the rest is not read until the first frame is complete, so the
-/// second produce, sent first in full, is appended after the first.
-///
-/// Ignored: it finds a known defect. Request memory is reserved as bytes arrive, and
-/// tokio's semaphore is fair, so the second connection's queued read-ahead blocks the
-/// first frame's last bytes: both wait until `request_read_timeout_ms` closes one.
-/// Whenever partly received frames need more than `request_memory_bytes` in total,
-/// they stall the same way. Run it with `--ignored` once reading admits whole frames.
+/// second produce, sent first in full, is appended after the first. Neither stalls:
+/// frames are admitted whole, so the first needs no more memory to complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known defect: partly received frames can hold all request memory and stall until the read timeout"]
 async fn request_memory_bytes_makes_reading_wait() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
@@ -1353,12 +1347,12 @@ async fn request_memory_bytes_makes_reading_wait() {
     config.max_message_bytes = 60 * 1024;
     let broker = Broker::start(config).await.unwrap();
     let memory = broker.broker().request_memory.clone();
+    let total = memory.available_bytes();
     let mut admin = TestClient::connect(broker.client_addr()).await;
     admin.create_topic("bounded", 1, &[]).await;
-    let total = 64 * 1024;
     // The topic creation's bytes are released just after its response is written.
     wait_until("nothing is held between requests", || {
-        memory.available_permits() == total
+        memory.available_bytes() == total
     })
     .await;
 
@@ -1385,11 +1379,11 @@ async fn request_memory_bytes_makes_reading_wait() {
     let mut first = TestClient::connect(broker.client_addr()).await;
     let split = first_frame.len() - 100;
     first.stream.write_all(&first_frame[..split]).await.unwrap();
-    // Bytes are reserved as they arrive (with some read-ahead), so at least what was
-    // sent is held, which leaves less than the second frame needs.
-    assert!(second_frame.len() > total - split);
-    wait_until("the first frame's bytes are reserved", || {
-        memory.available_permits() <= total - split
+    // The first frame is reserved whole as soon as its length is read, which leaves
+    // less than the second frame needs.
+    assert!(second_frame.len() > total - first_frame.len());
+    wait_until("the first frame is reserved whole", || {
+        memory.available_bytes() <= total - first_frame.len()
     })
     .await;
     let mut second = TestClient::connect(broker.client_addr()).await;
@@ -1412,7 +1406,7 @@ async fn request_memory_bytes_makes_reading_wait() {
         "the second produce was read while the first frame held the memory"
     );
     wait_until("every reserved byte is released", || {
-        memory.available_permits() == total
+        memory.available_bytes() == total
     })
     .await;
     broker.shutdown().await.unwrap();

@@ -5,13 +5,14 @@
 //! requests in flight per connection (the reader stops reading when it is full).
 //!
 //! Memory is bounded whatever a client does:
-//! - Request bytes are reserved from the broker-wide `request_memory_bytes` (and from
-//!   the connection's share of it, see `memory.rs`) as they arrive, at most
-//!   [`READ_CHUNK_BYTES`] ahead of what was received, and released when the request's
-//!   response has been written. A frame must arrive whole within
-//!   `request_read_timeout_ms` of its first byte, or the connection is closed, so a
-//!   client that announces a large frame and sends nothing holds almost nothing, and a
-//!   slow one not for long.
+//! - A frame is reserved whole from the broker-wide `request_memory_bytes` (and from
+//!   the connection's share of it, see `memory.rs`) once its length is read, before
+//!   the rest of it, and released when its response has been written; before that,
+//!   a connection reads ahead (up to [`READ_CHUNK_BYTES`]) only with memory to spare.
+//!   A frame must arrive within `request_read_timeout_ms` of its first byte (or of
+//!   being reserved, if it waited for memory), or the connection is closed, so a
+//!   client that announces a large frame and sends nothing holds it only for that
+//!   long, and only within the large frames' share.
 //! - Fetch responses reserve their record bytes from the broker-wide
 //!   `response_memory_bytes` (see `handlers/fetch.rs`), and a connection reads one
 //!   fetch response at a time: the next fetch waits until the previous response has been
@@ -99,8 +100,10 @@ pub async fn run(
         peer,
         broker: &broker,
         buffer: BytesMut::new(),
-        memory: RequestMemory::new(&broker),
-        reserved: None,
+        memory: RequestMemory::new(broker.request_memory.clone(), &broker.config),
+        admitted: None,
+        ahead: None,
+        unreserved: 0,
         deadline: None,
         produce_chain: Chain::default(),
         fetch_chain: Chain::default(),
@@ -132,9 +135,18 @@ struct RequestReader<'a> {
     /// Received bytes not yet cut into frames.
     buffer: BytesMut,
     memory: RequestMemory,
-    /// Request memory covering exactly the bytes in `buffer`.
-    reserved: Option<Reservation>,
-    /// When the frame being received must be complete; `None` between frames.
+    /// The frame at the front of `buffer`, reserved whole (see `memory.rs`) and not
+    /// yet complete; `buffer` holds nothing beyond it.
+    admitted: Option<Reservation>,
+    /// Read-ahead covering the buffered bytes when no frame is admitted, except
+    /// `unreserved` of them.
+    ahead: Option<Reservation>,
+    /// Buffered bytes read without a reservation, when no read-ahead could be had:
+    /// only enough to learn a frame's length (and the correlation id of one that is
+    /// too large), so at most [`HEADER_PEEK_BYTES`].
+    unreserved: usize,
+    /// When the frame being received must be complete; `None` between frames and
+    /// while it waits for memory.
     deadline: Option<Instant>,
     produce_chain: Chain,
     fetch_chain: Chain,
@@ -142,6 +154,10 @@ struct RequestReader<'a> {
     /// `max_in_flight_requests`, and the reader reads nothing more while all are taken.
     in_flight: Arc<Semaphore>,
 }
+
+/// Bytes that tell a frame's length and, for a frame too large to keep, the
+/// correlation id to answer it with.
+const HEADER_PEEK_BYTES: usize = LENGTH_PREFIX_BYTES + CORRELATION_ID_END_BYTES;
 
 impl RequestReader<'_> {
     /// Reads frames until end of stream, shutdown, or input that makes the stream
@@ -157,7 +173,7 @@ impl RequestReader<'_> {
             if let Some(length) = self.frame_length()
                 && length > max_request_bytes
                 && length <= FRAME_BYTES_MAX
-                && self.buffer.len() >= LENGTH_PREFIX_BYTES + CORRELATION_ID_END_BYTES
+                && self.buffer.len() >= HEADER_PEEK_BYTES
             {
                 let header = &self.buffer[LENGTH_PREFIX_BYTES..];
                 let api_key = i16::from_be_bytes([header[0], header[1]]);
@@ -201,6 +217,21 @@ impl RequestReader<'_> {
                 }
                 Ok(Decoded::Incomplete) => {}
             }
+            if let Some(length) = self.frame_length()
+                && length <= max_request_bytes
+                && self.admitted.is_none()
+            {
+                // Reserve the whole frame before reading more of it. Waiting for memory
+                // is not the client's fault: its deadline starts again once admitted.
+                let held = self.ahead.take();
+                self.unreserved = 0;
+                let admitted = tokio::select! {
+                    admitted = self.memory.admit(LENGTH_PREFIX_BYTES + length, held) => admitted,
+                    () = queue.closed() => return Err("the connection's writer stopped".into()),
+                };
+                self.admitted = Some(admitted);
+                self.deadline = Some(self.frame_deadline());
+            }
             if stopping && self.buffer.is_empty() {
                 return Ok(());
             }
@@ -221,8 +252,7 @@ impl RequestReader<'_> {
             if self.deadline.is_none() {
                 self.deadline = Some(self.frame_deadline());
             }
-            let want = self.next_read_bytes();
-            match self.read_some(want).await? {
+            match self.read_some()? {
                 ReadOutcome::Bytes => {}
                 ReadOutcome::WouldBlock => {
                     if self.buffer.is_empty() {
@@ -258,79 +288,108 @@ impl RequestReader<'_> {
         )
     }
 
-    /// How many bytes to read next: the rest of the frame being received (or enough
-    /// for a few small frames when its length is not known yet), at most a chunk.
-    fn next_read_bytes(&self) -> usize {
-        match self.frame_length() {
-            Some(length) => (LENGTH_PREFIX_BYTES + length)
-                .saturating_sub(self.buffer.len())
-                .clamp(1, READ_CHUNK_BYTES),
-            None => READ_CHUNK_BYTES,
-        }
-    }
-
-    /// Reads up to `want` bytes without blocking, after reserving request memory for
-    /// them (waiting for it, up to the frame's deadline). Afterwards the reservation
-    /// covers exactly the buffered bytes again.
-    async fn read_some(&mut self, want: usize) -> Result<ReadOutcome, String> {
-        let extra = tokio::select! {
-            reservation = self.memory.reserve(want) => reservation,
-            () = sleep_until(self.deadline) => return Err(self.late()),
-        };
-        match &mut self.reserved {
-            Some(reserved) => reserved.merge(extra),
-            None => self.reserved = Some(extra),
-        }
-        self.buffer.reserve(want);
-        let read = self
-            .reader
-            .try_read_buf(&mut (&mut self.buffer).limit(want));
-        let outcome = match read {
-            Ok(0) => ReadOutcome::Closed,
-            Ok(bytes) => {
-                metrics::counter!("fjord_network_received_bytes_total").increment(bytes as u64);
-                ReadOutcome::Bytes
+    /// Reads what the memory held allows, without blocking: the rest of an admitted
+    /// frame (a chunk at a time); otherwise a chunk of read-ahead if the budgets have
+    /// one to spare now, or else only the few bytes that tell the next frame's length.
+    fn read_some(&mut self) -> Result<ReadOutcome, String> {
+        let mut read_ahead = None;
+        let want = match (&self.admitted, self.frame_length()) {
+            (Some(_), Some(length)) => {
+                (LENGTH_PREFIX_BYTES + length - self.buffer.len()).min(READ_CHUNK_BYTES)
             }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
-            Err(error) => return Err(format!("read failed: {error}")),
+            _ => {
+                if self.unreserved == 0 {
+                    read_ahead = self.memory.try_read_ahead(READ_CHUNK_BYTES);
+                }
+                match read_ahead {
+                    Some(_) => READ_CHUNK_BYTES,
+                    None => HEADER_PEEK_BYTES.saturating_sub(self.buffer.len()).max(1),
+                }
+            }
         };
-        let held = self.reserved.as_ref().map_or(0, Reservation::bytes);
-        let excess = held - self.buffer.len();
-        if excess == held {
-            self.reserved = None;
+        let before = self.buffer.len();
+        let outcome = self.read_into_buffer(want)?;
+        let arrived = self.buffer.len() - before;
+        if let Some(mut reservation) = read_ahead {
+            // Keep the read-ahead of the bytes that arrived, give back the rest.
+            if let Some(kept) = reservation.split_read_ahead(arrived) {
+                match &mut self.ahead {
+                    Some(ahead) => ahead.merge(kept),
+                    None => self.ahead = Some(kept),
+                }
+            }
+        } else if self.admitted.is_none() {
+            self.unreserved += arrived;
+        }
+        if self.buffer.is_empty() {
             self.buffer = BytesMut::new();
-        } else if let Some(reserved) = &mut self.reserved {
-            drop(reserved.split(excess));
+            self.ahead = None;
         }
         Ok(outcome)
     }
 
-    /// The reservation of the first `bytes` buffered bytes, handed to their frame.
-    fn take_reserved(&mut self, bytes: usize) -> Option<Reservation> {
-        let reserved = self.reserved.as_mut()?;
-        if reserved.bytes() == bytes {
-            return self.reserved.take();
+    /// Reads up to `want` bytes into the buffer without blocking.
+    fn read_into_buffer(&mut self, want: usize) -> Result<ReadOutcome, String> {
+        let before = self.buffer.len();
+        self.buffer.reserve(want);
+        let read = self
+            .reader
+            .try_read_buf(&mut (&mut self.buffer).limit(want));
+        match read {
+            Ok(0) => Ok(ReadOutcome::Closed),
+            Ok(bytes) => {
+                debug_assert_eq!(self.buffer.len(), before + bytes);
+                metrics::counter!("fjord_network_received_bytes_total").increment(bytes as u64);
+                Ok(ReadOutcome::Bytes)
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
+            Err(error) => Err(format!("read failed: {error}")),
         }
-        reserved.split(bytes)
+    }
+
+    /// The reservation of a complete frame of `bytes` at the front of the buffer.
+    fn take_reserved(&mut self, bytes: usize) -> Option<Reservation> {
+        if let Some(admitted) = self.admitted.take() {
+            return Some(admitted);
+        }
+        let from_unreserved = self.unreserved.min(bytes);
+        self.unreserved -= from_unreserved;
+        let reserved = bytes - from_unreserved;
+        if reserved == 0 {
+            return None;
+        }
+        let ahead = self.ahead.as_mut()?;
+        let frame = if ahead.bytes() == reserved {
+            self.ahead.take()
+        } else {
+            ahead.split_read_ahead(reserved)
+        };
+        frame.map(Reservation::into_frame)
     }
 
     /// Reads and drops the `bytes` of a frame too large to keep, whose first bytes are
-    /// buffered.
+    /// buffered, through a small scratch buffer that no budget needs to cover.
     async fn discard(&mut self, bytes: usize) -> Result<(), String> {
-        let mut remaining = bytes - self.buffer.len();
+        let mut remaining = bytes.saturating_sub(self.buffer.len());
         self.buffer = BytesMut::new();
-        self.reserved = None;
+        self.admitted = None;
+        self.ahead = None;
+        self.unreserved = 0;
+        let mut scratch = [0_u8; 8 * 1024];
         while remaining > 0 {
             tokio::select! {
                 ready = self.reader.readable() => ready.map_err(|error| format!("read failed: {error}"))?,
                 () = sleep_until(self.deadline) => return Err(self.late()),
             }
-            let outcome = self.read_some(remaining.min(READ_CHUNK_BYTES)).await?;
-            remaining -= self.buffer.len();
-            self.buffer = BytesMut::new();
-            self.reserved = None;
-            if let ReadOutcome::Closed = outcome {
-                return Err("peer closed the connection inside an oversized frame".into());
+            let want = remaining.min(scratch.len());
+            match self.reader.try_read(&mut scratch[..want]) {
+                Ok(0) => return Err("peer closed the connection inside an oversized frame".into()),
+                Ok(read) => {
+                    metrics::counter!("fjord_network_received_bytes_total").increment(read as u64);
+                    remaining -= read;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(format!("read failed: {error}")),
             }
         }
         self.deadline = None;
