@@ -96,6 +96,10 @@ pub struct BrokerHandle {
     http_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The HTTP server stops last, so that `/readyz` answers 503 (shutting down) for as
+    /// long as the rest of the broker is stopping.
+    http_shutdown: watch::Sender<bool>,
+    http_task: JoinHandle<()>,
 }
 
 impl Broker {
@@ -141,12 +145,13 @@ impl Broker {
         let (shutdown, shutdown_receiver) = watch::channel(false);
         let mut tasks = Vec::new();
         let http_state = HttpState::starting();
-        tasks.push(tokio::spawn(crate::http::serve(
+        let (http_shutdown, http_shutdown_receiver) = watch::channel(false);
+        let http_task = tokio::spawn(crate::http::serve(
             http_listener,
             http_state.clone(),
-            shutdown_receiver.clone(),
+            http_shutdown_receiver,
             Duration::from_millis(config.shutdown_timeout_ms),
-        )));
+        ));
         tasks.push(tokio::spawn(crate::metrics::run_upkeep(
             shutdown_receiver.clone(),
         )));
@@ -171,7 +176,7 @@ impl Broker {
         let (logs, controller) = opened;
         logs.set_parallelism(config.recovery_threads);
         let broker = Arc::new(Broker {
-            request_memory: Arc::new(Semaphore::new(config.request_memory_bytes)),
+            request_memory: crate::server::memory::RequestPools::new(&config),
             response_memory: Arc::new(Semaphore::new(config.response_memory_bytes)),
             groups: GroupService::new(&config),
             config,
@@ -241,6 +246,8 @@ impl Broker {
             http_addr,
             shutdown,
             tasks,
+            http_shutdown,
+            http_task,
         })
     }
 
@@ -579,7 +586,8 @@ impl BrokerHandle {
     }
 
     /// Graceful shutdown: stop accepting, finish in-flight requests, flush and
-    /// checkpoint every log.
+    /// checkpoint every log, and only then stop the HTTP server (whose `/readyz`
+    /// answers 503 meanwhile).
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.broker.set_phase(Phase::ShuttingDown);
         self.shutdown.send_replace(true);
@@ -589,7 +597,12 @@ impl BrokerHandle {
             }
         }
         let logs = self.broker.logs.clone();
-        tokio::task::spawn_blocking(move || logs.close_all()).await??;
+        let closed = tokio::task::spawn_blocking(move || logs.close_all()).await;
+        self.http_shutdown.send_replace(true);
+        if let Err(error) = self.http_task.await {
+            tracing::error!(%error, "the HTTP server failed during shutdown");
+        }
+        closed??;
         tracing::info!("broker stopped cleanly");
         Ok(())
     }

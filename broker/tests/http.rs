@@ -1300,6 +1300,69 @@ async fn record_peek_pages_through_committed_records() {
 // ---------------------------------------------------------------------------------
 // Health, readiness and shutdown.
 
+/// During a graceful shutdown the HTTP server keeps answering, `/readyz` with 503 and
+/// "shutting down", for as long as the broker is stopping: here, until a request it
+/// had partly received is complete and answered with BROKER_SHUTTING_DOWN. Then the
+/// HTTP server stops too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_the_broker_shuts_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let http_addr = broker.http_addr();
+    assert_eq!(get(http_addr, "/readyz").await.status, 200);
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    let header = fjord_protocol::frame::RequestHeader {
+        api_key: ApiKey::Metadata.code(),
+        api_version: 0,
+        correlation_id: 7,
+        client_id: Some("http-test".into()),
+    };
+    let mut frame = bytes::BytesMut::new();
+    fjord_protocol::frame::encode_request(&mut frame, &header, |out| {
+        fjord_protocol::messages::Message::encode(&MetadataRequest { topics: None }, out)
+    });
+    let (first, rest) = frame.split_at(frame.len() - 1);
+    tokio::io::AsyncWriteExt::write_all(&mut client.stream, first)
+        .await
+        .unwrap();
+    let stopping = tokio::spawn(broker.shutdown());
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let response = get(http_addr, "/readyz").await;
+        if response.status == 503 {
+            let message = response.expect_error(503, "not_ready");
+            assert!(message.contains("shutting down"), "{message}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never said the broker is shutting down"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !stopping.is_finished(),
+        "the partial request holds shutdown up"
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut client.stream, rest)
+        .await
+        .unwrap();
+    let (answer, _) = client.receive().await;
+    assert_eq!(
+        (answer.correlation_id, answer.error_code),
+        (7, ErrorCode::BrokerShuttingDown)
+    );
+    tokio::time::timeout(TIMEOUT, stopping)
+        .await
+        .expect("shutdown finishes")
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(http_addr).await.is_err(),
+        "the HTTP server stopped last"
+    );
+}
+
 /// The probes and `/metrics` answer before the broker exists, `/readyz` and the `/v1`
 /// routes with 503 and the reason; on a started broker `/readyz` is 200; and the HTTP
 /// server stops on the broker's shutdown signal.
