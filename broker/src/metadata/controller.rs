@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::image::{MetadataImage, TopicImage};
 use super::log::MetadataLog;
+use super::position::LogPosition;
 use super::records::MetadataRecord;
 use super::topic_config::{self, TopicConfigError};
 use crate::config::BrokerConfig;
@@ -119,6 +120,30 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// The position of the `index`th record of the local metadata log. The local log has
+/// no terms or leaders, and no batches either: every record is its own entry, so that
+/// replaying the file gives the same positions as the appends did.
+fn local_position(index: u64) -> LogPosition {
+    LogPosition {
+        term: 0,
+        leader: 0,
+        index,
+    }
+}
+
+/// Applies records as the entries that follow the image's position.
+fn apply_local(image: &mut MetadataImage, records: &[MetadataRecord]) {
+    for record in records {
+        let index = image
+            .applied_position()
+            .map_or(0, |position| position.index)
+            + 1;
+        image
+            .apply(local_position(index), record)
+            .expect("the next index always follows the applied position");
+    }
+}
+
 #[derive(Debug)]
 pub struct Controller {
     defaults: BrokerConfig,
@@ -133,13 +158,9 @@ impl Controller {
     /// registers this broker at `host:port`.
     pub fn open(config: &BrokerConfig, host: &str, port: u16) -> Result<Self, StorageError> {
         let (log, records) = MetadataLog::open(&config.data_dir)?;
-        let mut image = MetadataImage {
-            controller_id: config.node_id,
-            ..MetadataImage::default()
-        };
-        for record in &records {
-            image.apply(record);
-        }
+        let mut image = MetadataImage::default();
+        image.controller_id = config.node_id;
+        apply_local(&mut image, &records);
         let controller = Self {
             defaults: config.clone(),
             partitions_max: crate::resources::partitions_max(config),
@@ -194,9 +215,7 @@ impl Controller {
     ) -> Result<Arc<MetadataImage>, StorageError> {
         log.append(records)?;
         let mut image = (*self.image()).clone();
-        for record in records {
-            image.apply(record);
-        }
+        apply_local(&mut image, records);
         let image = Arc::new(image);
         self.image.send_replace(image.clone());
         Ok(image)
@@ -290,7 +309,7 @@ impl Controller {
                 replicas,
             };
             let mut preview = image.clone();
-            preview.apply(&record);
+            apply_local(&mut preview, std::slice::from_ref(&record));
             let topic = preview.topic(&name).expect("just created").clone();
             Ok((
                 if validate_only {
@@ -458,5 +477,42 @@ mod tests {
             controller.delete_topic("orders"),
             Err(TopicError::UnknownTopic(_))
         ));
+    }
+
+    /// A validate-only creation answers with the topic it would make and changes
+    /// nothing; the image rebuilt from the log on restart is the one published before,
+    /// at the same position (one entry per record), and a broker at a new address is
+    /// registered again.
+    #[test]
+    fn replay_gives_the_published_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::for_tests(dir.path());
+        let controller = Controller::open(&config, "127.0.0.1", 9192).unwrap();
+        let started = controller.image();
+        assert_eq!(started.applied_position(), Some(local_position(2)));
+        let request = CreateTopic {
+            name: "orders".into(),
+            partitions: Some(2),
+            ..Default::default()
+        };
+        let preview = controller.create_topic(&request, true).unwrap();
+        assert_eq!(preview.partitions.len(), 2);
+        assert_eq!(controller.image(), started);
+        controller.create_topic(&request, false).unwrap();
+        controller.bump_leader_epoch("orders", 1).unwrap();
+        assert_eq!(controller.bump_leader_epoch("orders", 1).unwrap(), 2);
+        let published = controller.image();
+        assert_eq!(published.applied_position(), Some(local_position(5)));
+        drop(controller);
+
+        let controller = Controller::open(&config, "127.0.0.1", 9192).unwrap();
+        assert_eq!(controller.image(), published);
+        drop(controller);
+        let controller = Controller::open(&config, "127.0.0.1", 9999).unwrap();
+        assert_eq!(controller.image().brokers[&config.node_id].port, 9999);
+        assert_eq!(
+            controller.image().applied_position(),
+            Some(local_position(6))
+        );
     }
 }

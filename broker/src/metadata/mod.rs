@@ -2,7 +2,9 @@
 //! [`MetadataImage`] that the rest of the broker reads through a watch channel.
 //!
 //! - [`records`]: the record types (the only way metadata changes).
-//! - [`image`]: the in-memory image and how each record changes it.
+//! - [`image`]: the image as a state machine: applies records at a log
+//!   [`position`], refuses entries at or before the last applied one, snapshot and
+//!   restore.
 //! - [`log`]: the durable local metadata log of a single-node broker.
 //! - [`controller`]: validates requests (create/delete topic, change config), turns
 //!   them into records, makes them durable and publishes the new image.
@@ -16,10 +18,12 @@
 pub mod controller;
 pub mod image;
 pub mod log;
+pub mod position;
 pub mod raft;
 pub mod records;
 pub mod topic_config;
 
 pub use controller::{Controller, CreateTopic, TopicError};
-pub use image::{BrokerInfo, MetadataImage, PartitionImage, TopicImage};
+pub use image::{BrokerInfo, ImageSnapshot, MetadataImage, PartitionImage, TopicImage};
+pub use position::LogPosition;
 pub use records::MetadataRecord;
