@@ -115,18 +115,19 @@ impl Controller {
         image: &MetadataImage,
         requests: &[MetadataRequest],
     ) -> Result<(Vec<MetadataRecord>, MetadataImage), TopicError> {
-        let live_brokers: BTreeSet<i32> = image.brokers.keys().copied().collect();
         // Only this broker's budget is known here; in a cluster every broker will
         // report its own.
         let partition_budgets = BTreeMap::from([(self.defaults.node_id, self.partitions_max)]);
-        let inputs = Inputs {
-            defaults: &self.defaults,
-            live_brokers: &live_brokers,
-            partition_budgets: &partition_budgets,
-        };
         let mut after = image.clone();
         let mut records = Vec::new();
         for request in requests {
+            // Without heartbeats yet, every registered broker counts as live.
+            let live_brokers: BTreeSet<i32> = after.brokers.keys().copied().collect();
+            let inputs = Inputs {
+                defaults: &self.defaults,
+                live_brokers: &live_brokers,
+                partition_budgets: &partition_budgets,
+            };
             let more = front_end::records_for(request, &after, &inputs, &mut SystemRandomness)?;
             apply_local(&mut after, &more);
             records.extend(more);
@@ -333,5 +334,44 @@ mod tests {
             controller.image().applied_position(),
             Some(local_position(6))
         );
+    }
+
+    /// Requests from many threads at once are decided one at a time, each against the
+    /// image the one before it published: of eight creations of one name exactly one
+    /// succeeds, and four changes of different keys all stay.
+    #[test]
+    fn concurrent_requests_are_decided_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::for_tests(dir.path());
+        let controller = Controller::open(&config, "127.0.0.1", 9192).unwrap();
+        let request = CreateTopic {
+            name: "orders".into(),
+            ..Default::default()
+        };
+        let created = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| controller.create_topic(&request, false).is_ok()))
+                .collect();
+            let results: Vec<bool> = threads
+                .into_iter()
+                .map(|thread| thread.join().unwrap())
+                .collect();
+            results.into_iter().filter(|created| *created).count()
+        });
+        assert_eq!(created, 1);
+
+        let keys = ["flush.bytes", "flush.ms", "retention.ms", "segment.ms"];
+        std::thread::scope(|scope| {
+            for key in keys {
+                let controller = &controller;
+                scope.spawn(move || {
+                    let change = BTreeMap::from([(key.to_owned(), Some("5000".to_owned()))]);
+                    controller.alter_topic_config("orders", &change).unwrap();
+                });
+            }
+        });
+        let image = controller.image();
+        let config = &image.topic("orders").unwrap().config;
+        assert_eq!(config.keys().collect::<Vec<_>>(), keys);
     }
 }
