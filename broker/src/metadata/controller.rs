@@ -1,122 +1,63 @@
-//! The controller: the only writer of metadata. It validates a request against the
-//! current image, turns it into records, makes them durable in the metadata log,
-//! applies them and publishes the new image.
+//! The controller: the only writer of metadata, and the shell around the pure
+//! [front end](super::front_end). For each request it takes the log's lock, asks the
+//! front end for the records (with real ids and this broker's limits), appends them
+//! durably to the metadata log, applies them to the image and publishes the new image.
 //!
 //! On a single node the controller is local and its log is a file; the cluster issue
 //! replaces the log with a Raft quorum behind the same methods.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use fjord_protocol::ErrorCode;
-use fjord_protocol::limits::TOPIC_NAME_BYTES_MAX;
 use tokio::sync::watch;
 
+use super::front_end::{self, Inputs, MetadataRequest, Randomness};
+pub use super::front_end::{CreateTopic, TOPIC_PARTITIONS_MAX, TopicError, validate_topic_name};
 use super::image::{MetadataImage, TopicImage};
 use super::log::MetadataLog;
+use super::position::LogPosition;
 use super::records::MetadataRecord;
-use super::topic_config::{self, TopicConfigError};
 use crate::config::BrokerConfig;
 use crate::storage::StorageError;
 
-/// Most partitions one topic may have.
-pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+/// The controller's randomness: ids and placement offsets from the operating system's
+/// random source (through `uuid`'s version 4 ids).
+struct SystemRandomness;
 
-/// A request to create a topic; `None` takes the broker's default.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CreateTopic {
-    pub name: String,
-    pub partitions: Option<i32>,
-    pub replication_factor: Option<i16>,
-    pub config: BTreeMap<String, String>,
-}
+impl Randomness for SystemRandomness {
+    fn new_id(&mut self) -> uuid::Uuid {
+        uuid::Uuid::new_v4()
+    }
 
-/// Why a topic operation was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum TopicError {
-    #[error("topic '{0}' already exists")]
-    AlreadyExists(String),
-    #[error("topic '{0}' does not exist")]
-    UnknownTopic(String),
-    /// The topic belongs to the broker itself (such as the consumer offsets topic)
-    /// and clients may not delete it.
-    #[error("topic '{0}' is internal to the broker and cannot be deleted")]
-    Protected(String),
-    #[error("invalid topic name: {0}")]
-    InvalidName(String),
-    #[error("invalid partition count: {0}")]
-    InvalidPartitions(String),
-    #[error("invalid replication factor: {0}")]
-    InvalidReplicationFactor(String),
-    /// More partitions than this broker's budget leaves room for (see
-    /// [`crate::resources::partitions_max`]).
-    #[error(
-        "{requested} more partitions exceed this broker's limit: {held} of {limit} are held (max_partitions, or the open-file limit)"
-    )]
-    PartitionLimit {
-        requested: usize,
-        held: usize,
-        limit: usize,
-    },
-    /// More replicas than brokers: the request is valid, the cluster too small for it.
-    #[error("replication factor {requested} exceeds the number of brokers ({available})")]
-    NotEnoughBrokers { requested: i16, available: usize },
-    #[error("invalid topic config: {0}")]
-    InvalidConfig(String),
-    /// Each value is valid, but not together with the others and the broker's defaults.
-    #[error("inconsistent topic config: {0}")]
-    InconsistentConfig(String),
-    #[error("metadata storage failed: {0}")]
-    Storage(#[from] StorageError),
-}
-
-impl TopicError {
-    pub fn error_code(&self) -> ErrorCode {
-        match self {
-            Self::AlreadyExists(_) => ErrorCode::TopicAlreadyExists,
-            Self::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
-            Self::InvalidName(_) | Self::Protected(_) => ErrorCode::InvalidTopic,
-            Self::InvalidPartitions(_) | Self::PartitionLimit { .. } => {
-                ErrorCode::InvalidPartitions
-            }
-            Self::InvalidReplicationFactor(_) | Self::NotEnoughBrokers { .. } => {
-                ErrorCode::InvalidReplicationFactor
-            }
-            Self::InvalidConfig(_) | Self::InconsistentConfig(_) => ErrorCode::InvalidConfig,
-            Self::Storage(_) => ErrorCode::StorageError,
-        }
+    fn below(&mut self, bound: usize) -> usize {
+        // 122 random bits: the bias of the remainder is far below anything placement
+        // could notice.
+        (uuid::Uuid::new_v4().as_u128() % bound as u128) as usize
     }
 }
 
-impl From<TopicConfigError> for TopicError {
-    fn from(error: TopicConfigError) -> Self {
-        match error {
-            TopicConfigError::Invalid(reason) => Self::InvalidConfig(reason),
-            TopicConfigError::Inconsistent(reason) => Self::InconsistentConfig(reason),
-        }
+/// The position of the `index`th record of the local metadata log. The local log has
+/// no terms or leaders, and no batches either: every record is its own entry, so that
+/// replaying the file gives the same positions as the appends did.
+fn local_position(index: u64) -> LogPosition {
+    LogPosition {
+        term: 0,
+        leader: 0,
+        index,
     }
 }
 
-/// Checks a topic name: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
-pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
-    let invalid = |reason: String| Err(TopicError::InvalidName(reason));
-    if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX {
-        return invalid(format!(
-            "'{name}' must have 1 to {TOPIC_NAME_BYTES_MAX} characters"
-        ));
+/// Applies records as the entries that follow the image's position.
+fn apply_local(image: &mut MetadataImage, records: &[MetadataRecord]) {
+    for record in records {
+        let index = image
+            .applied_position()
+            .map_or(0, |position| position.index)
+            + 1;
+        image
+            .apply(local_position(index), record)
+            .expect("the next index always follows the applied position");
     }
-    if name == "." || name == ".." {
-        return invalid(format!("'{name}' is reserved"));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return invalid(format!(
-            "'{name}' contains '{bad}'; allowed are letters, digits, '.', '_' and '-'"
-        ));
-    }
-    Ok(())
 }
 
 #[derive(Debug)]
@@ -133,40 +74,27 @@ impl Controller {
     /// registers this broker at `host:port`.
     pub fn open(config: &BrokerConfig, host: &str, port: u16) -> Result<Self, StorageError> {
         let (log, records) = MetadataLog::open(&config.data_dir)?;
-        let mut image = MetadataImage {
-            controller_id: config.node_id,
-            ..MetadataImage::default()
-        };
-        for record in &records {
-            image.apply(record);
-        }
+        let mut image = MetadataImage::default();
+        image.controller_id = config.node_id;
+        apply_local(&mut image, &records);
         let controller = Self {
             defaults: config.clone(),
             partitions_max: crate::resources::partitions_max(config),
             log: Mutex::new(log),
             image: watch::Sender::new(Arc::new(image)),
         };
-        let mut startup = Vec::new();
-        if controller.image().cluster_id.is_empty() {
-            startup.push(MetadataRecord::ClusterInitialized {
-                cluster_id: uuid::Uuid::new_v4().to_string(),
-            });
-        }
-        let registered = controller
-            .image()
-            .brokers
-            .get(&config.node_id)
-            .map(|b| (b.host.clone(), b.port));
-        if registered != Some((host.to_owned(), port)) {
-            startup.push(MetadataRecord::BrokerRegistered {
+        let startup = [
+            MetadataRequest::InitializeCluster,
+            MetadataRequest::RegisterBroker {
                 node_id: config.node_id,
                 host: host.to_owned(),
                 port,
-            });
-        }
-        if !startup.is_empty() {
-            controller.commit(&startup)?;
-        }
+            },
+        ];
+        controller.submit(&startup).map_err(|error| match error {
+            TopicError::Storage(error) => error,
+            refused => unreachable!("starting up cannot be refused: {refused}"),
+        })?;
         Ok(controller)
     }
 
@@ -180,42 +108,57 @@ impl Controller {
         self.image.subscribe()
     }
 
-    /// Appends records durably, applies them and publishes the new image.
-    fn commit(&self, records: &[MetadataRecord]) -> Result<Arc<MetadataImage>, StorageError> {
-        let mut log = self.log.lock().expect("metadata lock poisoned");
-        self.commit_locked(&mut log, records)
+    /// Asks the front end for the records of `requests` against `image`, each request
+    /// seeing the records of those before it.
+    fn records_for(
+        &self,
+        image: &MetadataImage,
+        requests: &[MetadataRequest],
+    ) -> Result<(Vec<MetadataRecord>, MetadataImage), TopicError> {
+        // Only this broker's budget is known here; in a cluster every broker will
+        // report its own.
+        let partition_budgets = BTreeMap::from([(self.defaults.node_id, self.partitions_max)]);
+        let mut after = image.clone();
+        let mut records = Vec::new();
+        for request in requests {
+            // Without heartbeats yet, every registered broker counts as live.
+            let live_brokers: BTreeSet<i32> = after.brokers.keys().copied().collect();
+            let inputs = Inputs {
+                defaults: &self.defaults,
+                live_brokers: &live_brokers,
+                partition_budgets: &partition_budgets,
+            };
+            let more = front_end::records_for(request, &after, &inputs, &mut SystemRandomness)?;
+            apply_local(&mut after, &more);
+            records.extend(more);
+        }
+        Ok((records, after))
     }
 
-    /// [`Controller::commit`] for a caller that already holds the log's lock.
-    fn commit_locked(
+    /// Carries out requests as one step and returns the image before and after. The
+    /// log's lock is held from the front end's decision to publication, so two
+    /// concurrent requests (two creations of one name, two config changes of one topic)
+    /// cannot both be decided against the same image.
+    fn submit(
         &self,
-        log: &mut MetadataLog,
-        records: &[MetadataRecord],
-    ) -> Result<Arc<MetadataImage>, StorageError> {
-        log.append(records)?;
-        let mut image = (*self.image()).clone();
-        for record in records {
-            image.apply(record);
+        requests: &[MetadataRequest],
+    ) -> Result<(Arc<MetadataImage>, Arc<MetadataImage>), TopicError> {
+        let mut log = self.log.lock().expect("metadata lock poisoned");
+        let before = self.image();
+        let (records, after) = self.records_for(&before, requests)?;
+        if records.is_empty() {
+            return Ok((before.clone(), before));
         }
-        let image = Arc::new(image);
-        self.image.send_replace(image.clone());
-        Ok(image)
+        log.append(&records)?;
+        let after = Arc::new(after);
+        self.image.send_replace(after.clone());
+        Ok((before, after))
     }
 
-    /// Validates an operation against the current image and commits its records as one
-    /// step: the log's lock is held from validation to publication, so two concurrent
-    /// creations of the same name (or two config changes of one topic) cannot both
-    /// validate against the same image.
-    fn locked<T>(
-        &self,
-        operation: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), TopicError>,
-    ) -> Result<T, TopicError> {
-        let mut log = self.log.lock().expect("metadata lock poisoned");
-        let (records, value) = operation(&self.image())?;
-        if !records.is_empty() {
-            self.commit_locked(&mut log, &records)?;
-        }
-        Ok(value)
+    /// The image a request would make, without making it.
+    fn preview(&self, request: &MetadataRequest) -> Result<MetadataImage, TopicError> {
+        let (_, after) = self.records_for(&self.image(), std::slice::from_ref(request))?;
+        Ok(after)
     }
 
     /// Creates a topic (or only checks that it could be created).
@@ -224,125 +167,36 @@ impl Controller {
         request: &CreateTopic,
         validate_only: bool,
     ) -> Result<Arc<TopicImage>, TopicError> {
-        validate_topic_name(&request.name)?;
-        let partitions = request
-            .partitions
-            .unwrap_or(self.defaults.default_partitions);
-        if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
-            return Err(TopicError::InvalidPartitions(format!(
-                "{partitions}; must be between 1 and {TOPIC_PARTITIONS_MAX}"
-            )));
-        }
-        let replication_factor = request
-            .replication_factor
-            .unwrap_or(self.defaults.default_replication_factor);
-        topic_config::resolve(&self.defaults, &request.config)?;
-        let topic_id = uuid::Uuid::new_v4();
-        let name = request.name.clone();
-        let created = self.locked(|image| {
-            if image.topic(&name).is_some() {
-                return Err(TopicError::AlreadyExists(name.clone()));
-            }
-            let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-            if replication_factor < 1 {
-                return Err(TopicError::InvalidReplicationFactor(format!(
-                    "{replication_factor}; must be at least 1"
-                )));
-            }
-            if replication_factor as usize > brokers.len() {
-                return Err(TopicError::NotEnoughBrokers {
-                    requested: replication_factor,
-                    available: brokers.len(),
-                });
-            }
-            let replicas: Vec<Vec<i32>> = (0..partitions as usize)
-                .map(|partition| {
-                    (0..replication_factor as usize)
-                        .map(|r| brokers[(partition + r) % brokers.len()])
-                        .collect()
-                })
-                .collect();
-            // Only this broker's budget is known here; in a cluster every broker will
-            // report its own.
-            let node_id = self.defaults.node_id;
-            let on_this_broker = |replicas: &Vec<i32>| replicas.contains(&node_id);
-            let held = image
-                .topics
-                .values()
-                .flat_map(|topic| &topic.partitions)
-                .filter(|partition| on_this_broker(&partition.replicas))
-                .count();
-            let requested = replicas
-                .iter()
-                .filter(|replicas| on_this_broker(replicas))
-                .count();
-            if held + requested > self.partitions_max {
-                return Err(TopicError::PartitionLimit {
-                    requested,
-                    held,
-                    limit: self.partitions_max,
-                });
-            }
-            let record = MetadataRecord::TopicCreated {
-                name: name.clone(),
-                topic_id: topic_id.to_string(),
-                config: request.config.clone(),
-                replicas,
-            };
-            let mut preview = image.clone();
-            preview.apply(&record);
-            let topic = preview.topic(&name).expect("just created").clone();
-            Ok((
-                if validate_only {
-                    Vec::new()
-                } else {
-                    vec![record]
-                },
-                topic,
-            ))
-        })?;
-        Ok(created)
+        let create = MetadataRequest::CreateTopic(request.clone());
+        let after = if validate_only {
+            Arc::new(self.preview(&create)?)
+        } else {
+            self.submit(std::slice::from_ref(&create))?.1
+        };
+        Ok(after.topic(&request.name).expect("just created").clone())
     }
 
     /// Deletes a topic; returns what it was.
     pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicImage>, TopicError> {
-        self.locked(|image| {
-            let topic = image
-                .topic(name)
-                .ok_or_else(|| TopicError::UnknownTopic(name.to_owned()))?
-                .clone();
-            Ok((
-                vec![MetadataRecord::TopicDeleted {
-                    topic_id: topic.topic_id.to_string(),
-                }],
-                topic,
-            ))
-        })
+        let (before, _) = self.submit(&[MetadataRequest::DeleteTopic {
+            name: name.to_owned(),
+        }])?;
+        Ok(before.topic(name).expect("just deleted").clone())
     }
 
     /// Bumps a partition's leader epoch, keeping its leader and in-sync set: its log
     /// was recreated after a loss, and followers and consumers that check epochs must
     /// see that the history changed.
     pub fn bump_leader_epoch(&self, name: &str, partition: i32) -> Result<i32, TopicError> {
-        self.locked(|image| {
-            let topic = image
-                .topic(name)
-                .ok_or_else(|| TopicError::UnknownTopic(name.to_owned()))?;
-            let current = topic
-                .partition(partition)
-                .ok_or_else(|| TopicError::UnknownTopic(format!("{name}-{partition}")))?;
-            let leader_epoch = current.leader_epoch + 1;
-            Ok((
-                vec![MetadataRecord::PartitionChanged {
-                    topic_id: topic.topic_id.to_string(),
-                    partition,
-                    leader: current.leader,
-                    leader_epoch,
-                    isr: current.isr.clone(),
-                }],
-                leader_epoch,
-            ))
-        })
+        let (_, after) = self.submit(&[MetadataRequest::BumpLeaderEpoch {
+            name: name.to_owned(),
+            partition,
+        }])?;
+        let topic = after.topic(name).expect("just changed");
+        Ok(topic
+            .partition(partition)
+            .expect("just changed")
+            .leader_epoch)
     }
 
     /// Changes a topic's config overrides incrementally, like Kafka's
@@ -355,26 +209,11 @@ impl Controller {
         name: &str,
         changes: &BTreeMap<String, Option<String>>,
     ) -> Result<Arc<TopicImage>, TopicError> {
-        self.locked(|image| {
-            let topic = image
-                .topic(name)
-                .ok_or_else(|| TopicError::UnknownTopic(name.to_owned()))?;
-            let mut config = topic.config.clone();
-            for (key, value) in changes {
-                match value {
-                    Some(value) => config.insert(key.clone(), value.clone()),
-                    None => config.remove(key),
-                };
-            }
-            topic_config::resolve(&self.defaults, &config)?;
-            let record = MetadataRecord::TopicConfigChanged {
-                topic_id: topic.topic_id.to_string(),
-                config: config.clone(),
-            };
-            let mut updated = (**topic).clone();
-            updated.config = config;
-            Ok((vec![record], Arc::new(updated)))
-        })
+        let (_, after) = self.submit(&[MetadataRequest::AlterTopicConfig {
+            name: name.to_owned(),
+            changes: changes.clone(),
+        }])?;
+        Ok(after.topic(name).expect("just changed").clone())
     }
 }
 
@@ -458,5 +297,81 @@ mod tests {
             controller.delete_topic("orders"),
             Err(TopicError::UnknownTopic(_))
         ));
+    }
+
+    /// A validate-only creation answers with the topic it would make and changes
+    /// nothing; the image rebuilt from the log on restart is the one published before,
+    /// at the same position (one entry per record), and a broker at a new address is
+    /// registered again.
+    #[test]
+    fn replay_gives_the_published_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::for_tests(dir.path());
+        let controller = Controller::open(&config, "127.0.0.1", 9192).unwrap();
+        let started = controller.image();
+        assert_eq!(started.applied_position(), Some(local_position(2)));
+        let request = CreateTopic {
+            name: "orders".into(),
+            partitions: Some(2),
+            ..Default::default()
+        };
+        let preview = controller.create_topic(&request, true).unwrap();
+        assert_eq!(preview.partitions.len(), 2);
+        assert_eq!(controller.image(), started);
+        controller.create_topic(&request, false).unwrap();
+        controller.bump_leader_epoch("orders", 1).unwrap();
+        assert_eq!(controller.bump_leader_epoch("orders", 1).unwrap(), 2);
+        let published = controller.image();
+        assert_eq!(published.applied_position(), Some(local_position(5)));
+        drop(controller);
+
+        let controller = Controller::open(&config, "127.0.0.1", 9192).unwrap();
+        assert_eq!(controller.image(), published);
+        drop(controller);
+        let controller = Controller::open(&config, "127.0.0.1", 9999).unwrap();
+        assert_eq!(controller.image().brokers[&config.node_id].port, 9999);
+        assert_eq!(
+            controller.image().applied_position(),
+            Some(local_position(6))
+        );
+    }
+
+    /// Requests from many threads at once are decided one at a time, each against the
+    /// image the one before it published: of eight creations of one name exactly one
+    /// succeeds, and four changes of different keys all stay.
+    #[test]
+    fn concurrent_requests_are_decided_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::for_tests(dir.path());
+        let controller = Controller::open(&config, "127.0.0.1", 9192).unwrap();
+        let request = CreateTopic {
+            name: "orders".into(),
+            ..Default::default()
+        };
+        let created = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| controller.create_topic(&request, false).is_ok()))
+                .collect();
+            let results: Vec<bool> = threads
+                .into_iter()
+                .map(|thread| thread.join().unwrap())
+                .collect();
+            results.into_iter().filter(|created| *created).count()
+        });
+        assert_eq!(created, 1);
+
+        let keys = ["flush.bytes", "flush.ms", "retention.ms", "segment.ms"];
+        std::thread::scope(|scope| {
+            for key in keys {
+                let controller = &controller;
+                scope.spawn(move || {
+                    let change = BTreeMap::from([(key.to_owned(), Some("5000".to_owned()))]);
+                    controller.alter_topic_config("orders", &change).unwrap();
+                });
+            }
+        });
+        let image = controller.image();
+        let config = &image.topic("orders").unwrap().config;
+        assert_eq!(config.keys().collect::<Vec<_>>(), keys);
     }
 }

@@ -1,5 +1,6 @@
 //! Errors of the metadata quorum's storage.
 
+use crate::metadata::image::ApplyError;
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,10 @@ pub enum RaftStoreError {
     /// A blocking storage task panicked or was cancelled.
     #[error("storage task did not finish: {0}")]
     TaskFailed(String),
+    /// An entry at or before the position the image has applied: openraft applies
+    /// each committed entry once, in order, so this is a bug, never an operating error.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
     /// A snapshot received from the leader cannot be read.
     #[error("snapshot cannot be read: {0}")]
     BadSnapshot(String),

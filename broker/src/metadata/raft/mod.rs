@@ -8,8 +8,9 @@
 //! - [`vote_file`]: the vote and the committed position (`raft.vote`), a state file
 //!   replaced atomically.
 //! - [`log_store`]: openraft's `RaftLogStorage` over those two files.
-//! - [`state_machine`]: openraft's `RaftStateMachine` over the [`MetadataImage`]; its
-//!   snapshot (`raft.snapshot`) is the image written as the records that rebuild it.
+//! - [`state_machine`]: openraft's `RaftStateMachine` over the [`MetadataImage`], which
+//!   keeps the last applied position itself; its snapshot (`raft.snapshot`) is the
+//!   image's own snapshot (the records that rebuild it, and its position).
 //! - [`stored`]: the on-disk forms of entries, votes, memberships and snapshots.
 //!
 //! Each log entry carries a batch of [`MetadataRecord`]s applied together, so a change

@@ -1,10 +1,13 @@
 //! openraft's state machine (`RaftStateMachine`) over the metadata image.
 //!
-//! Applying an entry applies its records to the image in memory; what is durable is the
-//! log and the snapshot. A snapshot (`raft.snapshot`, a state file replaced atomically)
-//! holds the image as the records that rebuild it ([`MetadataImage::to_records`]), the
-//! last applied position and the quorum membership. On open the image is restored from
-//! it, and openraft re-applies the committed entries that follow from the log.
+//! Applying an entry applies its records to the image in memory at the entry's position
+//! ([`MetadataImage::apply_batch`]); blank and membership entries only move the image's
+//! position, so the image's applied position is the state machine's. What is durable is
+//! the log and the snapshot. A snapshot (`raft.snapshot`, a state file replaced
+//! atomically) holds the image's snapshot ([`MetadataImage::snapshot`]: the records that
+//! rebuild it and its position) and the quorum membership. On open the image is
+//! restored from it, and openraft re-applies the committed entries that follow from the
+//! log.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -12,7 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
+    AnyError, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
+    StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +36,6 @@ pub const SNAPSHOT_FILE_NAME: &str = "raft.snapshot";
 #[serde(deny_unknown_fields)]
 struct SnapshotFile {
     snapshot_id: String,
-    last_applied: Option<LogPosition>,
     membership_position: Option<LogPosition>,
     membership: StoredQuorum,
     image: ImageSnapshot,
@@ -41,7 +44,7 @@ struct SnapshotFile {
 impl SnapshotFile {
     fn meta(&self) -> SnapshotMeta<u64, QuorumNode> {
         SnapshotMeta {
-            last_log_id: self.last_applied.map(log_id_of),
+            last_log_id: self.image.position.map(log_id_of),
             last_membership: StoredMembership::new(
                 self.membership_position.map(log_id_of),
                 membership_of(&self.membership),
@@ -61,8 +64,8 @@ impl SnapshotFile {
 
 #[derive(Debug)]
 struct MachineState {
+    /// The image, at the position of the last applied entry.
     image: MetadataImage,
-    last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, QuorumNode>,
     snapshot: Option<SnapshotFile>,
 }
@@ -70,17 +73,8 @@ struct MachineState {
 impl MachineState {
     /// Replaces the state with a snapshot's, keeping this node's own controller id.
     fn restore(&mut self, snapshot: SnapshotFile) {
-        let mut image = MetadataImage {
-            controller_id: self.image.controller_id,
-            ..MetadataImage::default()
-        };
-        for record in &snapshot.image.records {
-            image.apply(record);
-        }
-        image.records_applied = snapshot.image.records_applied;
+        self.image = MetadataImage::restore(&snapshot.image, self.image.controller_id);
         let meta = snapshot.meta();
-        self.image = image;
-        self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership;
         self.snapshot = Some(snapshot);
     }
@@ -107,7 +101,6 @@ impl ImageStateMachine {
             .map_err(|error| StorageError::io("create directory", dir, error))?;
         let mut state = MachineState {
             image: MetadataImage::default(),
-            last_applied: None,
             membership: StoredMembership::default(),
             snapshot: None,
         };
@@ -137,8 +130,16 @@ impl ImageStateMachine {
     /// The position of the last applied entry.
     pub fn last_applied(&self) -> Option<LogPosition> {
         let state = self.state.lock().expect("state lock poisoned");
-        state.last_applied.as_ref().map(position_of)
+        state.image.applied_position()
     }
+}
+
+/// A position for a message; `None` is the start of the log.
+fn describe(position: Option<LogPosition>) -> String {
+    position.map_or_else(
+        || "the start of the log".to_owned(),
+        |position| position.to_string(),
+    )
 }
 
 fn write_snapshot_file(dir: &Path, snapshot: &SnapshotFile) -> Result<(), RaftStoreError> {
@@ -154,19 +155,15 @@ impl RaftSnapshotBuilder<MetadataRaft> for SnapshotBuilder {
         let built = blocking(move || {
             // Held while writing, so that an installation cannot interleave with it.
             let mut state = state.lock().expect("state lock poisoned");
-            let last_applied = state.last_applied.as_ref().map(position_of);
+            let image = state.image.snapshot();
             let snapshot = SnapshotFile {
-                snapshot_id: last_applied.map_or_else(
+                snapshot_id: image.position.map_or_else(
                     || "empty".to_owned(),
                     |position| format!("{}-{}-{}", position.term, position.leader, position.index),
                 ),
-                last_applied,
                 membership_position: state.membership.log_id().as_ref().map(position_of),
                 membership: stored_membership(state.membership.membership()),
-                image: ImageSnapshot {
-                    records_applied: state.image.records_applied,
-                    records: state.image.to_records(),
-                },
+                image,
             };
             write_snapshot_file(&dir, &snapshot)?;
             let built = snapshot.to_snapshot();
@@ -187,7 +184,8 @@ impl RaftStateMachine<MetadataRaft> for ImageStateMachine {
         &mut self,
     ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, QuorumNode>), RaftStorageError> {
         let state = self.state.lock().expect("state lock poisoned");
-        Ok((state.last_applied, state.membership.clone()))
+        let last_applied = state.image.applied_position().map(log_id_of);
+        Ok((last_applied, state.membership.clone()))
     }
 
     async fn apply<Entries>(&mut self, entries: Entries) -> Result<Vec<Applied>, RaftStorageError>
@@ -198,18 +196,22 @@ impl RaftStateMachine<MetadataRaft> for ImageStateMachine {
         let mut state = self.state.lock().expect("state lock poisoned");
         let mut applied = Vec::new();
         for entry in entries {
-            match entry.payload {
-                EntryPayload::Blank => {}
-                EntryPayload::Normal(records) => {
-                    for record in &records {
-                        state.image.apply(record);
-                    }
-                }
+            let position = position_of(&entry.log_id);
+            let records = match entry.payload {
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(records) => records,
                 EntryPayload::Membership(membership) => {
                     state.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    Vec::new()
                 }
-            }
-            state.last_applied = Some(entry.log_id);
+            };
+            state
+                .image
+                .apply_batch(position, &records)
+                .map_err(|error| {
+                    let error = RaftStoreError::from(error);
+                    StorageIOError::apply(entry.log_id, AnyError::new(&error))
+                })?;
             applied.push(Applied {
                 index: entry.log_id.index,
                 records_applied: state.image.records_applied,
@@ -240,9 +242,19 @@ impl RaftStateMachine<MetadataRaft> for ImageStateMachine {
                 RaftStoreError::BadSnapshot(error.to_string()),
             )
         })?;
+        let position = meta.last_log_id.as_ref().map(position_of);
+        if image.position != position {
+            return Err(storage_error(
+                |source| StorageIOError::write_snapshot(None, source),
+                RaftStoreError::BadSnapshot(format!(
+                    "its image is at {}, its metadata says {}",
+                    describe(image.position),
+                    describe(position)
+                )),
+            ));
+        }
         let snapshot = SnapshotFile {
             snapshot_id: meta.snapshot_id.clone(),
-            last_applied: meta.last_log_id.as_ref().map(position_of),
             membership_position: meta.last_membership.log_id().as_ref().map(position_of),
             membership: stored_membership(meta.last_membership.membership()),
             image,

@@ -6,17 +6,10 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::metadata::image::ImageSnapshot;
+/// A position in the Raft log (openraft's `LogId`): the metadata log's position type.
+pub use crate::metadata::position::LogPosition;
 use crate::metadata::records::MetadataRecord;
-
-/// A position in the Raft log: the entry's index and the term and node of the leader
-/// that proposed it (openraft's `LogId`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogPosition {
-    pub term: u64,
-    pub leader: u64,
-    pub index: u64,
-}
 
 /// One entry of the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,13 +55,4 @@ pub struct StoredVote {
     pub term: u64,
     pub node_id: u64,
     pub committed: bool,
-}
-
-/// A serialized metadata image: the records that rebuild it and how many records had
-/// been applied to make it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImageSnapshot {
-    pub records_applied: u64,
-    pub records: Vec<MetadataRecord>,
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
-use openraft::{Entry, EntryPayload, RaftLogReader, RaftSnapshotBuilder, Vote};
+use openraft::{Entry, EntryPayload, Membership, RaftLogReader, RaftSnapshotBuilder, Vote};
 use tempfile::TempDir;
 
 use super::log_file::{LOG_FILE_NAME, RaftLogFile};
@@ -480,6 +480,94 @@ fn unreadable_snapshot_is_refused() {
             "{error}"
         );
         assert!(machine.get_current_snapshot().await.unwrap().is_none());
+    });
+}
+
+/// A snapshot whose image is at another position than its metadata says is refused:
+/// the follower would otherwise claim to have applied entries it has not.
+#[test]
+fn snapshot_at_another_position_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_dir = tempfile::tempdir().unwrap();
+    run(async {
+        let mut source = ImageStateMachine::open(source_dir.path()).unwrap();
+        let cluster = MetadataRecord::ClusterInitialized {
+            cluster_id: "c1".into(),
+        };
+        source
+            .apply([records_entry(1, vec![cluster])])
+            .await
+            .unwrap();
+        let mut snapshot = source
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        snapshot.meta.last_log_id = Some(log_id_of(position(1, 2)));
+        let mut machine = ImageStateMachine::open(dir.path()).unwrap();
+        let error = machine
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("index 1"), "{error}");
+        assert!(machine.get_current_snapshot().await.unwrap().is_none());
+        assert_eq!(machine.image(), crate::metadata::MetadataImage::default());
+    });
+}
+
+/// Every entry moves the image's position, blank and membership entries included, so
+/// the image's position is the state machine's; an entry offered again is refused and
+/// changes nothing.
+#[test]
+fn entries_apply_once_and_move_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let mut machine = ImageStateMachine::open(dir.path()).unwrap();
+        let blank = Entry {
+            log_id: log_id_of(position(1, 1)),
+            payload: EntryPayload::Blank,
+        };
+        let created = records_entry(
+            2,
+            vec![MetadataRecord::TopicCreated {
+                name: "orders".into(),
+                topic_id: uuid::Uuid::from_bytes([7; 16]).to_string(),
+                config: BTreeMap::new(),
+                replicas: vec![vec![1]],
+            }],
+        );
+        let membership = Entry {
+            log_id: log_id_of(position(2, 3)),
+            payload: EntryPayload::Membership(Membership::new(
+                vec![BTreeSet::from([1])],
+                BTreeMap::from([(1, QuorumNode::default())]),
+            )),
+        };
+        machine
+            .apply([blank, created.clone(), membership])
+            .await
+            .unwrap();
+        let image = machine.image();
+        assert_eq!(
+            image.applied_position(),
+            Some(LogPosition {
+                term: 2,
+                leader: 1,
+                index: 3
+            })
+        );
+        assert_eq!(machine.last_applied(), image.applied_position());
+        assert_eq!(
+            machine.applied_state().await.unwrap().0,
+            Some(log_id_of(position(2, 3)))
+        );
+        let error = machine.apply([created]).await.unwrap_err();
+        assert!(
+            error.to_string().contains("cannot be applied after"),
+            "{error}"
+        );
+        assert_eq!(machine.image(), image);
     });
 }
 

@@ -1,0 +1,369 @@
+//! The metadata front end: decides what a request does to the metadata. Given a
+//! request, the current image and what it cannot know by itself ([`Inputs`]: the broker
+//! defaults, the brokers that may take replicas and their partition budgets; and a
+//! [`Randomness`] for new ids and placement), it returns the records that carry the
+//! request out, or why the request is refused.
+//!
+//! Pure: no I/O, no clock, no locks and no randomness of its own, so that every decision
+//! can be table-tested (`front_end/tests.rs`) and later driven by the cluster simulator.
+//! The [`Controller`](super::Controller) is its shell: it serialises requests, supplies
+//! real ids and limits, makes the records durable and publishes the image they make.
+
+pub mod placement;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fjord_protocol::ErrorCode;
+use fjord_protocol::limits::TOPIC_NAME_BYTES_MAX;
+
+use super::image::MetadataImage;
+use super::records::MetadataRecord;
+use super::topic_config::{self, TopicConfigError};
+use crate::config::BrokerConfig;
+use crate::storage::StorageError;
+
+/// Most partitions one topic may have.
+pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+
+/// A request to create a topic; `None` takes the broker's default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CreateTopic {
+    pub name: String,
+    pub partitions: Option<i32>,
+    pub replication_factor: Option<i16>,
+    pub config: BTreeMap<String, String>,
+}
+
+/// A change asked of the metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataRequest {
+    /// Give a new cluster its identity; nothing to do when it has one.
+    InitializeCluster,
+    /// Record a broker's address; nothing to do when it is registered at that address.
+    RegisterBroker {
+        node_id: i32,
+        host: String,
+        port: u16,
+    },
+    CreateTopic(CreateTopic),
+    DeleteTopic {
+        name: String,
+    },
+    /// Change a topic's config overrides incrementally, like Kafka's
+    /// IncrementalAlterConfigs: a key with a value sets that override, a key with `None`
+    /// removes it (the broker default applies again), keys not named keep theirs.
+    AlterTopicConfig {
+        name: String,
+        changes: BTreeMap<String, Option<String>>,
+    },
+    /// Bump a partition's leader epoch, keeping its leader and in-sync set (its log was
+    /// recreated after a loss, and whoever checks epochs must see that history changed).
+    BumpLeaderEpoch {
+        name: String,
+        partition: i32,
+    },
+}
+
+/// Where the front end's new ids and random choices come from. The controller draws
+/// them from the operating system; tests script them.
+pub trait Randomness {
+    /// A new id that no topic or cluster had before.
+    fn new_id(&mut self) -> uuid::Uuid;
+    /// A number in `0..bound`; `bound` is at least 1.
+    fn below(&mut self, bound: usize) -> usize;
+}
+
+/// What the front end needs to know besides the request and the image.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// The broker's settings: the default partition count and replication factor, and
+    /// the defaults that topic config overrides are checked against.
+    pub defaults: &'a BrokerConfig,
+    /// The brokers that may take replicas of new partitions: today every registered
+    /// broker; once brokers send heartbeats, the live and unfenced ones.
+    pub live_brokers: &'a BTreeSet<i32>,
+    /// Most partitions each broker may hold, for the brokers whose budget is known.
+    pub partition_budgets: &'a BTreeMap<i32, usize>,
+}
+
+/// Why a topic operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic '{0}' already exists")]
+    AlreadyExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    /// The topic belongs to the broker itself (such as the consumer offsets topic)
+    /// and clients may not delete it.
+    #[error("topic '{0}' is internal to the broker and cannot be deleted")]
+    Protected(String),
+    #[error("invalid topic name: {0}")]
+    InvalidName(String),
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    /// More partitions than a broker's budget leaves room for (see
+    /// [`crate::resources::partitions_max`]).
+    #[error(
+        "{requested} more partitions exceed the limit of broker {broker}: {held} of {limit} are held (max_partitions, or the open-file limit)"
+    )]
+    PartitionLimit {
+        broker: i32,
+        requested: usize,
+        held: usize,
+        limit: usize,
+    },
+    /// More replicas than brokers: the request is valid, the cluster too small for it.
+    #[error("replication factor {requested} exceeds the number of brokers ({available})")]
+    NotEnoughBrokers { requested: i16, available: usize },
+    #[error("invalid topic config: {0}")]
+    InvalidConfig(String),
+    /// Each value is valid, but not together with the others and the broker's defaults.
+    #[error("inconsistent topic config: {0}")]
+    InconsistentConfig(String),
+    /// The records could not be made durable (never from the front end itself).
+    #[error("metadata storage failed: {0}")]
+    Storage(#[from] StorageError),
+}
+
+impl TopicError {
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::AlreadyExists(_) => ErrorCode::TopicAlreadyExists,
+            Self::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
+            Self::InvalidName(_) | Self::Protected(_) => ErrorCode::InvalidTopic,
+            Self::InvalidPartitions(_) | Self::PartitionLimit { .. } => {
+                ErrorCode::InvalidPartitions
+            }
+            Self::InvalidReplicationFactor(_) | Self::NotEnoughBrokers { .. } => {
+                ErrorCode::InvalidReplicationFactor
+            }
+            Self::InvalidConfig(_) | Self::InconsistentConfig(_) => ErrorCode::InvalidConfig,
+            Self::Storage(_) => ErrorCode::StorageError,
+        }
+    }
+}
+
+impl From<TopicConfigError> for TopicError {
+    fn from(error: TopicConfigError) -> Self {
+        match error {
+            TopicConfigError::Invalid(reason) => Self::InvalidConfig(reason),
+            TopicConfigError::Inconsistent(reason) => Self::InconsistentConfig(reason),
+        }
+    }
+}
+
+/// Checks a topic name: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    let invalid = |reason: String| Err(TopicError::InvalidName(reason));
+    if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX {
+        return invalid(format!(
+            "'{name}' must have 1 to {TOPIC_NAME_BYTES_MAX} characters"
+        ));
+    }
+    if name == "." || name == ".." {
+        return invalid(format!("'{name}' is reserved"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return invalid(format!(
+            "'{name}' contains '{bad}'; allowed are letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// The records that carry out `request` on `image`, in the order they are to be
+/// applied; empty when there is nothing to change.
+pub fn records_for(
+    request: &MetadataRequest,
+    image: &MetadataImage,
+    inputs: &Inputs<'_>,
+    random: &mut dyn Randomness,
+) -> Result<Vec<MetadataRecord>, TopicError> {
+    match request {
+        MetadataRequest::InitializeCluster => Ok(initialize_cluster(image, random)),
+        MetadataRequest::RegisterBroker {
+            node_id,
+            host,
+            port,
+        } => Ok(register_broker(image, *node_id, host, *port)),
+        MetadataRequest::CreateTopic(request) => create_topic(request, image, inputs, random),
+        MetadataRequest::DeleteTopic { name } => delete_topic(name, image),
+        MetadataRequest::AlterTopicConfig { name, changes } => {
+            alter_topic_config(name, changes, image, inputs)
+        }
+        MetadataRequest::BumpLeaderEpoch { name, partition } => {
+            bump_leader_epoch(name, *partition, image)
+        }
+    }
+}
+
+fn initialize_cluster(image: &MetadataImage, random: &mut dyn Randomness) -> Vec<MetadataRecord> {
+    if !image.cluster_id.is_empty() {
+        return Vec::new();
+    }
+    vec![MetadataRecord::ClusterInitialized {
+        cluster_id: random.new_id().to_string(),
+    }]
+}
+
+fn register_broker(
+    image: &MetadataImage,
+    node_id: i32,
+    host: &str,
+    port: u16,
+) -> Vec<MetadataRecord> {
+    let registered = image.brokers.get(&node_id);
+    if registered.is_some_and(|broker| broker.host == host && broker.port == port) {
+        return Vec::new();
+    }
+    vec![MetadataRecord::BrokerRegistered {
+        node_id,
+        host: host.to_owned(),
+        port,
+    }]
+}
+
+/// Checks the request by itself first (name, partition count, config), then against
+/// the image and the cluster (name taken, replication factor, budgets).
+fn create_topic(
+    request: &CreateTopic,
+    image: &MetadataImage,
+    inputs: &Inputs<'_>,
+    random: &mut dyn Randomness,
+) -> Result<Vec<MetadataRecord>, TopicError> {
+    validate_topic_name(&request.name)?;
+    let partitions = request
+        .partitions
+        .unwrap_or(inputs.defaults.default_partitions);
+    if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
+        return Err(TopicError::InvalidPartitions(format!(
+            "{partitions}; must be between 1 and {TOPIC_PARTITIONS_MAX}"
+        )));
+    }
+    let replication_factor = request
+        .replication_factor
+        .unwrap_or(inputs.defaults.default_replication_factor);
+    topic_config::resolve(inputs.defaults, &request.config)?;
+    if image.topic(&request.name).is_some() {
+        return Err(TopicError::AlreadyExists(request.name.clone()));
+    }
+    if replication_factor < 1 {
+        return Err(TopicError::InvalidReplicationFactor(format!(
+            "{replication_factor}; must be at least 1"
+        )));
+    }
+    let brokers: Vec<i32> = inputs.live_brokers.iter().copied().collect();
+    if replication_factor as usize > brokers.len() {
+        return Err(TopicError::NotEnoughBrokers {
+            requested: replication_factor,
+            available: brokers.len(),
+        });
+    }
+    let replicas = placement::place_replicas(
+        &brokers,
+        partitions as usize,
+        replication_factor as usize,
+        random.below(brokers.len()),
+        random.below(brokers.len()),
+    );
+    check_partition_budgets(image, &replicas, inputs.partition_budgets)?;
+    Ok(vec![MetadataRecord::TopicCreated {
+        name: request.name.clone(),
+        topic_id: random.new_id().to_string(),
+        config: request.config.clone(),
+        replicas,
+    }])
+}
+
+/// Refuses new partitions that would take a broker beyond its budget.
+fn check_partition_budgets(
+    image: &MetadataImage,
+    new_replicas: &[Vec<i32>],
+    budgets: &BTreeMap<i32, usize>,
+) -> Result<(), TopicError> {
+    for (&broker, &limit) in budgets {
+        let requested = new_replicas
+            .iter()
+            .filter(|replicas| replicas.contains(&broker))
+            .count();
+        if requested == 0 {
+            continue;
+        }
+        let held = image
+            .topics
+            .values()
+            .flat_map(|topic| &topic.partitions)
+            .filter(|partition| partition.replicas.contains(&broker))
+            .count();
+        if held + requested > limit {
+            return Err(TopicError::PartitionLimit {
+                broker,
+                requested,
+                held,
+                limit,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn delete_topic(name: &str, image: &MetadataImage) -> Result<Vec<MetadataRecord>, TopicError> {
+    let topic = image
+        .topic(name)
+        .ok_or_else(|| TopicError::UnknownTopic(name.to_owned()))?;
+    Ok(vec![MetadataRecord::TopicDeleted {
+        topic_id: topic.topic_id.to_string(),
+    }])
+}
+
+/// The merged overrides are validated as a whole, so that a change of one key cannot
+/// leave the topic inconsistent with a key set earlier.
+fn alter_topic_config(
+    name: &str,
+    changes: &BTreeMap<String, Option<String>>,
+    image: &MetadataImage,
+    inputs: &Inputs<'_>,
+) -> Result<Vec<MetadataRecord>, TopicError> {
+    let topic = image
+        .topic(name)
+        .ok_or_else(|| TopicError::UnknownTopic(name.to_owned()))?;
+    let mut config = topic.config.clone();
+    for (key, value) in changes {
+        match value {
+            Some(value) => config.insert(key.clone(), value.clone()),
+            None => config.remove(key),
+        };
+    }
+    topic_config::resolve(inputs.defaults, &config)?;
+    Ok(vec![MetadataRecord::TopicConfigChanged {
+        topic_id: topic.topic_id.to_string(),
+        config,
+    }])
+}
+
+fn bump_leader_epoch(
+    name: &str,
+    partition: i32,
+    image: &MetadataImage,
+) -> Result<Vec<MetadataRecord>, TopicError> {
+    let topic = image
+        .topic(name)
+        .ok_or_else(|| TopicError::UnknownTopic(name.to_owned()))?;
+    let current = topic
+        .partition(partition)
+        .ok_or_else(|| TopicError::UnknownTopic(format!("{name}-{partition}")))?;
+    Ok(vec![MetadataRecord::PartitionChanged {
+        topic_id: topic.topic_id.to_string(),
+        partition,
+        leader: current.leader,
+        leader_epoch: current.leader_epoch + 1,
+        isr: current.isr.clone(),
+    }])
+}
