@@ -367,7 +367,7 @@ impl GroupService {
     /// metadata, until `shutdown` turns true.
     pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         let service = &broker.groups;
-        let mut metadata = broker.controller.subscribe();
+        let mut metadata = broker.partitions.metadata().subscribe();
         loop {
             let wake_at = {
                 let now_ms = service.now_ms();
