@@ -46,7 +46,7 @@ pub struct Broker {
     /// Topic creation, deletion, reconfiguration and partition recovery.
     pub admin: TopicAdmin,
     /// The consumer group coordinator.
-    pub groups: GroupService,
+    pub groups: Arc<GroupService>,
     /// Bytes of requests all connections may hold at once.
     pub request_memory: Arc<Semaphore>,
     /// Bytes of fetched records all responses not yet written may hold at once.
@@ -151,10 +151,15 @@ impl Broker {
             config.auto_create_topics,
             [OFFSETS_TOPIC.to_owned()],
         );
+        let groups = Arc::new(GroupService::new(
+            &config,
+            partitions.clone(),
+            admin.clone(),
+        ));
         let broker = Arc::new(Broker {
+            groups,
             request_memory: Arc::new(Semaphore::new(config.request_memory_bytes)),
             response_memory: Arc::new(Semaphore::new(config.response_memory_bytes)),
-            groups: GroupService::new(&config),
             config,
             logs,
             partitions,
@@ -168,7 +173,7 @@ impl Broker {
         let recovering = broker.clone();
         let opened = tokio::task::spawn_blocking(move || recovering.open_logs()).await?;
         let loaded = match opened {
-            Ok(()) => GroupService::load(&broker).await,
+            Ok(()) => broker.groups.load().await,
             Err(error) => Err(error),
         };
         if let Err(error) = loaded {
@@ -180,10 +185,9 @@ impl Broker {
             }
             return Err(error);
         }
-        tasks.push(tokio::spawn(GroupService::run(
-            broker.clone(),
-            shutdown_receiver.clone(),
-        )));
+        tasks.push(tokio::spawn(
+            broker.groups.clone().run(shutdown_receiver.clone()),
+        ));
 
         tasks.push(tokio::spawn(crate::server::serve(
             client_listener,

@@ -277,7 +277,7 @@ pub fn render(broker: Option<&Broker>) -> String {
                 .set(log.high_watermark() as f64);
             ::metrics::gauge!("fjord_partition_size_bytes", &labels).set(log.size_bytes() as f64);
         }
-        crate::group::gauges::record(broker);
+        crate::group::gauges::record(&broker.groups, &broker.logs);
     });
     text.push_str(&scrape.handle().render());
     text

@@ -17,7 +17,7 @@ pub async fn find_coordinator(
     context: &RequestContext,
     request: FindCoordinatorRequest,
 ) -> ResponseFrame {
-    let response = broker.groups.find_coordinator(broker, &request).await;
+    let response = broker.groups.find_coordinator(&request).await;
     ResponseFrame::message(context.correlation_id, &response)
 }
 
@@ -29,7 +29,6 @@ pub async fn heartbeat(
     let response = broker
         .groups
         .heartbeat(
-            broker,
             context.client_id.as_deref(),
             context.peer.ip().to_string(),
             &request,
@@ -43,7 +42,7 @@ pub async fn offset_commit(
     context: &RequestContext,
     request: OffsetCommitRequest,
 ) -> ResponseFrame {
-    let response = broker.groups.commit_offsets(broker, &request).await;
+    let response = broker.groups.commit_offsets(&request).await;
     ResponseFrame::message(context.correlation_id, &response)
 }
 
@@ -52,7 +51,7 @@ pub fn offset_fetch(
     context: &RequestContext,
     request: OffsetFetchRequest,
 ) -> ResponseFrame {
-    let response = broker.groups.fetch_offsets(broker, &request);
+    let response = broker.groups.fetch_offsets(&request);
     ResponseFrame::message(context.correlation_id, &response)
 }
 
@@ -70,6 +69,6 @@ pub fn describe_groups(
     context: &RequestContext,
     request: DescribeGroupsRequest,
 ) -> ResponseFrame {
-    let response = broker.groups.describe_groups(broker, &request);
+    let response = broker.groups.describe_groups(&request);
     ResponseFrame::message(context.correlation_id, &response)
 }
