@@ -28,6 +28,7 @@ use crate::metadata::topic_config::TopicConfig;
 use crate::metadata::{
     Controller, CreateTopic, MetadataImage, PartitionImage, TopicError, TopicImage,
 };
+use crate::server::{Handles, ServerSettings};
 use crate::storage::manager::BackgroundIntervals;
 use crate::storage::{
     LogManager, PartitionLog, RecoverError, RecoveryAction, RecoveryReport, SystemClock,
@@ -54,7 +55,7 @@ pub struct Broker {
     pub started_at: Instant,
     lifecycle: Lifecycle,
     /// Fetch requests parked until new data or their `max_wait_ms` (long polls).
-    pub fetches_waiting: AtomicUsize,
+    pub fetches_waiting: Arc<AtomicUsize>,
     /// What opening each existing partition log found at start-up.
     recovery_reports: OnceLock<Vec<(TopicPartition, RecoveryReport)>>,
 }
@@ -166,7 +167,7 @@ impl Broker {
             admin,
             started_at: Instant::now(),
             lifecycle: Lifecycle::recovering(),
-            fetches_waiting: AtomicUsize::new(0),
+            fetches_waiting: Arc::new(AtomicUsize::new(0)),
             recovery_reports: OnceLock::new(),
         });
         http_state.set_broker(broker.clone());
@@ -189,9 +190,18 @@ impl Broker {
             broker.groups.clone().run(shutdown_receiver.clone()),
         ));
 
+        let server = Handles {
+            settings: ServerSettings::new(&broker.config),
+            partitions: broker.partitions.clone(),
+            admin: broker.admin.clone(),
+            groups: broker.groups.clone(),
+            request_memory: broker.request_memory.clone(),
+            response_memory: broker.response_memory.clone(),
+            fetches_waiting: broker.fetches_waiting.clone(),
+        };
         tasks.push(tokio::spawn(crate::server::serve(
             client_listener,
-            broker.clone(),
+            Arc::new(server),
             shutdown_receiver.clone(),
         )));
         tasks.push(tokio::spawn(reserved_listener(

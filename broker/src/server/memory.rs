@@ -9,7 +9,6 @@ use fjord_protocol::frame::LENGTH_PREFIX_BYTES;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::connection::READ_CHUNK_BYTES;
-use crate::broker::Broker;
 use crate::config::BrokerConfig;
 
 /// Most request bytes one connection holds: a quarter of `request_memory_bytes`, but
@@ -27,10 +26,12 @@ pub struct RequestMemory {
 }
 
 impl RequestMemory {
-    pub fn new(broker: &Broker) -> Self {
+    /// A connection's memory: `connection_bytes` of its own, all of it also reserved
+    /// from `broker`, the broker-wide budget.
+    pub fn new(broker: Arc<Semaphore>, connection_bytes: usize) -> Self {
         Self {
-            broker: broker.request_memory.clone(),
-            connection: Arc::new(Semaphore::new(connection_share_bytes(&broker.config))),
+            broker,
+            connection: Arc::new(Semaphore::new(connection_bytes)),
         }
     }
 
