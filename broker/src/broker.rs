@@ -1,6 +1,11 @@
 //! The broker: storage, metadata and listeners wired together, with start-up and
 //! graceful shutdown.
 //!
+//! This is the composition root: it opens storage and the metadata, builds the handles
+//! the services share (see [`crate::topics`]) and hands each service the ones it uses
+//! ([`crate::server::Handles`], [`crate::http::state::ApiHandles`], the
+//! [`GroupService`]'s). No service imports this module back.
+//!
 //! Start-up order: bind the listeners (their addresses go into metadata) and start
 //! serving the admin HTTP API at once, so that `/healthz` and `/readyz` answer during a
 //! long recovery; take the data directory, open the metadata log (replaying it), open
@@ -23,17 +28,14 @@ use crate::bound_addresses::BoundAddresses;
 use crate::config::BrokerConfig;
 use crate::group::{GroupService, OFFSETS_TOPIC};
 use crate::http::HttpState;
+use crate::http::state::ApiHandles;
 use crate::lifecycle::{Lifecycle, Phase};
-use crate::metadata::topic_config::TopicConfig;
 use crate::metadata::{
     Controller, CreateTopic, MetadataImage, PartitionImage, TopicError, TopicImage,
 };
 use crate::server::{Handles, ServerSettings};
 use crate::storage::manager::BackgroundIntervals;
-use crate::storage::{
-    LogManager, PartitionLog, RecoverError, RecoveryAction, RecoveryReport, SystemClock,
-    TopicPartition,
-};
+use crate::storage::{LogManager, PartitionLog, RecoveryReport, SystemClock, TopicPartition};
 use crate::topics::{MetadataView, Partitions, TopicAdmin};
 use fjord_protocol::ErrorCode;
 
@@ -170,7 +172,13 @@ impl Broker {
             fetches_waiting: Arc::new(AtomicUsize::new(0)),
             recovery_reports: OnceLock::new(),
         });
-        http_state.set_broker(broker.clone());
+        http_state.set_handles(ApiHandles {
+            partitions: broker.partitions.clone(),
+            admin: broker.admin.clone(),
+            groups: broker.groups.clone(),
+            lifecycle: broker.lifecycle.clone(),
+            started_at: broker.started_at,
+        });
         let recovering = broker.clone();
         let opened = tokio::task::spawn_blocking(move || recovering.open_logs()).await?;
         let loaded = match opened {
@@ -248,7 +256,7 @@ impl Broker {
             image
                 .topic(&partition.topic)
                 .filter(|topic| topic.partition(partition.partition).is_some())
-                .map(|topic| self.topic_config(topic).log)
+                .map(|topic| self.partitions.topic_config(topic).log)
         })?;
         for (partition, report) in &reports {
             if !report.clean_shutdown {
@@ -261,7 +269,7 @@ impl Broker {
         // Partitions whose directory is missing are created now; one that cannot be
         // (or must not be: its data is lost) stays offline, and the others start.
         for topic in image.topics.values() {
-            let config = self.topic_config(topic).log;
+            let config = self.partitions.topic_config(topic).log;
             for partition in &topic.partitions {
                 if !partition.replicas.contains(&self.config.node_id) {
                     continue;
@@ -289,17 +297,6 @@ impl Broker {
         Ok(())
     }
 
-    /// Carries out an operator's decision for an offline partition (see
-    /// [`TopicAdmin::recover_partition`]).
-    pub async fn recover_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-        action: RecoveryAction,
-    ) -> Result<Arc<PartitionLog>, RecoverError> {
-        self.admin.recover_partition(topic, partition, action).await
-    }
-
     /// What opening each partition log that existed at start-up found: whether its
     /// last shutdown was clean, how much was scanned and truncated.
     pub fn recovery_reports(&self) -> &[(TopicPartition, RecoveryReport)] {
@@ -311,21 +308,7 @@ impl Broker {
         self.partitions.metadata().current()
     }
 
-    /// Storage recovered, metadata loaded and every listener bound and serving.
-    pub fn is_ready(&self) -> bool {
-        self.lifecycle.is_ready()
-    }
-
-    pub fn phase(&self) -> Phase {
-        self.lifecycle.phase()
-    }
-
-    /// A topic's effective configuration.
-    pub fn topic_config(&self, topic: &TopicImage) -> TopicConfig {
-        self.partitions.topic_config(topic)
-    }
-
-    /// Creates a topic and its partition logs.
+    /// Creates a topic and its partition logs (see [`TopicAdmin::create_topic`]).
     pub async fn create_topic(
         &self,
         request: CreateTopic,
@@ -334,40 +317,7 @@ impl Broker {
         self.admin.create_topic(request, validate_only).await
     }
 
-    /// Deletes a topic and its data.
-    pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
-        self.admin.delete_topic(name).await
-    }
-
-    /// Changes a topic's config overrides.
-    pub async fn alter_topic_config(
-        &self,
-        name: &str,
-        changes: std::collections::BTreeMap<String, Option<String>>,
-    ) -> Result<Arc<TopicImage>, TopicError> {
-        self.admin.alter_topic_config(name, changes).await
-    }
-
-    /// The topic, created on the fly when automatic creation is on.
-    pub async fn topic_or_auto_create(&self, name: &str) -> Result<Arc<TopicImage>, ErrorCode> {
-        self.admin.topic_or_auto_create(name).await
-    }
-
-    /// The log of a partition this broker leads, creating the topic on the fly if
-    /// `auto_create` and the broker's setting allow.
-    pub async fn leader_log(
-        &self,
-        topic: &str,
-        partition: i32,
-        auto_create: bool,
-    ) -> Result<(Arc<TopicImage>, PartitionImage, Arc<PartitionLog>), ErrorCode> {
-        if auto_create {
-            self.admin.topic_or_auto_create(topic).await?;
-        }
-        self.partitions.leader_log(topic, partition)
-    }
-
-    /// Like [`Broker::leader_log`], without creating anything.
+    /// The log of a partition this broker leads (see [`Partitions::leader_log`]).
     pub fn leader_log_now(
         &self,
         topic: &str,
