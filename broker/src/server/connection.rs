@@ -50,13 +50,9 @@ use tokio::time::Instant;
 
 use super::handlers;
 use super::handles::Handles;
-use super::memory::{RequestMemory, Reservation};
+use super::memory::{READ_CHUNK_BYTES, RequestMemory, Reservation};
 use super::order::{Chain, Turn};
 use super::response::ResponseFrame;
-
-/// Most bytes read from the socket at once, and so the most request memory a
-/// connection reserves ahead of the bytes it has received.
-pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Responses smaller than this are gathered and written together; larger chunks (fetched
 /// records) are written as they are.

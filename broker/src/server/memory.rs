@@ -8,8 +8,11 @@ use std::sync::Arc;
 use fjord_protocol::frame::LENGTH_PREFIX_BYTES;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::connection::READ_CHUNK_BYTES;
 use crate::config::BrokerConfig;
+
+/// Most bytes a connection reads from its socket at once, and so the most request
+/// memory it reserves ahead of the bytes it has received.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Most request bytes one connection holds: a quarter of `request_memory_bytes`, but
 /// never less than a largest request plus one read beyond it.
