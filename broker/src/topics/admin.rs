@@ -222,3 +222,69 @@ impl TopicAdmin {
         .expect("partition recovery panicked")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::storage::{LogManager, SystemClock};
+    use crate::topics::MetadataView;
+
+    /// A topic created through the admin has its logs at once, found through
+    /// `Partitions`; a protected topic is refused deletion; deleting a topic removes its
+    /// logs; a topic is created on demand only when the setting allows it.
+    #[tokio::test]
+    async fn changes_reach_the_logs_and_the_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::for_tests(dir.path());
+        let logs = Arc::new(LogManager::open(dir.path(), Arc::new(SystemClock)).unwrap());
+        let controller = Arc::new(Controller::open(&config, "127.0.0.1", 9192).unwrap());
+        let view = MetadataView::new(controller.subscribe());
+        let partitions = Partitions::new(view, logs.clone(), Arc::new(config.clone()));
+        let admin = TopicAdmin::new(
+            controller.clone(),
+            partitions.clone(),
+            false,
+            ["__internal".to_owned()],
+        );
+
+        let request = CreateTopic {
+            name: "orders".into(),
+            partitions: Some(2),
+            ..Default::default()
+        };
+        admin.create_topic(request, false).await.unwrap();
+        let (topic, partition, log) = partitions.leader_log("orders", 1).unwrap();
+        assert_eq!((topic.name.as_str(), partition.partition), ("orders", 1));
+        assert_eq!(log.high_watermark(), log.log_end_offset());
+        assert_eq!(
+            partitions.leader_log("orders", 2).unwrap_err(),
+            ErrorCode::UnknownTopicOrPartition
+        );
+
+        assert_eq!(
+            admin.topic_or_auto_create("events").await.unwrap_err(),
+            ErrorCode::UnknownTopicOrPartition
+        );
+        assert_eq!(
+            admin.topic_or_auto_create("a/b").await.unwrap_err(),
+            ErrorCode::InvalidTopic
+        );
+        let auto_creating = TopicAdmin::new(controller, partitions.clone(), true, []);
+        auto_creating.topic_or_auto_create("events").await.unwrap();
+        assert!(partitions.leader_log("events", 0).is_ok());
+
+        assert!(matches!(
+            admin.delete_topic("__internal").await,
+            Err(TopicError::Protected(_))
+        ));
+        admin.delete_topic("orders").await.unwrap();
+        assert!(partitions.metadata().current().topic("orders").is_none());
+        assert!(logs.get(&TopicPartition::new("orders", 0)).is_none());
+        assert_eq!(
+            partitions.leader_log("orders", 0).unwrap_err(),
+            ErrorCode::UnknownTopicOrPartition
+        );
+        logs.close_all().unwrap();
+    }
+}
