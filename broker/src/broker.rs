@@ -1,6 +1,11 @@
 //! The broker: storage, metadata and listeners wired together, with start-up and
 //! graceful shutdown.
 //!
+//! This is the composition root: it opens storage and the metadata, builds the handles
+//! the services share (see [`crate::topics`]) and hands each service the ones it uses
+//! ([`crate::server::Handles`], [`crate::http::state::ApiHandles`], the
+//! [`GroupService`]'s). No service imports this module back.
+//!
 //! Start-up order: bind the listeners (their addresses go into metadata) and start
 //! serving the admin HTTP API at once, so that `/healthz` and `/readyz` answer during a
 //! long recovery; take the data directory, open the metadata log (replaying it), open
@@ -10,7 +15,7 @@
 //! requests, then flush and close every log.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -23,68 +28,38 @@ use crate::bound_addresses::BoundAddresses;
 use crate::config::BrokerConfig;
 use crate::group::{GroupService, OFFSETS_TOPIC};
 use crate::http::HttpState;
-use crate::metadata::controller::validate_topic_name;
-use crate::metadata::topic_config::{self, TopicConfig};
+use crate::http::state::ApiHandles;
+use crate::lifecycle::{Lifecycle, Phase};
 use crate::metadata::{
     Controller, CreateTopic, MetadataImage, PartitionImage, TopicError, TopicImage,
 };
+use crate::server::{Handles, ServerSettings};
 use crate::storage::manager::BackgroundIntervals;
-use crate::storage::{
-    LogManager, PartitionLog, RecoverError, RecoveryAction, RecoveryReport, StorageError,
-    SystemClock, TopicPartition,
-};
+use crate::storage::{LogManager, PartitionLog, RecoveryReport, SystemClock, TopicPartition};
+use crate::topics::{MetadataView, Partitions, TopicAdmin};
 use fjord_protocol::ErrorCode;
 
-/// The running broker's shared state.
+/// The running broker: the services it started, and the handles they share.
 #[derive(Debug)]
 pub struct Broker {
     pub config: BrokerConfig,
-    pub controller: Controller,
     pub logs: Arc<LogManager>,
+    /// The partition logs this broker holds, found through the metadata.
+    pub partitions: Partitions,
+    /// Topic creation, deletion, reconfiguration and partition recovery.
+    pub admin: TopicAdmin,
     /// The consumer group coordinator.
-    pub groups: GroupService,
+    pub groups: Arc<GroupService>,
     /// Bytes of requests all connections may hold at once.
     pub request_memory: crate::server::memory::RequestPools,
     /// Bytes of fetched records all responses not yet written may hold at once.
     pub response_memory: Arc<Semaphore>,
     pub started_at: Instant,
-    /// A [`Phase`] as its `u8`.
-    phase: AtomicU8,
+    lifecycle: Lifecycle,
     /// Fetch requests parked until new data or their `max_wait_ms` (long polls).
-    pub fetches_waiting: AtomicUsize,
+    pub fetches_waiting: Arc<AtomicUsize>,
     /// What opening each existing partition log found at start-up.
     recovery_reports: OnceLock<Vec<(TopicPartition, RecoveryReport)>>,
-}
-
-/// Where a broker is in its life; the readiness probe reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Phase {
-    /// Partition logs are being opened and recovered.
-    Recovering = 0,
-    /// Storage recovered, metadata loaded, every listener bound and serving.
-    Ready = 1,
-    /// Graceful shutdown has begun.
-    ShuttingDown = 2,
-}
-
-impl Phase {
-    fn from_u8(value: u8) -> Self {
-        match value {
-            0 => Self::Recovering,
-            1 => Self::Ready,
-            _ => Self::ShuttingDown,
-        }
-    }
-
-    /// Why a broker in this phase is not ready, for the readiness probe.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Recovering => "recovering partition logs",
-            Self::Ready => "ready",
-            Self::ShuttingDown => "shutting down",
-        }
-    }
 }
 
 /// A started broker: its addresses, and the way to stop it.
@@ -175,23 +150,44 @@ impl Broker {
         };
         let (logs, controller) = opened;
         logs.set_parallelism(config.recovery_threads);
+        let logs = Arc::new(logs);
+        let metadata = MetadataView::new(controller.subscribe());
+        let partitions = Partitions::new(metadata, logs.clone(), Arc::new(config.clone()));
+        let admin = TopicAdmin::new(
+            Arc::new(controller),
+            partitions.clone(),
+            config.auto_create_topics,
+            [OFFSETS_TOPIC.to_owned()],
+        );
+        let groups = Arc::new(GroupService::new(
+            &config,
+            partitions.clone(),
+            admin.clone(),
+        ));
         let broker = Arc::new(Broker {
+            groups,
             request_memory: crate::server::memory::RequestPools::new(&config),
             response_memory: Arc::new(Semaphore::new(config.response_memory_bytes)),
-            groups: GroupService::new(&config),
             config,
-            controller,
-            logs: Arc::new(logs),
+            logs,
+            partitions,
+            admin,
             started_at: Instant::now(),
-            phase: AtomicU8::new(Phase::Recovering as u8),
-            fetches_waiting: AtomicUsize::new(0),
+            lifecycle: Lifecycle::recovering(),
+            fetches_waiting: Arc::new(AtomicUsize::new(0)),
             recovery_reports: OnceLock::new(),
         });
-        http_state.set_broker(broker.clone());
+        http_state.set_handles(ApiHandles {
+            partitions: broker.partitions.clone(),
+            admin: broker.admin.clone(),
+            groups: broker.groups.clone(),
+            lifecycle: broker.lifecycle.clone(),
+            started_at: broker.started_at,
+        });
         let recovering = broker.clone();
         let opened = tokio::task::spawn_blocking(move || recovering.open_logs()).await?;
         let loaded = match opened {
-            Ok(()) => GroupService::load(&broker).await,
+            Ok(()) => broker.groups.load().await,
             Err(error) => Err(error),
         };
         if let Err(error) = loaded {
@@ -203,14 +199,22 @@ impl Broker {
             }
             return Err(error);
         }
-        tasks.push(tokio::spawn(GroupService::run(
-            broker.clone(),
-            shutdown_receiver.clone(),
-        )));
+        tasks.push(tokio::spawn(
+            broker.groups.clone().run(shutdown_receiver.clone()),
+        ));
 
+        let server = Handles {
+            settings: ServerSettings::new(&broker.config),
+            partitions: broker.partitions.clone(),
+            admin: broker.admin.clone(),
+            groups: broker.groups.clone(),
+            request_memory: broker.request_memory.clone(),
+            response_memory: broker.response_memory.clone(),
+            fetches_waiting: broker.fetches_waiting.clone(),
+        };
         tasks.push(tokio::spawn(crate::server::serve(
             client_listener,
-            broker.clone(),
+            Arc::new(server),
             shutdown_receiver.clone(),
         )));
         tasks.push(tokio::spawn(reserved_listener(
@@ -230,7 +234,7 @@ impl Broker {
                 let _stopped = stop.wait_for(|stop| *stop).await;
             },
         )));
-        broker.set_phase(Phase::Ready);
+        broker.lifecycle.set(Phase::Ready);
         tracing::info!(
             node_id = broker.config.node_id,
             %client_addr,
@@ -259,7 +263,7 @@ impl Broker {
             image
                 .topic(&partition.topic)
                 .filter(|topic| topic.partition(partition.partition).is_some())
-                .map(|topic| self.topic_config(topic).log)
+                .map(|topic| self.partitions.topic_config(topic).log)
         })?;
         for (partition, report) in &reports {
             if !report.clean_shutdown {
@@ -272,7 +276,7 @@ impl Broker {
         // Partitions whose directory is missing are created now; one that cannot be
         // (or must not be: its data is lost) stays offline, and the others start.
         for topic in image.topics.values() {
-            let config = self.topic_config(topic).log;
+            let config = self.partitions.topic_config(topic).log;
             for partition in &topic.partitions {
                 if !partition.replicas.contains(&self.config.node_id) {
                     continue;
@@ -300,53 +304,6 @@ impl Broker {
         Ok(())
     }
 
-    /// Carries out an operator's decision for an offline partition (see
-    /// [`LogManager::recover`]); `accept_loss` also bumps the partition's leader epoch.
-    pub async fn recover_partition(
-        self: &Arc<Self>,
-        topic: &str,
-        partition: i32,
-        action: RecoveryAction,
-    ) -> Result<Arc<PartitionLog>, RecoverError> {
-        let broker = self.clone();
-        let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let image = broker.metadata();
-            let topic_image = image
-                .topic(&topic)
-                .filter(|image| image.partition(partition).is_some())
-                .ok_or_else(|| RecoverError::NotOffline(format!("{topic}-{partition}")))?;
-            let config = broker.topic_config(topic_image).log;
-            let partition_id = TopicPartition::new(topic.clone(), partition);
-            let log = broker.logs.recover(&partition_id, action, config)?;
-            if action == RecoveryAction::AcceptLoss
-                && let Err(error) = broker.controller.bump_leader_epoch(&topic, partition)
-            {
-                tracing::error!(partition = %partition_id, %error, "cannot bump the leader epoch of a recreated partition");
-            }
-            log.set_high_watermark(log.log_end_offset());
-            if let Err(error) = broker.logs.write_log_ends() {
-                tracing::warn!(%error, "recording log ends failed");
-            }
-            Ok(log)
-        })
-        .await
-        .expect("partition recovery panicked")
-    }
-
-    /// Creates the logs of a new topic's partitions.
-    fn create_logs(&self, topic: &TopicImage) -> Result<(), StorageError> {
-        let config = self.topic_config(topic).log;
-        for partition in &topic.partitions {
-            if partition.replicas.contains(&self.config.node_id) {
-                let partition = TopicPartition::new(topic.name.clone(), partition.partition);
-                self.logs.forget_log_end(&partition);
-                self.logs.get_or_create(&partition, config.clone())?;
-            }
-        }
-        Ok(())
-    }
-
     /// What opening each partition log that existed at start-up found: whether its
     /// last shutdown was clean, how much was scanned and truncated.
     pub fn recovery_reports(&self) -> &[(TopicPartition, RecoveryReport)] {
@@ -355,203 +312,25 @@ impl Broker {
 
     /// The current metadata image.
     pub fn metadata(&self) -> Arc<MetadataImage> {
-        self.controller.image()
+        self.partitions.metadata().current()
     }
 
-    /// Storage recovered, metadata loaded and every listener bound and serving.
-    pub fn is_ready(&self) -> bool {
-        self.phase() == Phase::Ready
-    }
-
-    pub fn phase(&self) -> Phase {
-        Phase::from_u8(self.phase.load(Ordering::Acquire))
-    }
-
-    fn set_phase(&self, phase: Phase) {
-        self.phase.store(phase as u8, Ordering::Release);
-    }
-
-    /// A topic's effective configuration. Its overrides were validated when set.
-    pub fn topic_config(&self, topic: &TopicImage) -> TopicConfig {
-        topic_config::resolve(&self.config, &topic.config).unwrap_or_else(|error| {
-            tracing::error!(topic = %topic.name, %error, "stored topic config no longer validates; using defaults");
-            topic_config::resolve(&self.config, &Default::default()).expect("defaults are valid")
-        })
-    }
-
-    /// Creates a topic and its partition logs.
+    /// Creates a topic and its partition logs (see [`TopicAdmin::create_topic`]).
     pub async fn create_topic(
-        self: &Arc<Self>,
+        &self,
         request: CreateTopic,
         validate_only: bool,
     ) -> Result<Arc<TopicImage>, TopicError> {
-        let broker = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let topic = broker.controller.create_topic(&request, validate_only)?;
-            if !validate_only {
-                if let Err(error) = broker.create_logs(&topic) {
-                    broker.undo_topic(&topic);
-                    return Err(error.into());
-                }
-                for (_, log) in broker
-                    .logs
-                    .logs()
-                    .into_iter()
-                    .filter(|(partition, _)| partition.topic == topic.name)
-                {
-                    log.set_high_watermark(log.log_end_offset());
-                }
-            }
-            Ok(topic)
-        })
-        .await
-        .expect("topic creation panicked")
+        self.admin.create_topic(request, validate_only).await
     }
 
-    /// Removes a topic whose partition logs could not all be created. Left in the
-    /// metadata it would be listed but unusable, and every start would try (and may
-    /// fail) to create its logs again.
-    fn undo_topic(&self, topic: &TopicImage) {
-        if let Err(error) = self.controller.delete_topic(&topic.name) {
-            tracing::error!(topic = %topic.name, %error, "cannot undo a topic whose logs failed");
-        }
-        for partition in &topic.partitions {
-            let partition = TopicPartition::new(topic.name.clone(), partition.partition);
-            // A log it opened, or a directory a failed open left: the topic's own. A
-            // file in the way (the likely cause of the failure) is not touched.
-            let directory = self.logs.data_dir().join(partition.to_string());
-            if self.logs.get(&partition).is_none() && !directory.is_dir() {
-                continue;
-            }
-            if let Err(error) = self.logs.delete(&partition) {
-                tracing::error!(%partition, %error, "cannot remove the log of an undone topic");
-            }
-        }
-    }
-
-    /// Deletes a topic and its data. The committed offsets of consumer groups cannot
-    /// be deleted this way.
-    pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<(), TopicError> {
-        if name == OFFSETS_TOPIC {
-            return Err(TopicError::Protected(name.to_owned()));
-        }
-        let broker = self.clone();
-        let name = name.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let topic = broker.controller.delete_topic(&name)?;
-            for partition in &topic.partitions {
-                broker.logs.delete(&TopicPartition::new(
-                    topic.name.clone(),
-                    partition.partition,
-                ))?;
-            }
-            Ok(())
-        })
-        .await
-        .expect("topic deletion panicked")
-    }
-
-    /// Changes a topic's config overrides incrementally (`Some` sets a key, `None`
-    /// removes its override; see [`Controller::alter_topic_config`]) and applies the
-    /// result to the topic's open logs.
-    pub async fn alter_topic_config(
-        self: &Arc<Self>,
-        name: &str,
-        changes: std::collections::BTreeMap<String, Option<String>>,
-    ) -> Result<Arc<TopicImage>, TopicError> {
-        let broker = self.clone();
-        let name = name.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let topic = broker.controller.alter_topic_config(&name, &changes)?;
-            let log_config = broker.topic_config(&topic).log;
-            for (_, log) in broker
-                .logs
-                .logs()
-                .into_iter()
-                .filter(|(partition, _)| partition.topic == topic.name)
-            {
-                log.set_config(log_config.clone());
-            }
-            Ok(topic)
-        })
-        .await
-        .expect("config change panicked")
-    }
-
-    /// The topic, created on the fly when automatic creation is on.
-    pub async fn topic_or_auto_create(
-        self: &Arc<Self>,
-        name: &str,
-    ) -> Result<Arc<TopicImage>, ErrorCode> {
-        if let Some(topic) = self.metadata().topic(name) {
-            return Ok(topic.clone());
-        }
-        // An invalid name is INVALID_TOPIC whether or not topics are created on demand.
-        validate_topic_name(name).map_err(|error| error.error_code())?;
-        if !self.config.auto_create_topics {
-            return Err(ErrorCode::UnknownTopicOrPartition);
-        }
-        match self
-            .create_topic(
-                CreateTopic {
-                    name: name.to_owned(),
-                    ..Default::default()
-                },
-                false,
-            )
-            .await
-        {
-            Ok(topic) => Ok(topic),
-            Err(TopicError::AlreadyExists(_)) => self
-                .metadata()
-                .topic(name)
-                .cloned()
-                .ok_or(ErrorCode::UnknownTopicOrPartition),
-            Err(error) => Err(error.error_code()),
-        }
-    }
-
-    /// The log of a partition this broker leads, creating the topic on the fly if
-    /// `auto_create` and the broker's setting allow.
-    pub async fn leader_log(
-        self: &Arc<Self>,
-        topic: &str,
-        partition: i32,
-        auto_create: bool,
-    ) -> Result<(Arc<TopicImage>, PartitionImage, Arc<PartitionLog>), ErrorCode> {
-        if auto_create {
-            self.topic_or_auto_create(topic).await?;
-        }
-        self.leader_log_now(topic, partition)
-    }
-
-    /// Like [`Broker::leader_log`], without creating anything.
+    /// The log of a partition this broker leads (see [`Partitions::leader_log`]).
     pub fn leader_log_now(
         &self,
         topic: &str,
         partition: i32,
     ) -> Result<(Arc<TopicImage>, PartitionImage, Arc<PartitionLog>), ErrorCode> {
-        let image = self.metadata();
-        let topic = image
-            .topic(topic)
-            .ok_or(ErrorCode::UnknownTopicOrPartition)?
-            .clone();
-        let partition = topic
-            .partition(partition)
-            .ok_or(ErrorCode::UnknownTopicOrPartition)?
-            .clone();
-        if partition.leader != self.config.node_id {
-            return Err(ErrorCode::NotLeaderOrFollower);
-        }
-        let id = TopicPartition::new(topic.name.clone(), partition.partition);
-        let log = self.logs.get(&id).ok_or_else(|| {
-            // Kafka's answer for a replica whose log directory is offline.
-            match self.logs.offline_reason(&id) {
-                Some(_) => ErrorCode::StorageError,
-                None => ErrorCode::NotLeaderOrFollower,
-            }
-        })?;
-        Ok((topic, partition, log))
+        self.partitions.leader_log(topic, partition)
     }
 }
 
@@ -589,7 +368,7 @@ impl BrokerHandle {
     /// checkpoint every log, and only then stop the HTTP server (whose `/readyz`
     /// answers 503 meanwhile).
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.broker.set_phase(Phase::ShuttingDown);
+        self.broker.lifecycle.set(Phase::ShuttingDown);
         self.shutdown.send_replace(true);
         for task in self.tasks {
             if let Err(error) = task.await {

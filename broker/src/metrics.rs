@@ -16,12 +16,13 @@
 //!   series disappears with it instead of lingering at its last value.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 
-use crate::broker::Broker;
+use crate::group::GroupService;
+use crate::storage::LogManager;
 
 /// What kind of value a metric is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,21 +251,32 @@ pub fn install() -> &'static PrometheusHandle {
     })
 }
 
+/// What the scrape-time gauges are sampled from.
+#[derive(Debug, Clone, Copy)]
+pub struct ScrapeSources<'a> {
+    /// When the broker started (`fjord_process_uptime_seconds`).
+    pub started_at: Instant,
+    /// The partition logs (offsets, sizes, offline partitions, group lag).
+    pub logs: &'a LogManager,
+    /// The consumer groups (members, committed offsets).
+    pub groups: &'a GroupService,
+}
+
 /// The Prometheus text of every metric: the process-wide ones, then the gauges sampled
-/// from `broker` now (none before the broker exists).
-pub fn render(broker: Option<&Broker>) -> String {
+/// from `sources` now (none before the broker has built them).
+pub fn render(sources: Option<ScrapeSources<'_>>) -> String {
     let mut text = install().render();
-    let Some(broker) = broker else {
+    let Some(sources) = sources else {
         return text;
     };
     let scrape = builder().build_recorder();
     ::metrics::with_local_recorder(&scrape, || {
         describe(Scrape);
         ::metrics::gauge!("fjord_process_uptime_seconds")
-            .set(broker.started_at.elapsed().as_secs_f64());
+            .set(sources.started_at.elapsed().as_secs_f64());
         ::metrics::gauge!("fjord_storage_offline_partitions")
-            .set(broker.logs.offline_partitions().len() as f64);
-        for (partition, log) in broker.logs.logs() {
+            .set(sources.logs.offline_partitions().len() as f64);
+        for (partition, log) in sources.logs.logs() {
             let labels = [
                 ("topic", partition.topic.clone()),
                 ("partition", partition.partition.to_string()),
@@ -277,7 +289,7 @@ pub fn render(broker: Option<&Broker>) -> String {
                 .set(log.high_watermark() as f64);
             ::metrics::gauge!("fjord_partition_size_bytes", &labels).set(log.size_bytes() as f64);
         }
-        crate::group::gauges::record(broker);
+        crate::group::gauges::record(sources.groups, sources.logs);
     });
     text.push_str(&scrape.handle().render());
     text

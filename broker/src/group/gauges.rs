@@ -5,12 +5,13 @@
 //! group paths do no metrics work, and so that a group that is gone (or a partition
 //! whose offsets were deleted) disappears from the next scrape.
 
-use crate::broker::Broker;
-use crate::storage::TopicPartition;
+use super::GroupService;
+use crate::storage::{LogManager, TopicPartition};
 
-/// Records the gauges into the current (scrape-local) recorder.
-pub fn record(broker: &Broker) {
-    let (members, committed) = broker.groups.with_coordinator(|coordinator| {
+/// Records the gauges of `groups` into the current (scrape-local) recorder; the lag is
+/// measured against the partitions' logs in `logs`.
+pub fn record(groups: &GroupService, logs: &LogManager) {
+    let (members, committed) = groups.with_coordinator(|coordinator| {
         let mut members = Vec::new();
         let mut committed = Vec::new();
         for group in coordinator.groups() {
@@ -30,7 +31,7 @@ pub fn record(broker: &Broker) {
     }
     // The logs are read after the coordinator's lock is released.
     for (group, partition, committed_offset) in committed {
-        let Some(log) = broker.logs.get(&partition) else {
+        let Some(log) = logs.get(&partition) else {
             continue;
         };
         let lag = (log.high_watermark() - committed_offset).max(0);

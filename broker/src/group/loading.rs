@@ -11,7 +11,6 @@ use fjord_protocol::batch::RecordBatches;
 use super::OFFSETS_TOPIC;
 use super::records::OffsetRecord;
 use super::service::{GroupService, topic_infos};
-use crate::broker::Broker;
 use crate::metadata::{CreateTopic, TopicError};
 use crate::storage::{PartitionLog, TopicPartition};
 
@@ -38,34 +37,41 @@ impl GroupService {
     /// A broker that cannot create the topic (say, its partition budget is spent)
     /// still starts: groups are then unavailable (`COORDINATOR_NOT_AVAILABLE`) and
     /// FindCoordinator tries the creation again, so that data can be served either way.
-    pub async fn load(broker: &Arc<Broker>) -> anyhow::Result<()> {
-        if let Err(error) = Self::ensure_offsets_topic(broker).await {
+    pub async fn load(self: &Arc<Self>) -> anyhow::Result<()> {
+        if let Err(error) = self.ensure_offsets_topic().await {
             tracing::warn!(%error, "cannot create {OFFSETS_TOPIC}; consumer groups are unavailable until it exists");
         }
-        let replaying = broker.clone();
-        let records = tokio::task::spawn_blocking(move || replaying.groups.replay(&replaying))
+        let replaying = self.clone();
+        let records = tokio::task::spawn_blocking(move || replaying.replay())
             .await
             .context("replaying the offsets topic panicked")??;
-        let service = &broker.groups;
-        let effects = service.lock().set_topics(topic_infos(&broker.metadata()));
-        service.loaded.store(true, Ordering::Release);
-        service.execute(broker, effects).await;
+        let effects = self
+            .lock()
+            .set_topics(topic_infos(&self.partitions.metadata().current()));
+        self.loaded.store(true, Ordering::Release);
+        self.execute(effects).await;
         tracing::info!(records, "group coordinator loaded committed offsets");
         Ok(())
     }
 
     /// Creates `__consumer_offsets` unless it exists.
-    pub(super) async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<(), TopicError> {
-        if broker.metadata().topic(OFFSETS_TOPIC).is_some() {
+    pub(super) async fn ensure_offsets_topic(&self) -> Result<(), TopicError> {
+        if self
+            .partitions
+            .metadata()
+            .current()
+            .topic(OFFSETS_TOPIC)
+            .is_some()
+        {
             return Ok(());
         }
         let request = CreateTopic {
             name: OFFSETS_TOPIC.to_owned(),
-            partitions: Some(broker.config.offsets_topic_partitions),
+            partitions: Some(self.offsets_topic_partitions),
             replication_factor: None,
             config: offsets_topic_config(),
         };
-        match broker.create_topic(request, false).await {
+        match self.admin.create_topic(request, false).await {
             Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
             Err(error) => Err(error),
         }
@@ -73,18 +79,18 @@ impl GroupService {
 
     /// Applies every record of the offsets partitions this broker leads; returns how
     /// many were applied.
-    fn replay(&self, broker: &Broker) -> anyhow::Result<u64> {
-        let image = broker.metadata();
+    fn replay(&self) -> anyhow::Result<u64> {
+        let image = self.partitions.metadata().current();
         let Some(topic) = image.topic(OFFSETS_TOPIC) else {
             return Ok(0);
         };
         let mut applied = 0u64;
         for partition in &topic.partitions {
-            if partition.leader != broker.config.node_id {
+            if partition.leader != self.partitions.node_id() {
                 continue;
             }
             let partition = TopicPartition::new(OFFSETS_TOPIC, partition.partition);
-            let Some(log) = broker.logs.get(&partition) else {
+            let Some(log) = self.partitions.logs().get(&partition) else {
                 continue;
             };
             applied += self.replay_log(&partition, &log)?;

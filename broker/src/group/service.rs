@@ -38,10 +38,10 @@ use super::{
     CoordinatorConfig, GroupCoordinator, HeartbeatContext, OFFSETS_TOPIC, TopicInfo,
     offsets_partition,
 };
-use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::metadata::MetadataImage;
 use crate::storage::{AppendInfo, Clock, PartitionLog, SystemClock};
+use crate::topics::{Partitions, TopicAdmin};
 
 /// The longest the background task sleeps without looking at the coordinator; a
 /// safety net only, since every event that moves a deadline closer wakes it.
@@ -58,6 +58,12 @@ struct Appended {
 #[derive(Debug)]
 pub struct GroupService {
     pub(super) coordinator: Mutex<GroupCoordinator>,
+    /// The offsets partitions this broker leads, and the metadata that says which.
+    pub(super) partitions: Partitions,
+    /// Creates `__consumer_offsets` when it is missing.
+    pub(super) admin: TopicAdmin,
+    /// Partitions of `__consumer_offsets` when it is created (`offsets_topic_partitions`).
+    pub(super) offsets_topic_partitions: i32,
     /// The origin of the coordinator's monotonic milliseconds.
     origin: Instant,
     wall_clock: Arc<dyn Clock>,
@@ -69,7 +75,10 @@ pub struct GroupService {
 }
 
 impl GroupService {
-    pub fn new(config: &BrokerConfig) -> Self {
+    /// A service for the broker configured by `config`, whose offsets topic it finds
+    /// through `partitions` and creates through `admin`. Not available until
+    /// [`GroupService::load`] has replayed the offsets topic.
+    pub fn new(config: &BrokerConfig, partitions: Partitions, admin: TopicAdmin) -> Self {
         let coordinator = GroupCoordinator::new(
             CoordinatorConfig {
                 session_timeout_ms: i64::try_from(config.group_session_timeout_ms)
@@ -82,6 +91,9 @@ impl GroupService {
         );
         Self {
             coordinator: Mutex::new(coordinator),
+            partitions,
+            admin,
+            offsets_topic_partitions: config.offsets_topic_partitions,
             origin: Instant::now(),
             wall_clock: Arc::new(SystemClock),
             deadline_changed: Notify::new(),
@@ -102,12 +114,12 @@ impl GroupService {
     // ----- requests ---------------------------------------------------------------
 
     /// Whether this broker coordinates `group_id` now.
-    fn check_coordinator(&self, broker: &Broker, group_id: &str) -> Result<(), ErrorCode> {
+    fn check_coordinator(&self, group_id: &str) -> Result<(), ErrorCode> {
         if !self.loaded.load(Ordering::Acquire) {
             return Err(ErrorCode::CoordinatorNotAvailable);
         }
-        let partition = coordinator_partition(&broker.metadata(), group_id)?;
-        match broker.leader_log_now(OFFSETS_TOPIC, partition) {
+        let partition = coordinator_partition(&self.partitions.metadata().current(), group_id)?;
+        match self.partitions.leader_log(OFFSETS_TOPIC, partition) {
             Ok(_) => Ok(()),
             Err(ErrorCode::NotLeaderOrFollower) => Err(ErrorCode::NotCoordinator),
             Err(_) => Err(ErrorCode::CoordinatorNotAvailable),
@@ -118,7 +130,6 @@ impl GroupService {
     /// created at start-up.
     pub async fn find_coordinator(
         &self,
-        broker: &Arc<Broker>,
         request: &FindCoordinatorRequest,
     ) -> FindCoordinatorResponse {
         if request.group_id.is_empty() {
@@ -127,13 +138,13 @@ impl GroupService {
                 "the group id is empty",
             );
         }
-        if let Err(error) = Self::ensure_offsets_topic(broker).await {
+        if let Err(error) = self.ensure_offsets_topic().await {
             return FindCoordinatorResponse::error(
                 ErrorCode::CoordinatorNotAvailable,
                 format!("cannot create {OFFSETS_TOPIC}: {error}"),
             );
         }
-        let image = broker.metadata();
+        let image = self.partitions.metadata().current();
         let leader = coordinator_partition(&image, &request.group_id)
             .ok()
             .and_then(|partition| {
@@ -157,12 +168,11 @@ impl GroupService {
 
     pub async fn heartbeat(
         &self,
-        broker: &Broker,
         client_id: Option<&str>,
         client_host: String,
         request: &ConsumerGroupHeartbeatRequest,
     ) -> ConsumerGroupHeartbeatResponse {
-        if let Err(code) = self.check_coordinator(broker, &request.group_id) {
+        if let Err(code) = self.check_coordinator(&request.group_id) {
             return ConsumerGroupHeartbeatResponse::error(
                 code,
                 format!("group '{}'", request.group_id),
@@ -176,16 +186,12 @@ impl GroupService {
         };
         let (response, effects) = self.lock().heartbeat(&context, request);
         self.deadline_changed.notify_one();
-        self.execute(broker, effects).await;
+        self.execute(effects).await;
         response
     }
 
-    pub async fn commit_offsets(
-        &self,
-        broker: &Broker,
-        request: &OffsetCommitRequest,
-    ) -> OffsetCommitResponse {
-        if let Err(code) = self.check_coordinator(broker, &request.group_id) {
+    pub async fn commit_offsets(&self, request: &OffsetCommitRequest) -> OffsetCommitResponse {
+        if let Err(code) = self.check_coordinator(&request.group_id) {
             return OffsetCommitResponse::all(request, code);
         }
         let (mut response, appended) = {
@@ -193,7 +199,7 @@ impl GroupService {
             let (response, effects) = coordinator.commit(request, self.wall_clock.now_ms());
             let appended = effects.into_iter().find_map(|effect| match effect {
                 Effect::PersistRecords { group_id, records } => {
-                    Some(self.append(broker, &group_id, records))
+                    Some(self.append(&group_id, records))
                 }
                 _ => None,
             });
@@ -218,12 +224,8 @@ impl GroupService {
         response
     }
 
-    pub fn fetch_offsets(
-        &self,
-        broker: &Broker,
-        request: &OffsetFetchRequest,
-    ) -> OffsetFetchResponse {
-        if let Err(error_code) = self.check_coordinator(broker, &request.group_id) {
+    pub fn fetch_offsets(&self, request: &OffsetFetchRequest) -> OffsetFetchResponse {
+        if let Err(error_code) = self.check_coordinator(&request.group_id) {
             return OffsetFetchResponse {
                 error_code,
                 topics: Vec::new(),
@@ -245,15 +247,11 @@ impl GroupService {
         }
     }
 
-    pub fn describe_groups(
-        &self,
-        broker: &Broker,
-        request: &DescribeGroupsRequest,
-    ) -> DescribeGroupsResponse {
+    pub fn describe_groups(&self, request: &DescribeGroupsRequest) -> DescribeGroupsResponse {
         let groups = request
             .group_ids
             .iter()
-            .map(|group_id| match self.check_coordinator(broker, group_id) {
+            .map(|group_id| match self.check_coordinator(group_id) {
                 Ok(()) => self.lock().describe_group(group_id),
                 Err(code) => DescribedGroup::error(group_id.clone(), code),
             })
@@ -269,13 +267,13 @@ impl GroupService {
     // ----- effects ----------------------------------------------------------------
 
     /// Carries out effects that nobody waits for (tombstones, rebalance notes).
-    pub(super) async fn execute(&self, broker: &Broker, effects: Vec<Effect>) {
+    pub(super) async fn execute(&self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
                 Effect::PersistRecords { group_id, records } => {
                     let appended = {
                         let _serial = self.lock();
-                        self.append(broker, &group_id, records)
+                        self.append(&group_id, records)
                     };
                     let outcome = match appended {
                         Ok(appended) => self.complete(appended).await,
@@ -306,20 +304,15 @@ impl GroupService {
 
     /// Appends records to the group's offsets partition as one batch. Called with the
     /// coordinator locked, so that appends are in the order of the checks.
-    fn append(
-        &self,
-        broker: &Broker,
-        group_id: &str,
-        records: Vec<OffsetRecord>,
-    ) -> Result<Appended, ErrorCode> {
-        let partition = coordinator_partition(&broker.metadata(), group_id)?;
-        let (_, partition_image, log) =
-            broker
-                .leader_log_now(OFFSETS_TOPIC, partition)
-                .map_err(|code| match code {
-                    ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
-                    _ => ErrorCode::CoordinatorNotAvailable,
-                })?;
+    fn append(&self, group_id: &str, records: Vec<OffsetRecord>) -> Result<Appended, ErrorCode> {
+        let partition = coordinator_partition(&self.partitions.metadata().current(), group_id)?;
+        let (_, partition_image, log) = self
+            .partitions
+            .leader_log(OFFSETS_TOPIC, partition)
+            .map_err(|code| match code {
+                ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
+                _ => ErrorCode::CoordinatorNotAvailable,
+            })?;
         let timestamp_ms = self.wall_clock.now_ms();
         let encoded: Vec<_> = records
             .iter()
@@ -365,9 +358,9 @@ impl GroupService {
 
     /// Expires sessions and rebalance timeouts when they are due, and follows topic
     /// metadata, until `shutdown` turns true.
-    pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-        let service = &broker.groups;
-        let mut metadata = broker.controller.subscribe();
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let service = &self;
+        let mut metadata = self.partitions.metadata().subscribe();
         loop {
             let wake_at = {
                 let now_ms = service.now_ms();
@@ -388,7 +381,7 @@ impl GroupService {
                     service.lock().set_topics(topic_infos(&image))
                 }
             };
-            service.execute(&broker, effects).await;
+            service.execute(effects).await;
         }
     }
 }

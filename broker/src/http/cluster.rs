@@ -5,7 +5,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::extract::ReadyBroker;
+use super::extract::Ready;
 
 /// The cluster as this broker sees it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -43,8 +43,8 @@ pub struct BrokerList {
     tag = "cluster",
     responses((status = OK, body = Cluster))
 )]
-pub async fn get_cluster(ReadyBroker(broker): ReadyBroker) -> Json<Cluster> {
-    let image = broker.metadata();
+pub async fn get_cluster(Ready(api): Ready) -> Json<Cluster> {
+    let image = api.partitions.metadata().current();
     Json(Cluster {
         cluster_id: image.cluster_id.clone(),
         controller_id: image.controller_id,
@@ -60,8 +60,8 @@ pub async fn get_cluster(ReadyBroker(broker): ReadyBroker) -> Json<Cluster> {
     tag = "cluster",
     responses((status = OK, body = BrokerList))
 )]
-pub async fn list_brokers(ReadyBroker(broker): ReadyBroker) -> Json<BrokerList> {
-    let image = broker.metadata();
+pub async fn list_brokers(Ready(api): Ready) -> Json<BrokerList> {
+    let image = api.partitions.metadata().current();
     Json(BrokerList {
         brokers: image
             .brokers

@@ -1,6 +1,5 @@
 //! Extractors: axum's `Json`, `Path` and `Query`, with their rejections turned into
-//! the API's JSON errors, and [`ReadyBroker`], which answers 503 until the broker is
-//! ready.
+//! the API's JSON errors, and [`Ready`], which answers 503 until the broker is ready.
 //!
 //! axum answers input it cannot read with plain-text bodies and, for JSON of the wrong
 //! shape, 422; wrapping the extractors is the one place where every handler gets the
@@ -14,8 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ErrorCode};
 use super::json::ObjectBody;
-use super::state::HttpState;
-use crate::broker::Broker;
+use super::state::{ApiHandles, HttpState};
 
 /// A JSON request body; it must be an object (see [`super::json`]).
 #[derive(Debug, Clone)]
@@ -71,17 +69,17 @@ where
     }
 }
 
-/// The broker, once it is ready; before that (and while it shuts down) every handler
-/// that takes one answers 503 with the reason.
+/// The handles of the broker's services, once it is ready; before that (and while it
+/// shuts down) every handler that takes them answers 503 with the reason.
 #[derive(Debug, Clone)]
-pub struct ReadyBroker(pub Arc<Broker>);
+pub struct Ready(pub Arc<ApiHandles>);
 
-impl FromRequestParts<HttpState> for ReadyBroker {
+impl FromRequestParts<HttpState> for Ready {
     type Rejection = ApiError;
 
     async fn from_request_parts(_: &mut Parts, state: &HttpState) -> Result<Self, ApiError> {
         state
-            .ready_broker()
+            .ready()
             .map(Self)
             .map_err(|reason| ApiError::new(ErrorCode::NotReady, format!("not ready: {reason}")))
     }

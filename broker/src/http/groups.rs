@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody, ErrorCode};
-use super::extract::{PathParameters, ReadyBroker};
+use super::extract::{PathParameters, Ready};
 use crate::group::GroupCoordinator;
 use crate::group::assignor::PartitionSet;
 use crate::group::consumer_group::ConsumerGroup;
@@ -170,8 +170,8 @@ fn describe(coordinator: &GroupCoordinator, group: &ConsumerGroup) -> Group {
     tag = "groups",
     responses((status = OK, body = GroupList))
 )]
-pub async fn list_groups(ReadyBroker(broker): ReadyBroker) -> Json<GroupList> {
-    let groups = broker
+pub async fn list_groups(Ready(api): Ready) -> Json<GroupList> {
+    let groups = api
         .groups
         .with_coordinator(|coordinator| coordinator.groups().map(summary).collect());
     Json(GroupList { groups })
@@ -190,10 +190,10 @@ pub async fn list_groups(ReadyBroker(broker): ReadyBroker) -> Json<GroupList> {
     )
 )]
 pub async fn get_group(
-    ReadyBroker(broker): ReadyBroker,
+    Ready(api): Ready,
     PathParameters(path): PathParameters<GroupPath>,
 ) -> Result<Json<Group>, ApiError> {
-    let group = broker.groups.with_coordinator(|coordinator| {
+    let group = api.groups.with_coordinator(|coordinator| {
         coordinator
             .group(&path.id)
             .map(|group| describe(coordinator, group))
@@ -205,8 +205,9 @@ pub async fn get_group(
         )
     })?;
     for offset in &mut group.offsets {
-        let log = broker
-            .logs
+        let log = api
+            .partitions
+            .logs()
             .get(&TopicPartition::new(offset.topic.clone(), offset.partition));
         offset.high_watermark = log.map(|log| log.high_watermark());
         offset.lag = offset

@@ -69,11 +69,12 @@ pub async fn healthz() -> Json<Health> {
     )
 )]
 pub async fn readyz(State(state): State<HttpState>) -> Result<Json<Health>, ApiError> {
-    match state.ready_broker() {
-        Ok(broker) => Ok(Json(Health {
+    match state.ready() {
+        Ok(api) => Ok(Json(Health {
             status: HealthStatus::Ready,
-            offline_partitions: broker
-                .logs
+            offline_partitions: api
+                .partitions
+                .logs()
                 .offline_partitions()
                 .into_iter()
                 .map(|(partition, reason)| OfflinePartition {

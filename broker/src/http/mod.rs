@@ -14,7 +14,7 @@
 //!
 //! Supporting modules: [`error`] (the one error shape), [`extract`] (extractors that
 //! use it), [`json`] (JSON read the way the schema describes it), [`state`] (the
-//! broker, once it exists), [`listener`] (connection limits), [`topic_config`] (topic
+//! handles of the broker's services, once they exist), [`listener`] (connection limits), [`topic_config`] (topic
 //! config as typed JSON).
 //!
 //! The server starts before the broker has opened its storage and stops on the broker's

@@ -27,7 +27,11 @@ pub async fn metrics(State(state): State<HttpState>) -> Result<impl IntoResponse
     // Sampling takes each partition log's lock in turn; with many partitions that is
     // work to keep off the runtime's worker threads.
     let text = tokio::task::spawn_blocking(move || {
-        crate::metrics::render(state.broker().map(|broker| &**broker))
+        crate::metrics::render(state.handles().map(|api| crate::metrics::ScrapeSources {
+            started_at: api.started_at,
+            logs: api.partitions.logs(),
+            groups: &api.groups,
+        }))
     })
     .await
     .map_err(|error| {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody, ErrorCode};
-use super::extract::{PathParameters, QueryParameters, ReadyBroker};
+use super::extract::{PathParameters, QueryParameters, Ready};
 use crate::storage::{PartitionLog, StorageError};
 
 /// Most records one peek returns.
@@ -133,7 +133,7 @@ impl Payload {
     )
 )]
 pub async fn peek_records(
-    ReadyBroker(broker): ReadyBroker,
+    Ready(api): Ready,
     PathParameters(path): PathParameters<PartitionPath>,
     QueryParameters(query): QueryParameters<RecordsQuery>,
 ) -> Result<Json<RecordsPage>, ApiError> {
@@ -144,7 +144,7 @@ pub async fn peek_records(
             format!("limit must be between 1 and {PEEK_RECORDS_MAX}, got {limit}"),
         ));
     }
-    let image = broker.metadata();
+    let image = api.partitions.metadata().current();
     let topic = image.topic(&path.name).ok_or_else(|| {
         ApiError::new(
             ErrorCode::TopicNotFound,
@@ -162,8 +162,9 @@ pub async fn peek_records(
             ),
         ));
     }
-    let (_, _, log) = broker
-        .leader_log_now(&path.name, path.partition)
+    let (_, _, log) = api
+        .partitions
+        .leader_log(&path.name, path.partition)
         .map_err(|code| {
             ApiError::new(
                 ErrorCode::NotLeader,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, ErrorCode};
-use super::extract::{JsonBody, PathParameters, ReadyBroker};
+use super::extract::{JsonBody, PathParameters, Ready};
 use super::records::PartitionPath;
 use super::topics::{Topic, describe};
 use crate::metadata::TopicError;
@@ -59,11 +59,11 @@ pub struct RecoverPartition {
     )
 )]
 pub async fn recover_partition(
-    ReadyBroker(broker): ReadyBroker,
+    Ready(api): Ready,
     PathParameters(path): PathParameters<PartitionPath>,
     JsonBody(body): JsonBody<RecoverPartition>,
 ) -> Result<Json<Topic>, ApiError> {
-    let image = broker.metadata();
+    let image = api.partitions.metadata().current();
     let topic = image
         .topic(&path.name)
         .ok_or_else(|| TopicError::UnknownTopic(path.name.clone()))?;
@@ -78,7 +78,7 @@ pub async fn recover_partition(
         Action::SkipGap => RecoveryAction::SkipGap,
         Action::AcceptLoss => RecoveryAction::AcceptLoss,
     };
-    broker
+    api.admin
         .recover_partition(&path.name, path.partition, action)
         .await
         .map_err(|error| {
@@ -89,9 +89,9 @@ pub async fn recover_partition(
             };
             ApiError::new(code, error.to_string())
         })?;
-    let image = broker.metadata();
+    let image = api.partitions.metadata().current();
     let topic = image
         .topic(&path.name)
         .ok_or_else(|| TopicError::UnknownTopic(path.name.clone()))?;
-    Ok(Json(describe(&broker, topic)))
+    Ok(Json(describe(&api.partitions, topic)))
 }

@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody, ErrorCode};
-use super::extract::{JsonBody, PathParameters, ReadyBroker};
+use super::extract::{JsonBody, PathParameters, Ready};
 use super::json::optional_integer;
 use super::topic_config::{TopicConfigChanges, TopicConfigOverrides};
-use crate::broker::Broker;
 use crate::metadata::{CreateTopic, TopicError, TopicImage};
 use crate::storage::TopicPartition;
+use crate::topics::Partitions;
 
 /// A topic in the list.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -135,15 +135,16 @@ fn replication_factor(topic: &TopicImage) -> usize {
 }
 
 /// The topic with its partitions' log state as this broker has it now.
-pub fn describe(broker: &Broker, topic: &TopicImage) -> Topic {
+pub fn describe(partitions: &Partitions, topic: &TopicImage) -> Topic {
+    let logs = partitions.logs();
     let partitions = topic
         .partitions
         .iter()
         .map(|partition| {
             let id = TopicPartition::new(topic.name.clone(), partition.partition);
-            let log = broker.logs.get(&id);
-            let offline_reason = broker.logs.offline_reason(&id);
-            let hosted = partition.replicas.contains(&broker.config.node_id);
+            let log = logs.get(&id);
+            let offline_reason = logs.offline_reason(&id);
+            let hosted = partition.replicas.contains(&partitions.node_id());
             let state = hosted.then_some(if offline_reason.is_some() {
                 PartitionState::Offline
             } else {
@@ -181,8 +182,8 @@ pub fn describe(broker: &Broker, topic: &TopicImage) -> Topic {
     tag = "topics",
     responses((status = OK, body = TopicList))
 )]
-pub async fn list_topics(ReadyBroker(broker): ReadyBroker) -> Json<TopicList> {
-    let image = broker.metadata();
+pub async fn list_topics(Ready(api): Ready) -> Json<TopicList> {
+    let image = api.partitions.metadata().current();
     Json(TopicList {
         topics: image.topics.values().map(|topic| summary(topic)).collect(),
     })
@@ -203,12 +204,13 @@ pub async fn list_topics(ReadyBroker(broker): ReadyBroker) -> Json<TopicList> {
     )
 )]
 pub async fn create_topic(
-    ReadyBroker(broker): ReadyBroker,
+    Ready(api): Ready,
     JsonBody(new_topic): JsonBody<NewTopic>,
 ) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<Topic>), ApiError> {
     let config = TopicConfigOverrides::from_json(new_topic.config)
         .map_err(|message| ApiError::new(ErrorCode::InvalidConfig, message))?;
-    let topic = broker
+    let topic = api
+        .admin
         .create_topic(
             CreateTopic {
                 name: new_topic.name,
@@ -223,7 +225,7 @@ pub async fn create_topic(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(describe(&broker, &topic)),
+        Json(describe(&api.partitions, &topic)),
     ))
 }
 
@@ -239,14 +241,14 @@ pub async fn create_topic(
     )
 )]
 pub async fn get_topic(
-    ReadyBroker(broker): ReadyBroker,
+    Ready(api): Ready,
     PathParameters(path): PathParameters<TopicPath>,
 ) -> Result<Json<Topic>, ApiError> {
-    let image = broker.metadata();
+    let image = api.partitions.metadata().current();
     let topic = image
         .topic(&path.name)
         .ok_or(TopicError::UnknownTopic(path.name))?;
-    Ok(Json(describe(&broker, topic)))
+    Ok(Json(describe(&api.partitions, topic)))
 }
 
 /// Deletes a topic and its data.
@@ -262,10 +264,10 @@ pub async fn get_topic(
     )
 )]
 pub async fn delete_topic(
-    ReadyBroker(broker): ReadyBroker,
+    Ready(api): Ready,
     PathParameters(path): PathParameters<TopicPath>,
 ) -> Result<StatusCode, ApiError> {
-    broker.delete_topic(&path.name).await?;
+    api.admin.delete_topic(&path.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -287,14 +289,15 @@ pub async fn delete_topic(
     )
 )]
 pub async fn alter_topic_config(
-    ReadyBroker(broker): ReadyBroker,
+    Ready(api): Ready,
     PathParameters(path): PathParameters<TopicPath>,
     JsonBody(changes): JsonBody<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Json<Topic>, ApiError> {
     let changes = TopicConfigChanges::from_json(changes)
         .map_err(|message| ApiError::new(ErrorCode::InvalidConfig, message))?;
-    let topic = broker
+    let topic = api
+        .admin
         .alter_topic_config(&path.name, changes.into_map())
         .await?;
-    Ok(Json(describe(&broker, &topic)))
+    Ok(Json(describe(&api.partitions, &topic)))
 }

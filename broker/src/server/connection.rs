@@ -50,14 +50,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::handlers;
-use super::memory::{RequestMemory, Reservation};
+use super::handles::Handles;
+use super::memory::{READ_CHUNK_BYTES, RequestMemory, Reservation};
 use super::order::{Chain, Turn};
 use super::response::ResponseFrame;
-use crate::broker::Broker;
-
-/// Most bytes read from the socket at once, and so the most request memory a
-/// connection reserves ahead of the bytes it has received.
-pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Responses smaller than this are gathered and written together; larger chunks (fetched
 /// records) are written as they are.
@@ -81,33 +77,36 @@ struct Pending {
 pub async fn run(
     stream: TcpStream,
     peer: SocketAddr,
-    broker: Arc<Broker>,
+    handles: Arc<Handles>,
     shutdown: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
 ) {
     metrics::gauge!("fjord_connections_active").increment(1.0);
     metrics::counter!("fjord_connections_accepted_total").increment(1);
     let (reader, writer) = stream.into_split();
-    let (queue, responses) = mpsc::channel(broker.config.max_in_flight_requests);
+    let (queue, responses) = mpsc::channel(handles.settings.max_in_flight_requests);
     let writer = ResponseWriter {
         stream: writer,
         buffer: BytesMut::new(),
-        stall_timeout: Duration::from_millis(broker.config.response_write_timeout_ms),
+        stall_timeout: Duration::from_millis(handles.settings.response_write_timeout_ms),
     };
     let writer = tokio::spawn(write_responses(writer, responses, peer));
     let mut requests = RequestReader {
         reader,
         peer,
-        broker: &broker,
+        handles: &handles,
         buffer: BytesMut::new(),
-        memory: RequestMemory::new(broker.request_memory.clone(), &broker.config),
+        memory: RequestMemory::new(
+            handles.request_memory.clone(),
+            handles.settings.connection_memory_bytes,
+        ),
         admitted: None,
         ahead: None,
         unreserved: 0,
         deadline: None,
         produce_chain: Chain::default(),
         fetch_chain: Chain::default(),
-        in_flight: Arc::new(Semaphore::new(broker.config.max_in_flight_requests)),
+        in_flight: Arc::new(Semaphore::new(handles.settings.max_in_flight_requests)),
     };
     if let Err(reason) = requests.run(queue, shutdown).await {
         tracing::warn!(%peer, %reason, "closing connection");
@@ -131,7 +130,7 @@ enum ReadOutcome {
 struct RequestReader<'a> {
     reader: OwnedReadHalf,
     peer: SocketAddr,
-    broker: &'a Arc<Broker>,
+    handles: &'a Arc<Handles>,
     /// Received bytes not yet cut into frames.
     buffer: BytesMut,
     memory: RequestMemory,
@@ -167,7 +166,7 @@ impl RequestReader<'_> {
         queue: mpsc::Sender<Pending>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), String> {
-        let max_request_bytes = self.broker.config.max_request_bytes;
+        let max_request_bytes = self.handles.settings.max_request_bytes;
         let mut stopping = false;
         loop {
             if let Some(length) = self.frame_length()
@@ -277,13 +276,13 @@ impl RequestReader<'_> {
     }
 
     fn frame_deadline(&self) -> Instant {
-        Instant::now() + Duration::from_millis(self.broker.config.request_read_timeout_ms)
+        Instant::now() + Duration::from_millis(self.handles.settings.request_read_timeout_ms)
     }
 
     fn late(&self) -> String {
         format!(
             "request not received within request_read_timeout_ms ({} ms; {} bytes of it arrived)",
-            self.broker.config.request_read_timeout_ms,
+            self.handles.settings.request_read_timeout_ms,
             self.buffer.len()
         )
     }
@@ -431,7 +430,7 @@ impl RequestReader<'_> {
             Some(ApiKey::Fetch) => self.fetch_chain.next_turn(),
             _ => Turn::free(),
         };
-        let broker = self.broker.clone();
+        let handles = self.handles.clone();
         let context = handlers::RequestContext {
             correlation_id,
             client_id: header.client_id.clone(),
@@ -449,10 +448,10 @@ impl RequestReader<'_> {
                     return Some(ResponseFrame::error(correlation_id, error.error_code()));
                 }
             };
-            let timeout = Duration::from_millis(broker.config.request_timeout_ms);
+            let timeout = Duration::from_millis(handles.settings.request_timeout_ms);
             let response = match tokio::time::timeout(
                 timeout,
-                handlers::handle(&broker, &context, request, turn),
+                handlers::handle(&handles, &context, request, turn),
             )
             .await
             {

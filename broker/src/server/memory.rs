@@ -27,8 +27,11 @@ use std::sync::Arc;
 use fjord_protocol::frame::LENGTH_PREFIX_BYTES;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::connection::READ_CHUNK_BYTES;
 use crate::config::BrokerConfig;
+
+/// Most bytes a connection reads from its socket at once, and so the most read-ahead it
+/// reserves before a frame's length is known.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// The largest frame a connection keeps: length prefix and `max_request_bytes`.
 fn largest_frame_bytes(config: &BrokerConfig) -> usize {
@@ -91,10 +94,12 @@ fn permits(bytes: usize) -> u32 {
 }
 
 impl RequestMemory {
-    pub fn new(pools: RequestPools, config: &BrokerConfig) -> Self {
+    /// A connection's memory: `connection_bytes` of its own (see
+    /// [`connection_share_bytes`]), all of it also reserved from the shared `pools`.
+    pub fn new(pools: RequestPools, connection_bytes: usize) -> Self {
         Self {
             pools,
-            connection: Arc::new(Semaphore::new(connection_share_bytes(config))),
+            connection: Arc::new(Semaphore::new(connection_bytes)),
         }
     }
 

@@ -1,10 +1,12 @@
 //! The client listener: accepts connections up to the cap and runs one task per
 //! connection (see [`connection`]); connections over the cap are answered `BROKER_BUSY`
-//! (see [`busy`]). Requests are handled in [`handlers`].
+//! (see [`busy`]). Requests are handled in [`handlers`]; what they all share is
+//! [`Handles`].
 
 pub mod busy;
 pub mod connection;
 pub mod handlers;
+pub mod handles;
 pub mod memory;
 pub mod order;
 pub mod response;
@@ -16,12 +18,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::broker::Broker;
+pub use handles::{Handles, ServerSettings};
 
 /// Accepts connections until `shutdown` turns true, then waits (up to the shutdown
 /// timeout) for every connection to finish its in-flight requests.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
-    let connections = Arc::new(Semaphore::new(broker.config.max_connections));
+pub async fn serve(listener: TcpListener, handles: Arc<Handles>, shutdown: watch::Receiver<bool>) {
+    let connections = Arc::new(Semaphore::new(handles.settings.max_connections));
     let busy_answers = Arc::new(Semaphore::new(busy::BUSY_ANSWERS_MAX));
     // Refused connections are not waited for at shutdown: dropping the set aborts them.
     let mut refusals = JoinSet::new();
@@ -37,7 +39,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let Ok(permit) = connections.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, limit = broker.config.max_connections, "connection limit reached; answering BROKER_BUSY and closing the new connection");
+                        tracing::warn!(%peer, limit = handles.settings.max_connections, "connection limit reached; answering BROKER_BUSY and closing the new connection");
                         metrics::counter!("fjord_connections_rejected_total").increment(1);
                         if let Ok(slot) = busy_answers.clone().try_acquire_owned() {
                             refusals.spawn(busy::answer_busy(stream, peer, slot));
@@ -47,7 +49,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
                     }
-                    tasks.spawn(connection::run(stream, peer, broker.clone(), shutdown.clone(), permit));
+                    tasks.spawn(connection::run(stream, peer, handles.clone(), shutdown.clone(), permit));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -63,7 +65,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::
     drop(refusals);
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(
-        Duration::from_millis(broker.config.shutdown_timeout_ms),
+        Duration::from_millis(handles.settings.shutdown_timeout_ms),
         drain,
     )
     .await

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Result, StorageError};
 use super::file_format::{StateKind, read_state_file, write_state_file};
-use super::manager::TopicPartition;
+use super::topic_partition::TopicPartition;
 
 const FILE_NAME: &str = "log-ends";
 

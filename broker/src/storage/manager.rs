@@ -11,7 +11,6 @@
 //! the operator's decision.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,39 +23,12 @@ use super::error::{Result, StorageError};
 use super::log::{PartitionLog, RecoveryReport};
 use super::log_ends;
 use super::recovery::{RecoverError, RecoveryAction, RecoveryMode};
+use super::topic_partition::TopicPartition;
 
 const LOCK_FILE: &str = ".lock";
 const DELETED_SUFFIX: &str = ".deleted";
 /// Longest file or directory name the common Linux file systems accept (NAME_MAX).
 const FILE_NAME_BYTES_MAX: usize = 255;
-
-/// A topic name and partition index; the directory `<topic>-<partition>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    pub topic: String,
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-        }
-    }
-
-    fn parse_dir_name(name: &str) -> Option<Self> {
-        let (topic, partition) = name.rsplit_once('-')?;
-        let partition = partition.parse().ok().filter(|p: &i32| *p >= 0)?;
-        (!topic.is_empty()).then(|| Self::new(topic, partition))
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
 
 /// The name a partition directory is renamed to before its removal:
 /// `<topic>-<partition>.<now_ms>.deleted`, with the topic shortened as needed to fit a

@@ -11,6 +11,7 @@
 //! - [`manager`]: [`LogManager`], every partition of the broker, its background work.
 //! - [`recovery`]: what recovery may do with lost durable data; gap batches.
 //! - [`file_format`]: file headers and crash-safe state files.
+//! - [`topic_partition`]: [`TopicPartition`], a partition's name and directory name.
 //! - [`config`], [`clock`], [`error`].
 //!
 //! The on-disk layout is described in `docs/architecture.md`.
@@ -27,10 +28,12 @@ pub mod manager;
 pub mod open_files;
 pub mod recovery;
 pub mod segment;
+pub mod topic_partition;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Durability, LogConfig};
 pub use error::StorageError;
 pub use log::{AppendInfo, PartitionLog, ReadResult, RecoveryReport};
-pub use manager::{LogManager, TopicPartition};
+pub use manager::LogManager;
 pub use recovery::{RecoverError, RecoveryAction, RecoveryMode};
+pub use topic_partition::TopicPartition;

@@ -1,7 +1,6 @@
 //! ApiVersions, Metadata, CreateTopics and DeleteTopics.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use fjord_protocol::ErrorCode;
 use fjord_protocol::messages::{
@@ -10,9 +9,10 @@ use fjord_protocol::messages::{
     MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
 };
 
-use crate::broker::Broker;
 use crate::metadata::{CreateTopic, MetadataImage, TopicImage};
+use crate::server::handles::Handles;
 use crate::server::response::ResponseFrame;
+use crate::storage::{LogManager, TopicPartition};
 
 pub fn api_versions(correlation_id: i32) -> ResponseFrame {
     ResponseFrame::message(correlation_id, &ApiVersionsResponse::current())
@@ -41,12 +41,11 @@ pub fn topic_metadata(topic: &TopicImage) -> TopicMetadata {
 
 /// Partitions whose log on this broker is offline get `KAFKA_STORAGE_ERROR`, as Kafka
 /// answers for a replica on an offline log directory.
-fn mark_offline_partitions(broker: &Broker, topics: &mut [TopicMetadata]) {
+fn mark_offline_partitions(logs: &LogManager, topics: &mut [TopicMetadata]) {
     for topic in topics.iter_mut() {
         for partition in topic.partitions.iter_mut() {
-            let id = crate::storage::TopicPartition::new(topic.name.clone(), partition.partition);
-            if partition.error_code == ErrorCode::None && broker.logs.offline_reason(&id).is_some()
-            {
+            let id = TopicPartition::new(topic.name.clone(), partition.partition);
+            if partition.error_code == ErrorCode::None && logs.offline_reason(&id).is_some() {
                 partition.error_code = ErrorCode::StorageError;
             }
         }
@@ -76,11 +75,11 @@ fn brokers(image: &MetadataImage) -> Vec<BrokerMetadata> {
 }
 
 pub async fn metadata(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     correlation_id: i32,
     request: MetadataRequest,
 ) -> ResponseFrame {
-    let image = broker.metadata();
+    let image = handles.partitions.metadata().current();
     let topics = match request.topics {
         None => image
             .topics
@@ -90,7 +89,7 @@ pub async fn metadata(
         Some(names) => {
             let mut topics = Vec::with_capacity(names.len());
             for name in names {
-                match broker.topic_or_auto_create(&name).await {
+                match handles.admin.topic_or_auto_create(&name).await {
                     Ok(topic) => topics.push(topic_metadata(&topic)),
                     Err(error_code) => topics.push(unknown_topic(&name, error_code)),
                 }
@@ -99,8 +98,8 @@ pub async fn metadata(
         }
     };
     let mut topics = topics;
-    mark_offline_partitions(broker, &mut topics);
-    let image = broker.metadata();
+    mark_offline_partitions(handles.partitions.logs(), &mut topics);
+    let image = handles.partitions.metadata().current();
     let response = MetadataResponse {
         cluster_id: image.cluster_id.clone(),
         controller_id: image.controller_id,
@@ -111,7 +110,7 @@ pub async fn metadata(
 }
 
 pub async fn create_topics(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     correlation_id: i32,
     request: CreateTopicsRequest,
 ) -> ResponseFrame {
@@ -128,7 +127,11 @@ pub async fn create_topics(
                 .map(|entry| (entry.key, entry.value))
                 .collect::<BTreeMap<_, _>>(),
         };
-        let result = match broker.create_topic(create, request.validate_only).await {
+        let result = match handles
+            .admin
+            .create_topic(create, request.validate_only)
+            .await
+        {
             Ok(created) => CreateTopicResult {
                 name: topic.name,
                 topic_id: *created.topic_id.as_bytes(),
@@ -148,13 +151,13 @@ pub async fn create_topics(
 }
 
 pub async fn delete_topics(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     correlation_id: i32,
     request: DeleteTopicsRequest,
 ) -> ResponseFrame {
     let mut results = Vec::with_capacity(request.names.len());
     for name in request.names {
-        let result = match broker.delete_topic(&name).await {
+        let result = match handles.admin.delete_topic(&name).await {
             Ok(()) => DeleteTopicResult {
                 name,
                 error_code: ErrorCode::None,

@@ -2,7 +2,6 @@
 //! the log end (followers), long-polling until `min_bytes` are available or `max_wait_ms`
 //! passes. Waiting is driven by the logs' high-watermark notifications, never by polling.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
 use super::RequestContext;
-use crate::broker::Broker;
+use crate::server::handles::Handles;
 use crate::server::order::Turn;
 use crate::server::response::ResponseFrame;
 
@@ -39,7 +38,7 @@ struct Read {
 /// not read holds at most one response. A long-poll ends early, with what there is,
 /// when the broker begins to shut down.
 pub async fn handle(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     context: &RequestContext,
     request: FetchRequest,
     mut turn: Turn,
@@ -48,7 +47,7 @@ pub async fn handle(
     let mut shutdown = context.shutdown.clone();
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms as u64);
     let read = loop {
-        let mut read = read_once(broker, &request).await;
+        let mut read = read_once(handles, &request).await;
         let satisfied =
             read.bytes >= request.min_bytes as usize || read.errors || read.changes.is_empty();
         if satisfied || Instant::now() >= deadline || *shutdown.borrow() {
@@ -62,7 +61,7 @@ pub async fn handle(
                 .iter_mut()
                 .map(|receiver| Box::pin(receiver.changed())),
         );
-        let parked = Parked::new(broker);
+        let parked = Parked::new(handles);
         let woken = tokio::select! {
             changed = tokio::time::timeout_at(deadline, any_change) => changed.is_ok(),
             _ = shutdown.wait_for(|stop| *stop) => false,
@@ -70,7 +69,7 @@ pub async fn handle(
         drop(parked);
         if !woken {
             // Deadline or shutdown: answer with whatever is there now.
-            break read_once(broker, &request).await;
+            break read_once(handles, &request).await;
         }
     };
     let mut frame = respond(context.correlation_id, &read.response, read.bytes);
@@ -85,17 +84,17 @@ pub async fn handle(
 /// read returns at least one batch, which may be larger than a small budget; then the
 /// reservation is given up, the batch's size reserved and the read repeated, so no
 /// fetch waits for memory while holding some.
-async fn read_once(broker: &Arc<Broker>, request: &FetchRequest) -> Read {
-    let capacity = broker.config.response_memory_bytes;
+async fn read_once(handles: &Handles, request: &FetchRequest) -> Read {
+    let capacity = handles.settings.response_memory_bytes;
     // The client's budget, capped so that a response always fits in a frame.
     let budget = (request.max_bytes as usize).min(FETCH_RESPONSE_RECORDS_BYTES_MAX);
     let mut reservation = budget.min(capacity);
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let mut memory = reserve(broker, reservation).await;
+        let mut memory = reserve(handles, reservation).await;
         let (response, bytes, errors, changes) =
-            read_partitions(broker, request, budget.min(reservation)).await;
+            read_partitions(handles, request, budget.min(reservation)).await;
         if bytes > reservation && attempts < 2 {
             reservation = bytes.min(capacity);
             continue;
@@ -114,9 +113,9 @@ async fn read_once(broker: &Arc<Broker>, request: &FetchRequest) -> Read {
 }
 
 /// Reserves `bytes` of the broker's response memory.
-async fn reserve(broker: &Broker, bytes: usize) -> OwnedSemaphorePermit {
+async fn reserve(handles: &Handles, bytes: usize) -> OwnedSemaphorePermit {
     let bytes = u32::try_from(bytes).expect("a fetch reserves at most a frame");
-    broker
+    handles
         .response_memory
         .clone()
         .acquire_many_owned(bytes)
@@ -124,13 +123,13 @@ async fn reserve(broker: &Broker, bytes: usize) -> OwnedSemaphorePermit {
         .expect("the response memory semaphore is never closed")
 }
 
-/// Counts a fetch in [`Broker::fetches_waiting`] while it exists.
-struct Parked<'a>(&'a Broker);
+/// Counts a fetch in [`Handles::fetches_waiting`] while it exists.
+struct Parked<'a>(&'a Handles);
 
 impl<'a> Parked<'a> {
-    fn new(broker: &'a Broker) -> Self {
-        broker.fetches_waiting.fetch_add(1, Ordering::AcqRel);
-        Self(broker)
+    fn new(handles: &'a Handles) -> Self {
+        handles.fetches_waiting.fetch_add(1, Ordering::AcqRel);
+        Self(handles)
     }
 }
 
@@ -169,7 +168,7 @@ pub const FETCH_RESPONSE_RECORDS_BYTES_MAX: usize = fjord_protocol::limits::FRAM
 /// response, the record bytes in it, whether any partition failed, and high-watermark
 /// receivers subscribed before the reads.
 async fn read_partitions(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     request: &FetchRequest,
     mut budget: usize,
 ) -> (FetchResponse, usize, bool, Vec<watch::Receiver<i64>>) {
@@ -187,7 +186,7 @@ async fn read_partitions(
                 log_start_offset: -1,
                 records: Bytes::new(),
             };
-            match broker.leader_log(&topic.name, fetch.partition, false).await {
+            match handles.partitions.leader_log(&topic.name, fetch.partition) {
                 Err(code) => response.error_code = code,
                 Ok((_, partition, log)) => {
                     let epoch = fetch.current_leader_epoch;

@@ -1,7 +1,5 @@
 //! FindCoordinator, ConsumerGroupHeartbeat, OffsetCommit, OffsetFetch, ListGroups and
-//! DescribeGroups: each is answered by the broker's [`GroupService`](crate::group::GroupService).
-
-use std::sync::Arc;
+//! DescribeGroups: each is answered by the [`GroupService`](crate::group::GroupService).
 
 use fjord_protocol::messages::{
     ConsumerGroupHeartbeatRequest, DescribeGroupsRequest, FindCoordinatorRequest,
@@ -9,27 +7,26 @@ use fjord_protocol::messages::{
 };
 
 use super::RequestContext;
-use crate::broker::Broker;
+use crate::server::handles::Handles;
 use crate::server::response::ResponseFrame;
 
 pub async fn find_coordinator(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     context: &RequestContext,
     request: FindCoordinatorRequest,
 ) -> ResponseFrame {
-    let response = broker.groups.find_coordinator(broker, &request).await;
+    let response = handles.groups.find_coordinator(&request).await;
     ResponseFrame::message(context.correlation_id, &response)
 }
 
 pub async fn heartbeat(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     context: &RequestContext,
     request: ConsumerGroupHeartbeatRequest,
 ) -> ResponseFrame {
-    let response = broker
+    let response = handles
         .groups
         .heartbeat(
-            broker,
             context.client_id.as_deref(),
             context.peer.ip().to_string(),
             &request,
@@ -39,37 +36,37 @@ pub async fn heartbeat(
 }
 
 pub async fn offset_commit(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     context: &RequestContext,
     request: OffsetCommitRequest,
 ) -> ResponseFrame {
-    let response = broker.groups.commit_offsets(broker, &request).await;
+    let response = handles.groups.commit_offsets(&request).await;
     ResponseFrame::message(context.correlation_id, &response)
 }
 
 pub fn offset_fetch(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     context: &RequestContext,
     request: OffsetFetchRequest,
 ) -> ResponseFrame {
-    let response = broker.groups.fetch_offsets(broker, &request);
+    let response = handles.groups.fetch_offsets(&request);
     ResponseFrame::message(context.correlation_id, &response)
 }
 
 pub fn list_groups(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     context: &RequestContext,
     request: ListGroupsRequest,
 ) -> ResponseFrame {
-    let response = broker.groups.list_groups(&request);
+    let response = handles.groups.list_groups(&request);
     ResponseFrame::message(context.correlation_id, &response)
 }
 
 pub fn describe_groups(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     context: &RequestContext,
     request: DescribeGroupsRequest,
 ) -> ResponseFrame {
-    let response = broker.groups.describe_groups(broker, &request);
+    let response = handles.groups.describe_groups(&request);
     ResponseFrame::message(context.correlation_id, &response)
 }

@@ -2,19 +2,17 @@
 //! replicas) and the first offset at or after a timestamp. The client's leader epoch is
 //! checked as Fetch checks it.
 
-use std::sync::Arc;
-
 use fjord_protocol::ErrorCode;
 use fjord_protocol::messages::{
     CONSUMER_REPLICA_ID, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
     ListOffsetsTopicResponse, OffsetSpec,
 };
 
-use crate::broker::Broker;
+use crate::server::handles::Handles;
 use crate::server::response::ResponseFrame;
 
 pub fn handle(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     correlation_id: i32,
     request: ListOffsetsRequest,
 ) -> ResponseFrame {
@@ -36,7 +34,7 @@ pub fn handle(
                         leader_epoch: -1,
                     };
                     let (_, partition, log) =
-                        match broker.leader_log_now(&topic.name, entry.partition) {
+                        match handles.partitions.leader_log(&topic.name, entry.partition) {
                             Ok(found) => found,
                             Err(code) => {
                                 response.error_code = code;

@@ -9,14 +9,13 @@ mod produce;
 mod produce_rules;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use fjord_protocol::messages::Request;
 use tokio::sync::watch;
 
+use super::handles::Handles;
 use super::order::Turn;
 use super::response::ResponseFrame;
-use crate::broker::Broker;
 
 /// Who sent a request: from its header and its connection.
 #[derive(Debug, Clone)]
@@ -31,7 +30,7 @@ pub struct RequestContext {
 /// Handles one request. `turn` is its place in its connection's chain for its kind
 /// (see [`super::order`]); handlers whose effects need no order just drop it.
 pub async fn handle(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     context: &RequestContext,
     request: Request,
     turn: Turn,
@@ -39,29 +38,31 @@ pub async fn handle(
     let correlation_id = context.correlation_id;
     match request {
         Request::ApiVersions(_) => Some(admin::api_versions(correlation_id)),
-        Request::Metadata(request) => Some(admin::metadata(broker, correlation_id, request).await),
+        Request::Metadata(request) => Some(admin::metadata(handles, correlation_id, request).await),
         Request::CreateTopics(request) => {
-            Some(admin::create_topics(broker, correlation_id, request).await)
+            Some(admin::create_topics(handles, correlation_id, request).await)
         }
         Request::DeleteTopics(request) => {
-            Some(admin::delete_topics(broker, correlation_id, request).await)
+            Some(admin::delete_topics(handles, correlation_id, request).await)
         }
-        Request::Produce(request) => produce::handle(broker, correlation_id, request, turn).await,
-        Request::Fetch(request) => Some(fetch::handle(broker, context, request, turn).await),
+        Request::Produce(request) => produce::handle(handles, correlation_id, request, turn).await,
+        Request::Fetch(request) => Some(fetch::handle(handles, context, request, turn).await),
         Request::ListOffsets(request) => {
-            Some(list_offsets::handle(broker, correlation_id, request))
+            Some(list_offsets::handle(handles, correlation_id, request))
         }
         Request::FindCoordinator(request) => {
-            Some(groups::find_coordinator(broker, context, request).await)
+            Some(groups::find_coordinator(handles, context, request).await)
         }
         Request::ConsumerGroupHeartbeat(request) => {
-            Some(groups::heartbeat(broker, context, request).await)
+            Some(groups::heartbeat(handles, context, request).await)
         }
         Request::OffsetCommit(request) => {
-            Some(groups::offset_commit(broker, context, request).await)
+            Some(groups::offset_commit(handles, context, request).await)
         }
-        Request::OffsetFetch(request) => Some(groups::offset_fetch(broker, context, request)),
-        Request::ListGroups(request) => Some(groups::list_groups(broker, context, request)),
-        Request::DescribeGroups(request) => Some(groups::describe_groups(broker, context, request)),
+        Request::OffsetFetch(request) => Some(groups::offset_fetch(handles, context, request)),
+        Request::ListGroups(request) => Some(groups::list_groups(handles, context, request)),
+        Request::DescribeGroups(request) => {
+            Some(groups::describe_groups(handles, context, request))
+        }
     }
 }

@@ -18,8 +18,8 @@ use fjord_protocol::messages::{
 use fjord_protocol::{ErrorCode, RecordBatch};
 
 use super::produce_rules;
-use crate::broker::Broker;
 use crate::group::OFFSETS_TOPIC;
+use crate::server::handles::Handles;
 use crate::server::order::Turn;
 use crate::server::response::ResponseFrame;
 use crate::storage::{AppendInfo, Clock, PartitionLog, SystemClock};
@@ -51,7 +51,7 @@ fn failure(
 }
 
 pub async fn handle(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     correlation_id: i32,
     request: ProduceRequest,
     mut turn: Turn,
@@ -83,7 +83,7 @@ pub async fn handle(
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for partition in topic.partitions {
             let outcome = append(
-                broker,
+                handles,
                 &topic.name,
                 partition.partition,
                 partition.records,
@@ -152,24 +152,30 @@ async fn commit(appended: &Appended) -> Result<(), crate::storage::StorageError>
 }
 
 async fn append(
-    broker: &Arc<Broker>,
+    handles: &Handles,
     topic: &str,
     partition: i32,
     records: Bytes,
     acks: Acks,
 ) -> Result<Appended, ProducePartitionResponse> {
     let fail = |code: ErrorCode, message: String| failure(partition, code, Some(message));
-    let (topic_image, partition_image, log) = broker
-        .leader_log(topic, partition, true)
+    let unavailable = |code: ErrorCode| fail(code, format!("{topic}-{partition}: {}", code.name()));
+    handles
+        .admin
+        .topic_or_auto_create(topic)
         .await
-        .map_err(|code| fail(code, format!("{topic}-{partition}: {}", code.name())))?;
+        .map_err(unavailable)?;
+    let (topic_image, partition_image, log) = handles
+        .partitions
+        .leader_log(topic, partition)
+        .map_err(unavailable)?;
     if topic_image.name == OFFSETS_TOPIC {
         return Err(fail(
             ErrorCode::InvalidTopic,
             format!("{topic} is internal: only the group coordinator writes to it"),
         ));
     }
-    let config = broker.topic_config(&topic_image);
+    let config = handles.partitions.topic_config(&topic_image);
     if acks == Acks::All && partition_image.isr.len() < config.min_insync_replicas as usize {
         return Err(fail(
             ErrorCode::NotEnoughReplicas,

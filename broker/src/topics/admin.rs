@@ -1,0 +1,290 @@
+//! Topic administration: each operation changes the metadata through the controller
+//! and then does what the change means for this broker's partition logs (creates,
+//! deletes or reconfigures them). Metadata and storage are changed on a blocking thread,
+//! since both fsync.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fjord_protocol::ErrorCode;
+
+use super::partitions::Partitions;
+use crate::metadata::controller::validate_topic_name;
+use crate::metadata::{Controller, CreateTopic, TopicError, TopicImage};
+use crate::storage::{PartitionLog, RecoverError, RecoveryAction, StorageError, TopicPartition};
+
+/// Creates, deletes and reconfigures topics, and recovers offline partitions.
+#[derive(Debug, Clone)]
+pub struct TopicAdmin {
+    controller: Arc<Controller>,
+    partitions: Partitions,
+    /// Whether a topic that a client names is created on the fly (`auto_create_topics`).
+    auto_create: bool,
+    /// Topics that belong to the broker itself, which clients may not delete.
+    protected: Arc<[String]>,
+}
+
+impl TopicAdmin {
+    pub fn new(
+        controller: Arc<Controller>,
+        partitions: Partitions,
+        auto_create: bool,
+        protected: impl IntoIterator<Item = String>,
+    ) -> Self {
+        Self {
+            controller,
+            partitions,
+            auto_create,
+            protected: protected.into_iter().collect(),
+        }
+    }
+
+    /// Creates a topic and its partition logs.
+    pub async fn create_topic(
+        &self,
+        request: CreateTopic,
+        validate_only: bool,
+    ) -> Result<Arc<TopicImage>, TopicError> {
+        let admin = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let topic = admin.controller.create_topic(&request, validate_only)?;
+            if !validate_only {
+                if let Err(error) = admin.create_logs(&topic) {
+                    admin.undo_topic(&topic);
+                    return Err(error.into());
+                }
+                for (_, log) in admin
+                    .partitions
+                    .logs()
+                    .logs()
+                    .into_iter()
+                    .filter(|(partition, _)| partition.topic == topic.name)
+                {
+                    log.set_high_watermark(log.log_end_offset());
+                }
+            }
+            Ok(topic)
+        })
+        .await
+        .expect("topic creation panicked")
+    }
+
+    /// Creates the logs of a new topic's partitions.
+    fn create_logs(&self, topic: &TopicImage) -> Result<(), StorageError> {
+        let config = self.partitions.topic_config(topic).log;
+        let logs = self.partitions.logs();
+        for partition in &topic.partitions {
+            if partition.replicas.contains(&self.partitions.node_id()) {
+                let partition = TopicPartition::new(topic.name.clone(), partition.partition);
+                logs.forget_log_end(&partition);
+                logs.get_or_create(&partition, config.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a topic whose partition logs could not all be created. Left in the
+    /// metadata it would be listed but unusable, and every start would try (and may
+    /// fail) to create its logs again.
+    fn undo_topic(&self, topic: &TopicImage) {
+        if let Err(error) = self.controller.delete_topic(&topic.name) {
+            tracing::error!(topic = %topic.name, %error, "cannot undo a topic whose logs failed");
+        }
+        let logs = self.partitions.logs();
+        for partition in &topic.partitions {
+            let partition = TopicPartition::new(topic.name.clone(), partition.partition);
+            // A log it opened, or a directory a failed open left: the topic's own. A
+            // file in the way (the likely cause of the failure) is not touched.
+            let directory = logs.data_dir().join(partition.to_string());
+            if logs.get(&partition).is_none() && !directory.is_dir() {
+                continue;
+            }
+            if let Err(error) = logs.delete(&partition) {
+                tracing::error!(%partition, %error, "cannot remove the log of an undone topic");
+            }
+        }
+    }
+
+    /// Deletes a topic and its data. The broker's own topics (the committed offsets of
+    /// consumer groups) cannot be deleted this way.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
+        if self.protected.iter().any(|protected| protected == name) {
+            return Err(TopicError::Protected(name.to_owned()));
+        }
+        let admin = self.clone();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let topic = admin.controller.delete_topic(&name)?;
+            for partition in &topic.partitions {
+                admin.partitions.logs().delete(&TopicPartition::new(
+                    topic.name.clone(),
+                    partition.partition,
+                ))?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("topic deletion panicked")
+    }
+
+    /// Changes a topic's config overrides incrementally (`Some` sets a key, `None`
+    /// removes its override; see [`Controller::alter_topic_config`]) and applies the
+    /// result to the topic's open logs.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        changes: BTreeMap<String, Option<String>>,
+    ) -> Result<Arc<TopicImage>, TopicError> {
+        let admin = self.clone();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let topic = admin.controller.alter_topic_config(&name, &changes)?;
+            let log_config = admin.partitions.topic_config(&topic).log;
+            for (_, log) in admin
+                .partitions
+                .logs()
+                .logs()
+                .into_iter()
+                .filter(|(partition, _)| partition.topic == topic.name)
+            {
+                log.set_config(log_config.clone());
+            }
+            Ok(topic)
+        })
+        .await
+        .expect("config change panicked")
+    }
+
+    /// The topic, created on the fly when automatic creation is on.
+    pub async fn topic_or_auto_create(&self, name: &str) -> Result<Arc<TopicImage>, ErrorCode> {
+        let metadata = self.partitions.metadata();
+        if let Some(topic) = metadata.current().topic(name) {
+            return Ok(topic.clone());
+        }
+        // An invalid name is INVALID_TOPIC whether or not topics are created on demand.
+        validate_topic_name(name).map_err(|error| error.error_code())?;
+        if !self.auto_create {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        }
+        match self
+            .create_topic(
+                CreateTopic {
+                    name: name.to_owned(),
+                    ..Default::default()
+                },
+                false,
+            )
+            .await
+        {
+            Ok(topic) => Ok(topic),
+            Err(TopicError::AlreadyExists(_)) => metadata
+                .current()
+                .topic(name)
+                .cloned()
+                .ok_or(ErrorCode::UnknownTopicOrPartition),
+            Err(error) => Err(error.error_code()),
+        }
+    }
+
+    /// Carries out an operator's decision for an offline partition (see
+    /// [`crate::storage::LogManager::recover`]); `accept_loss` also bumps the
+    /// partition's leader epoch.
+    pub async fn recover_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        action: RecoveryAction,
+    ) -> Result<Arc<PartitionLog>, RecoverError> {
+        let admin = self.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let image = admin.partitions.metadata().current();
+            let topic_image = image
+                .topic(&topic)
+                .filter(|image| image.partition(partition).is_some())
+                .ok_or_else(|| RecoverError::NotOffline(format!("{topic}-{partition}")))?;
+            let config = admin.partitions.topic_config(topic_image).log;
+            let partition_id = TopicPartition::new(topic.clone(), partition);
+            let logs = admin.partitions.logs();
+            let log = logs.recover(&partition_id, action, config)?;
+            if action == RecoveryAction::AcceptLoss
+                && let Err(error) = admin.controller.bump_leader_epoch(&topic, partition)
+            {
+                tracing::error!(partition = %partition_id, %error, "cannot bump the leader epoch of a recreated partition");
+            }
+            log.set_high_watermark(log.log_end_offset());
+            if let Err(error) = logs.write_log_ends() {
+                tracing::warn!(%error, "recording log ends failed");
+            }
+            Ok(log)
+        })
+        .await
+        .expect("partition recovery panicked")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::storage::{LogManager, SystemClock};
+    use crate::topics::MetadataView;
+
+    /// A topic created through the admin has its logs at once, found through
+    /// `Partitions`; a protected topic is refused deletion; deleting a topic removes its
+    /// logs; a topic is created on demand only when the setting allows it.
+    #[tokio::test]
+    async fn changes_reach_the_logs_and_the_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::for_tests(dir.path());
+        let logs = Arc::new(LogManager::open(dir.path(), Arc::new(SystemClock)).unwrap());
+        let controller = Arc::new(Controller::open(&config, "127.0.0.1", 9192).unwrap());
+        let view = MetadataView::new(controller.subscribe());
+        let partitions = Partitions::new(view, logs.clone(), Arc::new(config.clone()));
+        let admin = TopicAdmin::new(
+            controller.clone(),
+            partitions.clone(),
+            false,
+            ["__internal".to_owned()],
+        );
+
+        let request = CreateTopic {
+            name: "orders".into(),
+            partitions: Some(2),
+            ..Default::default()
+        };
+        admin.create_topic(request, false).await.unwrap();
+        let (topic, partition, log) = partitions.leader_log("orders", 1).unwrap();
+        assert_eq!((topic.name.as_str(), partition.partition), ("orders", 1));
+        assert_eq!(log.high_watermark(), log.log_end_offset());
+        assert_eq!(
+            partitions.leader_log("orders", 2).unwrap_err(),
+            ErrorCode::UnknownTopicOrPartition
+        );
+
+        assert_eq!(
+            admin.topic_or_auto_create("events").await.unwrap_err(),
+            ErrorCode::UnknownTopicOrPartition
+        );
+        assert_eq!(
+            admin.topic_or_auto_create("a/b").await.unwrap_err(),
+            ErrorCode::InvalidTopic
+        );
+        let auto_creating = TopicAdmin::new(controller, partitions.clone(), true, []);
+        auto_creating.topic_or_auto_create("events").await.unwrap();
+        assert!(partitions.leader_log("events", 0).is_ok());
+
+        assert!(matches!(
+            admin.delete_topic("__internal").await,
+            Err(TopicError::Protected(_))
+        ));
+        admin.delete_topic("orders").await.unwrap();
+        assert!(partitions.metadata().current().topic("orders").is_none());
+        assert!(logs.get(&TopicPartition::new("orders", 0)).is_none());
+        assert_eq!(
+            partitions.leader_log("orders", 0).unwrap_err(),
+            ErrorCode::UnknownTopicOrPartition
+        );
+        logs.close_all().unwrap();
+    }
+}

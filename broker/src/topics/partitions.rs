@@ -1,0 +1,83 @@
+//! The partition logs this broker holds, found through the metadata: the log of a
+//! partition it leads, and the effective configuration of a topic (its overrides over
+//! the broker's defaults). Read-only: nothing here changes metadata or creates a log.
+
+use std::sync::Arc;
+
+use fjord_protocol::ErrorCode;
+
+use super::view::MetadataView;
+use crate::config::BrokerConfig;
+use crate::metadata::topic_config::{self, TopicConfig};
+use crate::metadata::{PartitionImage, TopicImage};
+use crate::storage::{LogManager, PartitionLog, TopicPartition};
+
+/// The partitions this broker holds: the metadata that places them, and their logs.
+#[derive(Debug, Clone)]
+pub struct Partitions {
+    metadata: MetadataView,
+    logs: Arc<LogManager>,
+    /// The broker's settings: its node id, and the defaults of every topic's config.
+    config: Arc<BrokerConfig>,
+}
+
+impl Partitions {
+    pub fn new(metadata: MetadataView, logs: Arc<LogManager>, config: Arc<BrokerConfig>) -> Self {
+        Self {
+            metadata,
+            logs,
+            config,
+        }
+    }
+
+    pub fn metadata(&self) -> &MetadataView {
+        &self.metadata
+    }
+
+    pub fn logs(&self) -> &Arc<LogManager> {
+        &self.logs
+    }
+
+    /// This broker's node id.
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// A topic's effective configuration. Its overrides were validated when set.
+    pub fn topic_config(&self, topic: &TopicImage) -> TopicConfig {
+        topic_config::resolve(&self.config, &topic.config).unwrap_or_else(|error| {
+            tracing::error!(topic = %topic.name, %error, "stored topic config no longer validates; using defaults");
+            topic_config::resolve(&self.config, &Default::default()).expect("defaults are valid")
+        })
+    }
+
+    /// The log of a partition this broker leads, with its topic and partition as the
+    /// current metadata has them. Creates nothing.
+    pub fn leader_log(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Arc<TopicImage>, PartitionImage, Arc<PartitionLog>), ErrorCode> {
+        let image = self.metadata.current();
+        let topic = image
+            .topic(topic)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?
+            .clone();
+        let partition = topic
+            .partition(partition)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?
+            .clone();
+        if partition.leader != self.config.node_id {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        let id = TopicPartition::new(topic.name.clone(), partition.partition);
+        let log = self.logs.get(&id).ok_or_else(|| {
+            // Kafka's answer for a replica whose log directory is offline.
+            match self.logs.offline_reason(&id) {
+                Some(_) => ErrorCode::StorageError,
+                None => ErrorCode::NotLeaderOrFollower,
+            }
+        })?;
+        Ok((topic, partition, log))
+    }
+}
