@@ -3,6 +3,7 @@
 //! - [`config`]: the broker's settings (file, environment, flags).
 //! - [`storage`]: partition logs on disk (segments, indexes, recovery, retention).
 //! - [`metadata`]: the metadata log, image and controller (topics, brokers).
+//! - [`internal`]: the internal listener between brokers: frames, listener, peer calls.
 //! - [`server`]: the client listener, connections and request handlers.
 //! - [`group`]: consumer groups: the coordinator state machine, assignors, committed
 //!   offsets in `__consumer_offsets`.
@@ -17,6 +18,7 @@ pub mod broker;
 pub mod config;
 pub mod group;
 pub mod http;
+pub mod internal;
 pub mod metadata;
 pub mod metrics;
 pub mod resources;
