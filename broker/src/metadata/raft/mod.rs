@@ -3,6 +3,8 @@
 //! Fjord types).
 //!
 //! Not used by the broker yet: a step of issue #14. What exists:
+//! - [`node`]: [`QuorumNode`], a running member: start, propose, status, image watch,
+//!   shutdown.
 //! - [`network`]: openraft's network over the internal listener (client and server).
 //! - [`wire`]: the quorum's messages as they travel.
 //! - [`log_file`]: the Raft log, Fjord's own file (`raft.log`): framed entries with
@@ -26,6 +28,7 @@ pub mod error;
 pub mod log_file;
 pub mod log_store;
 pub mod network;
+pub mod node;
 pub mod state_machine;
 pub mod stored;
 pub mod vote_file;
@@ -43,6 +46,10 @@ use openraft::{
 
 pub use error::RaftStoreError;
 pub use log_store::{LogReader, LogStore};
+pub use node::{
+    LeaderHint, ProposeError, QuorumConfig, QuorumError, QuorumNode, QuorumStatus, QuorumTiming,
+    Role, VoterStatus,
+};
 pub use state_machine::{AppliedImage, ImageStateMachine, SnapshotBuilder};
 
 use crate::metadata::records::MetadataRecord;
