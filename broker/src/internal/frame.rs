@@ -223,6 +223,39 @@ mod tests {
         ));
     }
 
+    /// The worked example of docs/protocol.md (section 10.3), byte for byte.
+    #[test]
+    fn the_documented_example_is_what_the_codec_writes() {
+        const DOCUMENT: &str = include_str!("../../../docs/protocol.md");
+        let section = DOCUMENT
+            .split("### 10.3 Worked example")
+            .nth(1)
+            .expect("protocol.md has the internal frame example");
+        let block = section
+            .split("```text")
+            .nth(1)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        let digits: String = block
+            .lines()
+            .map(|line| line.split('#').next().unwrap().trim())
+            .collect();
+        let documented: Vec<u8> = (0..digits.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&digits[at..at + 2], 16).unwrap())
+            .collect();
+        let body = br#"{"vote":{"term":2,"node_id":1,"committed":false},"last_log":{"term":1,"leader":1,"index":3}}"#;
+        let frame = Frame {
+            kind: kind::RAFT_VOTE,
+            request_id: 7,
+            body: body.to_vec(),
+        };
+        assert_eq!(encoded(&frame), documented);
+        assert_eq!(decode(documented[4..].to_vec()).unwrap(), frame);
+    }
+
     /// Arbitrary bytes never panic the decoder.
     #[test]
     fn arbitrary_bytes_never_panic() {

@@ -398,6 +398,38 @@ mod tests {
         assert_eq!(SnapshotChunkMessage::from_raft(&request), chunk);
     }
 
+    /// The bodies of docs/protocol.md's worked example (section 10.3) are what a vote
+    /// and its answer serialize to.
+    #[test]
+    fn the_documented_vote_bodies_are_what_the_node_sends() {
+        const DOCUMENT: &str = include_str!("../../../../docs/protocol.md");
+        let position = LogPosition {
+            term: 1,
+            leader: 1,
+            index: 3,
+        };
+        let vote = StoredVote {
+            term: 2,
+            node_id: 1,
+            committed: false,
+        };
+        let request = VoteMessage {
+            vote,
+            last_log: Some(position),
+        };
+        let answer = Reply::<VoteAnswer>::Ok(VoteAnswer {
+            vote,
+            granted: true,
+            last_log: Some(position),
+        });
+        for body in [
+            serde_json::to_string(&request).unwrap(),
+            serde_json::to_string(&answer).unwrap(),
+        ] {
+            assert!(DOCUMENT.contains(&format!("`{body}`")), "{body}");
+        }
+    }
+
     #[test]
     fn snapshot_chunks_that_are_not_base64_are_refused() {
         let chunk = SnapshotChunkMessage {
