@@ -405,7 +405,10 @@ async fn a_peer_speaking_garbage_is_disconnected_and_harms_no_one() {
     };
     let body = b"{}";
     let crc = crc32c::crc32c(body);
+    let mut bad_magic = header(0x01, crc, body);
+    bad_magic[4..8].copy_from_slice(b"HTTP");
     let garbage: Vec<(&str, Vec<u8>)> = vec![
+        ("a bad magic", bad_magic),
         (
             "an HTTP request",
             b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),

@@ -170,6 +170,7 @@ mod tests {
         assert_eq!(&bytes[24..], br#"{"a":1}"#);
     }
 
+    /// What is encoded decodes to the same frame, its length field included.
     #[test]
     fn round_trip() {
         let frame = sample();
@@ -179,6 +180,8 @@ mod tests {
         assert_eq!(decode(bytes[4..].to_vec()).unwrap(), frame);
     }
 
+    /// A length below the header or above the limit is refused from the four length
+    /// bytes alone, before anything is allocated for the frame.
     #[test]
     fn lengths_outside_the_bounds_are_refused_before_reading() {
         for length in [0u32, 19, (FRAME_BYTES_MAX + 1) as u32, u32::MAX] {
@@ -190,6 +193,7 @@ mod tests {
         assert_eq!(check_length(20u32.to_be_bytes()), Ok(20));
     }
 
+    /// Each damaged field is named by its own error.
     #[test]
     fn damaged_headers_and_bodies_are_refused() {
         let good = encoded(&sample())[4..].to_vec();

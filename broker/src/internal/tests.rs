@@ -52,6 +52,8 @@ fn serve(socket: &std::net::TcpListener, service: Arc<Echo>) -> RunningListener 
         .unwrap()
 }
 
+/// Calls from many tasks at once each get the answer to their own request, over one
+/// connection.
 #[tokio::test]
 async fn concurrent_calls_share_one_connection_and_get_their_own_answers() {
     let (socket, address) = bound();
@@ -139,6 +141,7 @@ async fn calls_resume_when_a_stopped_peer_comes_back() {
     running.shutdown().await;
 }
 
+/// A refused connection is `Unreachable` (openraft backs off), not a lost connection.
 #[tokio::test]
 async fn a_peer_nobody_listens_on_is_unreachable() {
     // Bound but not listening: connecting is refused.

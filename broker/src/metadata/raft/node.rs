@@ -472,6 +472,7 @@ mod tests {
         }
     }
 
+    /// The default timing passes openraft's own checks, and snapshots purge the log.
     #[test]
     fn the_defaults_are_valid_for_openraft() {
         config().validate().unwrap();
@@ -480,6 +481,7 @@ mod tests {
         assert_eq!(raft.max_in_snapshot_log_to_keep, 0);
     }
 
+    /// Each configuration mistake is refused with a message that names it.
     #[test]
     fn nonsense_is_refused_with_the_reason() {
         let mut not_a_voter = config();
@@ -514,6 +516,7 @@ mod tests {
         );
     }
 
+    /// Proposal errors name the leader to go to, and say which are worth retrying.
     #[test]
     fn errors_say_what_to_do() {
         let hint = LeaderHint {

@@ -430,6 +430,7 @@ mod tests {
         }
     }
 
+    /// A chunk whose data is not base64 is a bad request, not a crash.
     #[test]
     fn snapshot_chunks_that_are_not_base64_are_refused() {
         let chunk = SnapshotChunkMessage {
@@ -445,6 +446,8 @@ mod tests {
         assert!(chunk.into_raft().is_err());
     }
 
+    /// A mismatch refusal carries both segments back to the leader (which restarts the
+    /// transfer on it); other refusals are not mismatches.
     #[test]
     fn a_snapshot_mismatch_keeps_both_segments() {
         let refusal = Refusal::SnapshotMismatch {
