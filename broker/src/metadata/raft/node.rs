@@ -39,6 +39,9 @@ pub struct QuorumTiming {
     /// How often the leader sends heartbeats; also the time an AppendEntries call may take.
     pub heartbeat_interval: Duration,
     /// A follower that hears no leader for a random time in this range calls an election.
+    /// Voters also refuse votes for `election_timeout_max` after the last heartbeat (so a
+    /// live leader is not deposed), so a leader that stops is replaced after
+    /// `election_timeout_max` plus about one election timeout.
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
     /// Connecting to a peer, at most (a call's own time to live may be shorter).
