@@ -393,7 +393,9 @@ impl QuorumNode {
         self.image.clone()
     }
 
-    /// The node's view of the quorum now.
+    /// The node's view of the quorum now. Role, leader, term, log and snapshot positions
+    /// come from openraft's metrics, which trail events by a moment; the committed and
+    /// applied indexes are read from Raft and the state machine directly.
     pub async fn status(&self) -> QuorumStatus {
         let metrics = self.raft.metrics().borrow().clone();
         let committed_index = self
@@ -432,7 +434,9 @@ impl QuorumNode {
             term: metrics.current_term,
             last_log_index: metrics.last_log_index,
             committed_index,
-            applied_index: metrics.last_applied.map(|log_id| log_id.index),
+            // From the state machine itself: openraft's metrics report an apply a moment
+            // after it happened, later than a proposal's caller learns of it.
+            applied_index: self.image.borrow().applied_index,
             snapshot_index: metrics.snapshot.map(|log_id| log_id.index),
             purged_index: metrics.purged.map(|log_id| log_id.index),
             voters,
