@@ -5,6 +5,7 @@
 //! - [`metadata`]: the metadata log, image and controller (topics, brokers).
 //! - [`topics`]: the handles through which the services reach metadata and partition
 //!   logs: a metadata view, the partitions this broker leads, topic administration.
+//! - [`internal`]: the internal listener between brokers: frames, listener, peer calls.
 //! - [`server`]: the client listener, connections and request handlers.
 //! - [`group`]: consumer groups: the coordinator state machine, assignors, committed
 //!   offsets in `__consumer_offsets`.
@@ -20,6 +21,7 @@ pub mod broker;
 pub mod config;
 pub mod group;
 pub mod http;
+pub mod internal;
 pub mod lifecycle;
 pub mod metadata;
 pub mod metrics;

@@ -1,7 +1,12 @@
-//! The storage of the metadata quorum's Raft log, behind openraft (the only module that
-//! names openraft types; the rest of the broker sees Fjord types).
+//! The metadata quorum: Raft over Fjord's own files and the internal listener, behind
+//! openraft (the only module that names openraft types; the rest of the broker sees
+//! Fjord types).
 //!
 //! Not used by the broker yet: a step of issue #14. What exists:
+//! - [`node`]: [`QuorumNode`], a running member: start, propose, status, image watch,
+//!   shutdown.
+//! - [`network`]: openraft's network over the internal listener (client and server).
+//! - [`wire`]: the quorum's messages as they travel.
 //! - [`log_file`]: the Raft log, Fjord's own file (`raft.log`): framed entries with
 //!   CRC-32C, fsynced before an append is acknowledged, torn tail cut on open,
 //!   crash-safe truncation and purge.
@@ -23,9 +28,12 @@
 pub mod error;
 pub mod log_file;
 pub mod log_store;
+pub mod network;
+pub mod node;
 pub mod state_machine;
 pub mod stored;
 pub mod vote_file;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -39,14 +47,18 @@ use openraft::{
 
 pub use error::RaftStoreError;
 pub use log_store::{LogReader, LogStore};
-pub use state_machine::{ImageStateMachine, SnapshotBuilder};
+pub use node::{
+    LeaderHint, ProposeError, QuorumConfig, QuorumError, QuorumNode, QuorumStatus, QuorumTiming,
+    Role, VoterStatus,
+};
+pub use state_machine::{AppliedImage, ImageStateMachine, SnapshotBuilder};
 
 use crate::metadata::records::MetadataRecord;
 use stored::{LogPosition, StoredEntry, StoredMembership, StoredNode, StoredPayload, StoredVote};
 
 /// A member of the quorum as openraft knows it: its internal listener's address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QuorumNode {
+pub struct QuorumMember {
     pub address: String,
 }
 
@@ -63,7 +75,7 @@ openraft::declare_raft_types!(
         D = Vec<MetadataRecord>,
         R = Applied,
         NodeId = u64,
-        Node = QuorumNode,
+        Node = QuorumMember,
         Entry = openraft::Entry<MetadataRaft>,
         SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,
@@ -120,7 +132,7 @@ fn vote_of(vote: StoredVote) -> Vote<u64> {
     }
 }
 
-fn stored_membership(membership: &Membership<u64, QuorumNode>) -> StoredMembership {
+fn stored_membership(membership: &Membership<u64, QuorumMember>) -> StoredMembership {
     StoredMembership {
         voter_sets: membership.get_joint_config().clone(),
         nodes: membership
@@ -133,13 +145,13 @@ fn stored_membership(membership: &Membership<u64, QuorumNode>) -> StoredMembersh
     }
 }
 
-fn membership_of(membership: &StoredMembership) -> Membership<u64, QuorumNode> {
-    let nodes: BTreeMap<u64, QuorumNode> = membership
+fn membership_of(membership: &StoredMembership) -> Membership<u64, QuorumMember> {
+    let nodes: BTreeMap<u64, QuorumMember> = membership
         .nodes
         .iter()
         .map(|node| {
             let address = node.address.clone();
-            (node.node_id, QuorumNode { address })
+            (node.node_id, QuorumMember { address })
         })
         .collect();
     Membership::new(membership.voter_sets.clone(), nodes)

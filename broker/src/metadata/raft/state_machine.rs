@@ -19,10 +19,11 @@ use openraft::{
     StoredMembership,
 };
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::stored::{ImageSnapshot, LogPosition, StoredMembership as StoredQuorum};
 use super::{
-    Applied, MetadataRaft, QuorumNode, RaftStorageError, RaftStoreError, blocking, log_id_of,
+    Applied, MetadataRaft, QuorumMember, RaftStorageError, RaftStoreError, blocking, log_id_of,
     membership_of, position_of, storage_error, stored_membership,
 };
 use crate::metadata::image::MetadataImage;
@@ -42,7 +43,7 @@ struct SnapshotFile {
 }
 
 impl SnapshotFile {
-    fn meta(&self) -> SnapshotMeta<u64, QuorumNode> {
+    fn meta(&self) -> SnapshotMeta<u64, QuorumMember> {
         SnapshotMeta {
             last_log_id: self.image.position.map(log_id_of),
             last_membership: StoredMembership::new(
@@ -66,11 +67,18 @@ impl SnapshotFile {
 struct MachineState {
     /// The image, at the position of the last applied entry.
     image: MetadataImage,
-    membership: StoredMembership<u64, QuorumNode>,
+    membership: StoredMembership<u64, QuorumMember>,
     snapshot: Option<SnapshotFile>,
 }
 
 impl MachineState {
+    fn applied_image(&self) -> AppliedImage {
+        AppliedImage {
+            applied_index: self.image.applied_position().map(|position| position.index),
+            image: Arc::new(self.image.clone()),
+        }
+    }
+
     /// Replaces the state with a snapshot's, keeping this node's own controller id.
     fn restore(&mut self, snapshot: SnapshotFile) {
         self.image = MetadataImage::restore(&snapshot.image, self.image.controller_id);
@@ -80,11 +88,21 @@ impl MachineState {
     }
 }
 
+/// The image after the last applied entry, as watchers see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppliedImage {
+    /// The Raft log index of the last applied entry (`None` before the first).
+    pub applied_index: Option<u64>,
+    pub image: Arc<MetadataImage>,
+}
+
 /// The metadata image as a Raft state machine, with its snapshot in `dir`.
 #[derive(Debug, Clone)]
 pub struct ImageStateMachine {
     dir: PathBuf,
     state: Arc<Mutex<MachineState>>,
+    /// Every applied batch and installed snapshot is published here.
+    published: Arc<watch::Sender<AppliedImage>>,
 }
 
 /// Builds a snapshot of the state machine as it is when the build runs.
@@ -112,10 +130,18 @@ impl ImageStateMachine {
                 })?;
             state.restore(snapshot);
         }
+        let (published, _) = watch::channel(AppliedImage::default());
+        published.send_replace(state.applied_image());
         Ok(Self {
             dir: dir.to_owned(),
             state: Arc::new(Mutex::new(state)),
+            published: Arc::new(published),
         })
+    }
+
+    /// A watch of the image, updated after every applied batch of entries.
+    pub fn subscribe(&self) -> watch::Receiver<AppliedImage> {
+        self.published.subscribe()
     }
 
     /// A copy of the current image.
@@ -182,7 +208,7 @@ impl RaftStateMachine<MetadataRaft> for ImageStateMachine {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, QuorumNode>), RaftStorageError> {
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, QuorumMember>), RaftStorageError> {
         let state = self.state.lock().expect("state lock poisoned");
         let last_applied = state.image.applied_position().map(log_id_of);
         Ok((last_applied, state.membership.clone()))
@@ -217,6 +243,7 @@ impl RaftStateMachine<MetadataRaft> for ImageStateMachine {
                 records_applied: state.image.records_applied,
             });
         }
+        self.published.send_replace(state.applied_image());
         Ok(applied)
     }
 
@@ -233,7 +260,7 @@ impl RaftStateMachine<MetadataRaft> for ImageStateMachine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<u64, QuorumNode>,
+        meta: &SnapshotMeta<u64, QuorumMember>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), RaftStorageError> {
         let image: ImageSnapshot = serde_json::from_slice(snapshot.get_ref()).map_err(|error| {
@@ -261,10 +288,12 @@ impl RaftStateMachine<MetadataRaft> for ImageStateMachine {
         };
         let dir = self.dir.clone();
         let state = self.state.clone();
+        let published = self.published.clone();
         blocking(move || {
             let mut state = state.lock().expect("state lock poisoned");
             write_snapshot_file(&dir, &snapshot)?;
             state.restore(snapshot);
+            published.send_replace(state.applied_image());
             Ok(())
         })
         .await

@@ -541,7 +541,7 @@ fn entries_apply_once_and_move_the_image() {
             log_id: log_id_of(position(2, 3)),
             payload: EntryPayload::Membership(Membership::new(
                 vec![BTreeSet::from([1])],
-                BTreeMap::from([(1, QuorumNode::default())]),
+                BTreeMap::from([(1, QuorumMember::default())]),
             )),
         };
         machine
