@@ -259,7 +259,7 @@ impl Broker {
             image
                 .topic(&partition.topic)
                 .filter(|topic| topic.partition(partition.partition).is_some())
-                .map(|topic| self.topic_config(topic).log)
+                .map(|topic| (topic.topic_id, self.topic_config(topic).log))
         })?;
         for (partition, report) in &reports {
             if !report.clean_shutdown {
@@ -281,7 +281,10 @@ impl Broker {
                 if self.logs.offline_reason(&partition).is_some() {
                     continue; // reported when its log failed to open
                 }
-                if let Err(error) = self.logs.get_or_create(&partition, config.clone()) {
+                if let Err(error) =
+                    self.logs
+                        .get_or_create(&partition, topic.topic_id, config.clone())
+                {
                     tracing::error!(%partition, %error, "partition is offline");
                     self.logs.mark_offline(&partition, error.to_string());
                 }
@@ -318,7 +321,10 @@ impl Broker {
                 .ok_or_else(|| RecoverError::NotOffline(format!("{topic}-{partition}")))?;
             let config = broker.topic_config(topic_image).log;
             let partition_id = TopicPartition::new(topic.clone(), partition);
-            let log = broker.logs.recover(&partition_id, action, config)?;
+            let log =
+                broker
+                    .logs
+                    .recover(&partition_id, topic_image.topic_id, action, config)?;
             if action == RecoveryAction::AcceptLoss
                 && let Err(error) = broker.controller.bump_leader_epoch(&topic, partition)
             {
@@ -341,7 +347,8 @@ impl Broker {
             if partition.replicas.contains(&self.config.node_id) {
                 let partition = TopicPartition::new(topic.name.clone(), partition.partition);
                 self.logs.forget_log_end(&partition);
-                self.logs.get_or_create(&partition, config.clone())?;
+                self.logs
+                    .get_or_create(&partition, topic.topic_id, config.clone())?;
             }
         }
         Ok(())

@@ -7,6 +7,7 @@
 //! - [`index`]: the memory-mapped sparse indexes (the only `unsafe` in the broker).
 //! - [`epochs`]: the leader-epoch cache.
 //! - [`log_ends`]: the broker-wide record of every partition's last log end.
+//! - [`topic_id`]: the id of the topic a partition directory belongs to.
 //! - [`open_files`]: the bounded, process-wide set of open sealed-segment files.
 //! - [`manager`]: [`LogManager`], every partition of the broker, its background work.
 //! - [`recovery`]: what recovery may do with lost durable data; gap batches.
@@ -27,6 +28,7 @@ pub mod manager;
 pub mod open_files;
 pub mod recovery;
 pub mod segment;
+pub mod topic_id;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Durability, LogConfig};
