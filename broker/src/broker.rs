@@ -29,6 +29,7 @@ use crate::metadata::{
     Controller, CreateTopic, MetadataImage, PartitionImage, TopicError, TopicImage,
 };
 use crate::storage::manager::BackgroundIntervals;
+use crate::storage::node_identity::NodeIdentity;
 use crate::storage::{
     LogManager, PartitionLog, RecoverError, RecoveryAction, RecoveryReport, StorageError,
     SystemClock, TopicPartition,
@@ -167,8 +168,12 @@ impl Broker {
                 let logs = LogManager::open(&config.data_dir, Arc::new(SystemClock)).with_context(
                     || format!("cannot use data directory {}", config.data_dir.display()),
                 )?;
+                // Before the controller registers this node: a directory of another
+                // node must not get this node's registration.
+                let mut identity = NodeIdentity::claim(&config.data_dir, config.node_id)?;
                 let controller = Controller::open(&config, &host, client_addr.port())
                     .context("cannot open the metadata log")?;
+                identity.confirm_cluster(&config.data_dir, &controller.image().cluster_id)?;
                 Ok((logs, controller))
             })
             .await??

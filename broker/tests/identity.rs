@@ -1,17 +1,24 @@
 //! Whom data belongs to: partition directories record their topic's id, so a topic
-//! deleted and re-created while a broker was down never brings old data back.
+//! deleted and re-created while a broker was down never brings old data back; the data
+//! directory records its node id (and cluster id), so a broker started as another node
+//! is refused.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use fjord_broker::config::BrokerConfig;
 use fjord_broker::metadata::CreateTopic;
+use fjord_broker::storage::node_identity::NodeIdentity;
 use fjord_broker::storage::{RecoverError, RecoveryAction, TopicPartition, topic_id};
 use fjord_broker::{Broker, BrokerHandle};
 use fjord_protocol::ErrorCode;
 
 mod common;
 use common::blocking_client::values;
+use common::http_client::get;
 use common::native_client::{NativeClient, values_batch};
+use common::{BrokerProcess, PROCESS_PATIENCE};
 
 /// Copies the directory tree `from` into `to` (created).
 fn copy_tree(from: &Path, to: &Path) {
@@ -39,6 +46,19 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+/// Waits until the broker at `http` says it is ready (its data directory is taken and
+/// its metadata loaded), failing the test after [`PROCESS_PATIENCE`].
+async fn wait_ready(http: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + PROCESS_PATIENCE;
+    while get(http, "/readyz").await.status != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broker was not ready within {PROCESS_PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn start(data_dir: &Path) -> BrokerHandle {
@@ -247,4 +267,42 @@ async fn a_damaged_topic_id_takes_only_its_partition_offline() {
     broker.shutdown().await.unwrap();
     assert_eq!(std::fs::read(&id_file).unwrap(), bytes);
     assert_eq!(std::fs::read(&segment).unwrap(), segment_bytes);
+}
+
+/// A broker started with another node id than its data directory's refuses to start: a
+/// non-zero exit and one error line naming both ids and the directory. The directory
+/// keeps its identity, and the right node id starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_with_another_node_id_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let mut first = BrokerProcess::spawn(root.path(), &data_dir, &["--node-id", "1"]);
+    wait_ready(first.addresses().await.http_listen).await;
+    let identity = NodeIdentity::load(&data_dir).unwrap().unwrap();
+    assert_eq!(identity.node_id, 1);
+    assert!(identity.cluster_id.is_some());
+    assert!(first.terminate().await.success(), "{}", first.log());
+
+    let mut second = BrokerProcess::spawn(root.path(), &data_dir, &["--node-id", "2"]);
+    let status = second.wait_exit().await;
+    assert!(!status.success(), "{status}");
+    let log = second.log();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    let error = errors[0];
+    for expected in [
+        "node 1".to_owned(),
+        "node 2".to_owned(),
+        data_dir.display().to_string(),
+    ] {
+        assert!(error.contains(&expected), "{expected} missing: {error}");
+    }
+    assert_eq!(NodeIdentity::load(&data_dir).unwrap(), Some(identity));
+
+    let mut third = BrokerProcess::spawn(root.path(), &data_dir, &["--node-id", "1"]);
+    wait_ready(third.addresses().await.http_listen).await;
+    assert!(third.terminate().await.success(), "{}", third.log());
 }
