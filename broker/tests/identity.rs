@@ -1,7 +1,8 @@
 //! Whom data belongs to: partition directories record their topic's id, so a topic
 //! deleted and re-created while a broker was down never brings old data back; the data
 //! directory records its node id (and cluster id), so a broker started as another node
-//! is refused.
+//! is refused; and a data directory written by the pre-Raft release opens intact and
+//! gets both records.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,10 +10,11 @@ use std::time::Duration;
 
 use fjord_broker::config::BrokerConfig;
 use fjord_broker::metadata::CreateTopic;
-use fjord_broker::storage::node_identity::NodeIdentity;
+use fjord_broker::storage::node_identity::{self, NodeIdentity};
 use fjord_broker::storage::{RecoverError, RecoveryAction, TopicPartition, topic_id};
 use fjord_broker::{Broker, BrokerHandle};
 use fjord_protocol::ErrorCode;
+use serde_json::Value;
 
 mod common;
 use common::blocking_client::values;
@@ -305,4 +307,93 @@ async fn a_start_with_another_node_id_is_refused() {
     let mut third = BrokerProcess::spawn(root.path(), &data_dir, &["--node-id", "1"]);
     wait_ready(third.addresses().await.http_listen).await;
     assert!(third.terminate().await.success(), "{}", third.log());
+}
+
+/// A data directory written by the pre-Raft release (see its README) opens with its
+/// topics, records, config overrides and committed offsets intact, and gets its
+/// identity and topic id records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_of_the_pre_raft_release_opens_intact() {
+    let root = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-raft-data-dir");
+    copy_tree(&fixture, root.path());
+    assert!(!root.path().join(node_identity::FILE_NAME).exists());
+
+    let broker = start(root.path()).await;
+    let http = broker.http_addr();
+    let topics = get(http, "/v1/topics").await.json();
+    let names: Vec<&str> = topics["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|topic| topic["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"orders"), "{topics}");
+    assert!(!names.contains(&"audit"), "{topics}");
+
+    let orders = get(http, "/v1/topics/orders").await.json();
+    let partitions = orders["partitions"].as_array().unwrap();
+    let ends: Vec<i64> = partitions
+        .iter()
+        .map(|partition| partition["log_end_offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ends, [18, 12, 0], "{orders}");
+    assert_eq!(
+        orders["config"]["retention.ms"],
+        Value::from(604_800_000),
+        "{orders}"
+    );
+    let mut client = NativeClient::connect(broker.client_addr()).await;
+    assert_eq!(fetch_values(&mut client, "orders", 1).await.len(), 12);
+
+    let billing = get(http, "/v1/groups/billing").await.json();
+    let mut committed: Vec<(String, i64, i64)> = billing["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|offset| {
+            (
+                offset["topic"].as_str().unwrap().to_owned(),
+                offset["partition"].as_i64().unwrap(),
+                offset["committed_offset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    committed.sort();
+    assert_eq!(
+        committed,
+        [
+            ("orders".to_owned(), 0, 18),
+            ("orders".to_owned(), 1, 2),
+            ("orders".to_owned(), 2, 0)
+        ],
+        "{billing}"
+    );
+
+    let identity = NodeIdentity::load(root.path()).unwrap().unwrap();
+    assert_eq!(identity.node_id, 0);
+    assert_eq!(
+        identity.cluster_id.as_deref(),
+        Some("4f60bcff-7ea3-4f55-b899-e84309634422")
+    );
+    let image = broker.broker().metadata();
+    for topic in ["orders", "__consumer_offsets"] {
+        let topic = image.topic(topic).unwrap();
+        for partition in &topic.partitions {
+            let directory = root
+                .path()
+                .join(format!("{}-{}", topic.name, partition.partition));
+            assert_eq!(
+                topic_id::load(&directory).unwrap(),
+                Some(topic.topic_id),
+                "{}",
+                directory.display()
+            );
+        }
+    }
+    assert_eq!(
+        image.topic("orders").unwrap().topic_id.to_string(),
+        "86db57d6-e871-49bb-8c71-3ab22c992b7f"
+    );
+    broker.shutdown().await.unwrap();
 }
