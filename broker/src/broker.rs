@@ -35,6 +35,7 @@ use crate::metadata::{
 };
 use crate::server::{Handles, ServerSettings};
 use crate::storage::manager::BackgroundIntervals;
+use crate::storage::node_identity::NodeIdentity;
 use crate::storage::{LogManager, PartitionLog, RecoveryReport, SystemClock, TopicPartition};
 use crate::topics::{MetadataView, Partitions, TopicAdmin};
 use fjord_protocol::ErrorCode;
@@ -142,8 +143,12 @@ impl Broker {
                 let logs = LogManager::open(&config.data_dir, Arc::new(SystemClock)).with_context(
                     || format!("cannot use data directory {}", config.data_dir.display()),
                 )?;
+                // Before the controller registers this node: a directory of another
+                // node must not get this node's registration.
+                let mut identity = NodeIdentity::claim(&config.data_dir, config.node_id)?;
                 let controller = Controller::open(&config, &host, client_addr.port())
                     .context("cannot open the metadata log")?;
+                identity.confirm_cluster(&config.data_dir, &controller.image().cluster_id)?;
                 Ok((logs, controller))
             })
             .await??
@@ -263,7 +268,7 @@ impl Broker {
             image
                 .topic(&partition.topic)
                 .filter(|topic| topic.partition(partition.partition).is_some())
-                .map(|topic| self.partitions.topic_config(topic).log)
+                .map(|topic| (topic.topic_id, self.partitions.topic_config(topic).log))
         })?;
         for (partition, report) in &reports {
             if !report.clean_shutdown {
@@ -285,7 +290,10 @@ impl Broker {
                 if self.logs.offline_reason(&partition).is_some() {
                     continue; // reported when its log failed to open
                 }
-                if let Err(error) = self.logs.get_or_create(&partition, config.clone()) {
+                if let Err(error) =
+                    self.logs
+                        .get_or_create(&partition, topic.topic_id, config.clone())
+                {
                     tracing::error!(%partition, %error, "partition is offline");
                     self.logs.mark_offline(&partition, error.to_string());
                 }

@@ -66,7 +66,8 @@ macro_rules! settings {
 }
 
 settings! {
-    /// This broker's id in the cluster.
+    /// This broker's id in the cluster. Recorded in the data directory at the first
+    /// start; a later start with another id is refused.
     node_id: i32 = 0, "FJORD_NODE_ID";
     /// Directory for partition logs and metadata; created if missing.
     data_dir: PathBuf = PathBuf::from("./fjord-data"), "FJORD_DATA_DIR";

@@ -13,8 +13,8 @@
 //!     20    4  crc          CRC-32 (crc32fast) of bytes 0..20
 //! ```
 //!
-//! State files (checkpoints, leader-epoch cache, the metadata snapshot) are small and
-//! rewritten whole:
+//! State files (checkpoints, leader-epoch cache, the metadata snapshot, a partition's
+//! topic id, the data directory's identity) are small and rewritten whole:
 //!
 //! ```text
 //! magic "FJST":4  version:2  kind:2  payload_length:4  payload  crc:4 (CRC-32 of all before)
@@ -112,6 +112,10 @@ pub enum StateKind {
     RaftVote = 5,
     /// The metadata quorum's snapshot of the image.
     RaftSnapshot = 6,
+    /// The id of the topic a partition directory belongs to (`<partition dir>/topic-id`).
+    TopicId = 7,
+    /// The node and cluster a data directory belongs to (`<data_dir>/node.identity`).
+    NodeIdentity = 8,
 }
 
 /// Atomically replaces `dir/name` with a state file holding `payload`.

@@ -9,6 +9,12 @@
 //! file header, a partition directory that disappeared) is kept offline with the
 //! reason, and every other partition is served; [`LogManager::recover`] carries out
 //! the operator's decision.
+//!
+//! Each partition directory records the id of its topic ([`topic_id`]). A directory
+//! whose recorded id is not the id of the topic of its name now (the topic was deleted
+//! and re-created while this broker was down) is removed and the partition starts
+//! empty; a directory without the record (written by an earlier release) is adopted
+//! and the id recorded; a damaged record keeps the partition offline.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -17,12 +23,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use uuid::Uuid;
+
 use super::clock::Clock;
 use super::config::LogConfig;
 use super::error::{Result, StorageError};
 use super::log::{PartitionLog, RecoveryReport};
 use super::log_ends;
 use super::recovery::{RecoverError, RecoveryAction, RecoveryMode};
+use super::topic_id;
 use super::topic_partition::TopicPartition;
 
 const LOCK_FILE: &str = ".lock";
@@ -69,6 +78,9 @@ struct OfflinePartition {
     reason: String,
     /// Set when the partition's directory is gone: where its log ended.
     lost_log_end_offset: Option<i64>,
+    /// Set when the directory's topic id record is damaged: no recovery action
+    /// applies; the operator removes the record (adopt) or the directory.
+    topic_id_damaged: bool,
 }
 
 #[derive(Debug)]
@@ -189,27 +201,53 @@ impl LogManager {
         results.into_iter().map(|(_, result)| result).collect()
     }
 
-    /// Opens every partition directory whose partition `config_for` knows. Directories
-    /// it does not know are left untouched, with a warning: losing metadata must never
-    /// delete data. A log that cannot be opened leaves its partition offline, with the
-    /// error as the reason; the others open.
+    /// Opens every partition directory whose partition `config_for` knows, giving its
+    /// topic's id and log config. Directories it does not know are left untouched, with
+    /// a warning: losing metadata must never delete data. A directory of an earlier
+    /// topic of the same name is removed and the partition created empty (see
+    /// [`LogManager::claim_dir`]). A log that cannot be opened, or a damaged topic id
+    /// record, leaves its partition offline, with the error as the reason; the others
+    /// open.
     ///
     /// Logs are opened on up to [`LogManager::set_parallelism`] threads at once: each
     /// recovery is mostly waiting for reads and fsyncs, which the disk serves side by
     /// side.
     pub fn open_all(
         &self,
-        config_for: impl Fn(&TopicPartition) -> Option<LogConfig>,
+        config_for: impl Fn(&TopicPartition) -> Option<(Uuid, LogConfig)>,
     ) -> Result<Vec<(TopicPartition, RecoveryReport)>> {
         let mut known = Vec::new();
         for (name, path) in self.partition_dirs()? {
             let Some(partition) = TopicPartition::parse_dir_name(&name) else {
                 continue;
             };
-            let Some(config) = config_for(&partition) else {
+            let Some((topic_id, config)) = config_for(&partition) else {
                 tracing::warn!(dir = %path.display(), "partition directory of no known topic; leaving it alone");
                 continue;
             };
+            // One small read per directory, done before the parallel opening so that
+            // removing a stale directory never races with recording log ends.
+            let claimed = match topic_id::load(&path) {
+                Ok(recorded) => self.claim_dir(&partition, &path, topic_id, recorded),
+                Err(error) => {
+                    let reason = damaged_topic_id_reason(&partition, &path, topic_id, &error);
+                    tracing::error!(%partition, "partition is offline: {reason}");
+                    self.offline.write().expect("lock poisoned").insert(
+                        partition,
+                        OfflinePartition {
+                            reason,
+                            lost_log_end_offset: None,
+                            topic_id_damaged: true,
+                        },
+                    );
+                    continue;
+                }
+            };
+            if let Err(error) = claimed {
+                tracing::error!(%partition, %error, "partition is offline: its directory cannot be made its topic's");
+                self.set_offline(&partition, error.to_string(), None);
+                continue;
+            }
             known.push((partition, path, config));
         }
         let opened = self.in_parallel(&known, |(_, path, config)| {
@@ -245,6 +283,7 @@ impl LogManager {
                 .or_insert(OfflinePartition {
                     reason,
                     lost_log_end_offset: None,
+                    topic_id_damaged: false,
                 });
         }
     }
@@ -255,6 +294,7 @@ impl LogManager {
             OfflinePartition {
                 reason,
                 lost_log_end_offset: lost,
+                topic_id_damaged: false,
             },
         );
     }
@@ -267,12 +307,15 @@ impl LogManager {
             .cloned()
     }
 
-    /// Opens the partition's log, creating it when it does not exist. An offline
-    /// partition is not touched; a partition whose directory is gone although it held
-    /// data (`log-ends` says so) goes offline instead of coming back empty.
+    /// Opens the partition's log of the topic `topic_id`, creating it (and recording
+    /// the topic id) when it does not exist. An offline partition is not touched; a
+    /// partition whose directory is gone although it held data (`log-ends` says so)
+    /// goes offline instead of coming back empty; a directory of an earlier topic of
+    /// the same name is replaced by an empty one.
     pub fn get_or_create(
         &self,
         partition: &TopicPartition,
+        topic_id: Uuid,
         config: LogConfig,
     ) -> Result<Arc<PartitionLog>> {
         if let Some(log) = self.get(partition) {
@@ -303,6 +346,10 @@ impl LogManager {
             self.set_offline(partition, reason.clone(), Some(end));
             return Err(StorageError::Offline { path: dir, reason });
         }
+        // Before taking `logs`: removing a stale directory takes `known_ends`, which
+        // `write_log_ends` holds while it reads `logs`.
+        let recorded = topic_id::load(&dir)?;
+        self.claim_dir(partition, &dir, topic_id, recorded)?;
         let mut logs = self.logs.write().expect("lock poisoned");
         if let Some(log) = logs.get(partition) {
             return Ok(log.clone());
@@ -341,11 +388,14 @@ impl LogManager {
 
     /// Carries out an operator's decision for an offline partition: `truncate` or
     /// `skip_gap` for a log that could not be opened, `accept_loss` for a partition
-    /// whose directory is gone (recreated empty from where its log ended). The log is
-    /// online when this returns `Ok`; on failure it stays offline with the new reason.
+    /// whose directory is gone (recreated empty from where its log ended, recording
+    /// `topic_id`). The log is online when this returns `Ok`; on failure it stays
+    /// offline with the new reason. A damaged topic id record is no decision about data:
+    /// no action applies to it.
     pub fn recover(
         &self,
         partition: &TopicPartition,
+        topic_id: Uuid,
         action: RecoveryAction,
         config: LogConfig,
     ) -> Result<Arc<PartitionLog>, RecoverError> {
@@ -367,11 +417,17 @@ impl LogManager {
             }
             return Err(RecoverError::NotOffline(partition.to_string()));
         };
+        if offline.topic_id_damaged {
+            return Err(not_applicable(&offline.reason));
+        }
         let dir = self.data_dir.join(partition.to_string());
         let opened = match (action, offline.lost_log_end_offset) {
-            (RecoveryAction::AcceptLoss, Some(end)) => {
-                PartitionLog::create_empty_at(&dir, config, self.clock.clone(), end)
-            }
+            (RecoveryAction::AcceptLoss, Some(end)) => fs::create_dir_all(&dir)
+                .map_err(|error| StorageError::io("create directory", &dir, error))
+                .and_then(|()| topic_id::store(&dir, topic_id))
+                .and_then(|()| {
+                    PartitionLog::create_empty_at(&dir, config, self.clock.clone(), end)
+                }),
             (RecoveryAction::AcceptLoss, None) => {
                 return Err(not_applicable(
                     "its directory is there; truncate or skip_gap decide about damaged data",
@@ -471,15 +527,74 @@ impl LogManager {
         if let Some(log) = &log {
             log.close()?;
         }
+        self.remove_dir(partition, &dir)
+    }
+
+    /// Removes a partition directory crash-safely: renamed to `*.deleted` first (which
+    /// the next start removes if a crash comes first), then removed.
+    fn remove_dir(&self, partition: &TopicPartition, dir: &Path) -> Result<()> {
         if !dir.exists() {
             return Ok(());
         }
         let doomed = self
             .data_dir
             .join(deleted_dir_name(partition, self.clock.now_ms()));
-        fs::rename(&dir, &doomed).map_err(|error| StorageError::io("rename", &dir, error))?;
+        fs::rename(dir, &doomed).map_err(|error| StorageError::io("rename", dir, error))?;
         super::file_format::sync_dir(&self.data_dir)?;
         fs::remove_dir_all(&doomed).map_err(|error| StorageError::io("delete", &doomed, error))
+    }
+
+    /// Makes `dir` the directory of `partition` of the topic `topic_id`; `recorded` is
+    /// the id the directory records. The same id: nothing to do. Another id: the topic
+    /// was deleted and a new one of the same name created while this broker was down,
+    /// so the old data is removed (its log end forgotten first, so that the empty
+    /// directory is not taken for a lost one) and an empty directory made. No id in an
+    /// existing directory: written by an earlier release, adopted, since the metadata
+    /// is the only authority it could have had. No directory: a new one is made with
+    /// its id.
+    fn claim_dir(
+        &self,
+        partition: &TopicPartition,
+        dir: &Path,
+        topic_id: Uuid,
+        recorded: Option<Uuid>,
+    ) -> Result<()> {
+        match recorded {
+            Some(recorded) if recorded == topic_id => return Ok(()),
+            Some(recorded) => {
+                tracing::warn!(%partition, recorded_topic_id = %recorded, %topic_id, "the partition directory holds an earlier topic of this name, deleted while this broker was down; removing its data and starting the partition empty");
+                self.forget_stale_log_end(partition)?;
+                self.remove_dir(partition, dir)?;
+            }
+            None if dir.is_dir() => {
+                // A failure here (a full disk) must not take the partition offline:
+                // it is adopted as it always was, and the next start records the id.
+                match topic_id::store(dir, topic_id) {
+                    Ok(()) => {
+                        tracing::info!(%partition, %topic_id, "recorded the topic id of a partition directory written by an earlier release")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%partition, %error, "cannot record the topic id of a partition directory written by an earlier release; adopting it, the next start tries again")
+                    }
+                }
+                return Ok(());
+            }
+            None => {}
+        }
+        fs::create_dir_all(dir)
+            .map_err(|error| StorageError::io("create directory", dir, error))?;
+        topic_id::store(dir, topic_id)
+    }
+
+    /// Forgets the recorded log end of a partition whose directory is stale, on disk
+    /// before the directory goes: a crash in between must not make the next start take
+    /// the missing directory for lost data.
+    fn forget_stale_log_end(&self, partition: &TopicPartition) -> Result<()> {
+        let mut known = self.known_ends.lock().expect("lock poisoned");
+        if known.remove(partition).is_some() {
+            log_ends::store(&self.data_dir, &known)?;
+        }
+        Ok(())
     }
 
     /// Every open log.
@@ -568,6 +683,25 @@ impl LogManager {
     }
 }
 
+/// Why a partition whose topic id record cannot be read is offline, and what an
+/// operator can do. Nothing is deleted: the record may be all that is damaged.
+fn damaged_topic_id_reason(
+    partition: &TopicPartition,
+    dir: &Path,
+    topic_id: Uuid,
+    error: &StorageError,
+) -> String {
+    format!(
+        "its topic id record is unreadable ({error}); nothing was deleted. If {} holds \
+         the data of topic {} ({topic_id}), remove {} and restart to adopt it; otherwise \
+         remove the directory and restart (the partition then counts as one whose \
+         directory was lost)",
+        dir.display(),
+        partition.topic,
+        dir.join(topic_id::FILE_NAME).display()
+    )
+}
+
 /// Partitions opened or closed at once by default: opening and closing are mostly
 /// waits for fsyncs and reads, which a disk serves side by side, so more threads than
 /// cores pay off (2,008 partitions on 2 cores: 17 s to recover after kill -9 with 2
@@ -584,6 +718,55 @@ fn default_parallelism() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::SystemClock;
+
+    /// A directory recording another topic id than its topic's is replaced by an empty
+    /// one recording the right id, and its recorded log end is forgotten on disk (else
+    /// the next start would take the fresh directory, if lost, for lost data); one
+    /// without a record is adopted and gets it.
+    #[test]
+    fn stale_directories_are_replaced_and_unrecorded_ones_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old_id, new_id) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let stale = TopicPartition::new("orders", 0);
+        let unrecorded = TopicPartition::new("orders", 1);
+        let ends = BTreeMap::from([(stale.clone(), 7), (unrecorded.clone(), 0)]);
+        log_ends::store(dir.path(), &ends).unwrap();
+        let stale_dir = dir.path().join(stale.to_string());
+        fs::create_dir_all(&stale_dir).unwrap();
+        topic_id::store(&stale_dir, old_id).unwrap();
+        fs::write(stale_dir.join("old-data"), b"records of the old topic").unwrap();
+        let unrecorded_dir = dir.path().join(unrecorded.to_string());
+        fs::create_dir_all(&unrecorded_dir).unwrap();
+        fs::write(unrecorded_dir.join("kept"), b"adopted").unwrap();
+
+        let manager = LogManager::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        manager
+            .open_all(|_| Some((new_id, LogConfig::default())))
+            .unwrap();
+        assert!(manager.offline_partitions().is_empty());
+        assert_eq!(manager.get(&stale).unwrap().log_end_offset(), 0);
+        assert!(!stale_dir.join("old-data").exists());
+        assert_eq!(topic_id::load(&stale_dir).unwrap(), Some(new_id));
+        assert_eq!(
+            log_ends::load(dir.path()).unwrap(),
+            BTreeMap::from([(unrecorded.clone(), 0)])
+        );
+        assert_eq!(fs::read(unrecorded_dir.join("kept")).unwrap(), b"adopted");
+        assert_eq!(topic_id::load(&unrecorded_dir).unwrap(), Some(new_id));
+        let names: Vec<String> = manager
+            .partition_dirs()
+            .unwrap()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(
+            names,
+            ["orders-0", "orders-1"],
+            "no .deleted directory is left"
+        );
+        manager.close_all().unwrap();
+    }
 
     /// The deletion name of a partition of a longest topic name fits a file name, ends
     /// with the suffix start-up looks for, and short names are kept whole.

@@ -7,6 +7,8 @@
 //! - [`index`]: the memory-mapped sparse indexes (the only `unsafe` in the broker).
 //! - [`epochs`]: the leader-epoch cache.
 //! - [`log_ends`]: the broker-wide record of every partition's last log end.
+//! - [`topic_id`]: the id of the topic a partition directory belongs to.
+//! - [`node_identity`]: the node (and cluster) a data directory belongs to.
 //! - [`open_files`]: the bounded, process-wide set of open sealed-segment files.
 //! - [`manager`]: [`LogManager`], every partition of the broker, its background work.
 //! - [`recovery`]: what recovery may do with lost durable data; gap batches.
@@ -25,9 +27,11 @@ pub mod index;
 pub mod log;
 pub mod log_ends;
 pub mod manager;
+pub mod node_identity;
 pub mod open_files;
 pub mod recovery;
 pub mod segment;
+pub mod topic_id;
 pub mod topic_partition;
 
 pub use clock::{Clock, ManualClock, SystemClock};

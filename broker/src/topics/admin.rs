@@ -77,7 +77,7 @@ impl TopicAdmin {
             if partition.replicas.contains(&self.partitions.node_id()) {
                 let partition = TopicPartition::new(topic.name.clone(), partition.partition);
                 logs.forget_log_end(&partition);
-                logs.get_or_create(&partition, config.clone())?;
+                logs.get_or_create(&partition, topic.topic_id, config.clone())?;
             }
         }
         Ok(())
@@ -206,7 +206,7 @@ impl TopicAdmin {
             let config = admin.partitions.topic_config(topic_image).log;
             let partition_id = TopicPartition::new(topic.clone(), partition);
             let logs = admin.partitions.logs();
-            let log = logs.recover(&partition_id, action, config)?;
+            let log = logs.recover(&partition_id, topic_image.topic_id, action, config)?;
             if action == RecoveryAction::AcceptLoss
                 && let Err(error) = admin.controller.bump_leader_epoch(&topic, partition)
             {
