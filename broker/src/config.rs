@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::group::assignor::AssignorName;
-use crate::metadata::controller::TOPIC_PARTITIONS_MAX;
 use crate::storage::{Durability, LogConfig};
+
+/// Most partitions one topic may have (the internal offsets topic included).
+pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
 
 /// The durability policy names used in configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

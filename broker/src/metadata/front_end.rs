@@ -24,8 +24,7 @@ use super::topic_config::{self, TopicConfigError};
 use crate::config::BrokerConfig;
 use crate::storage::StorageError;
 
-/// Most partitions one topic may have.
-pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+pub use crate::config::TOPIC_PARTITIONS_MAX;
 
 /// A request to create a topic; `None` takes the broker's default.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
