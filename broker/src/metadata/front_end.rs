@@ -227,7 +227,22 @@ fn register_broker(
         node_id,
         host: host.to_owned(),
         port,
+        incarnation_id: registered
+            .map(|broker| broker.incarnation_id)
+            .unwrap_or_default()
+            .to_string(),
+        rack: registered.and_then(|broker| broker.rack.clone()),
+        broker_epoch: next_broker_epoch(image, node_id),
+        fenced: false,
     }]
+}
+
+/// One more than the epoch of the node's current registration; 1 for a new node.
+fn next_broker_epoch(image: &MetadataImage, node_id: i32) -> u64 {
+    image
+        .brokers
+        .get(&node_id)
+        .map_or(1, |broker| broker.broker_epoch + 1)
 }
 
 /// Checks the request by itself first (name, partition count, config), then against
