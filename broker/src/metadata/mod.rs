@@ -3,9 +3,10 @@
 //!
 //! - [`records`]: the record types (the only way metadata changes).
 //! - [`front_end`]: pure: turns a request (create/delete topic, change config, bump a
-//!   leader epoch, initialise the cluster, register a broker) and the current image into
-//!   records or a refusal; ids, random choices, defaults, live brokers and partition
-//!   budgets are injected. Places replicas and preferred leaders evenly.
+//!   leader epoch, initialise the cluster, register, fence or unfence a broker) and the
+//!   current image into records or a refusal; ids, random choices, defaults, live
+//!   brokers and partition budgets are injected. Places replicas and preferred leaders
+//!   evenly, and elects partition leaders when brokers are fenced and unfenced.
 //! - [`image`]: the image as a state machine: applies records at a log
 //!   [`position`], refuses entries at or before the last applied one, snapshot and
 //!   restore.
