@@ -50,8 +50,9 @@ pub enum MetadataRequest {
         host: String,
         port: u16,
     },
-    /// A broker process registers with the active controller: a new registration,
-    /// fenced until it heartbeats caught up, with the next broker epoch. Should the node's previous registration still
+    /// A broker process registers with the active controller (see
+    /// [`super::membership`]): a new registration, fenced until it heartbeats caught
+    /// up, with the next broker epoch. Should the node's previous registration still
     /// be unfenced (its process restarted faster than its session expired), its
     /// leaderships move away as if it were fenced. Nothing to do when this incarnation
     /// is already registered (a retry).

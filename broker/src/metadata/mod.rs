@@ -10,6 +10,9 @@
 //! - [`image`]: the image as a state machine: applies records at a log
 //!   [`position`], refuses entries at or before the last applied one, snapshot and
 //!   restore.
+//! - [`membership`]: pure: the active controller's view of broker sessions: registration
+//!   with an incarnation id, heartbeats, fencing on session expiry, unfencing, controlled
+//!   shutdown; its effects are front end requests (not wired to the network yet).
 //! - [`log`]: the durable local metadata log of a single-node broker.
 //! - [`controller`]: the shell around the front end: serialises requests, supplies real
 //!   ids and limits, makes the records durable, applies them and publishes the image.
@@ -24,6 +27,7 @@ pub mod controller;
 pub mod front_end;
 pub mod image;
 pub mod log;
+pub mod membership;
 pub mod position;
 pub mod raft;
 pub mod records;
