@@ -202,6 +202,10 @@ fn cluster_records() -> Vec<MetadataRecord> {
             node_id: 1,
             host: "127.0.0.1".to_owned(),
             port: 9092,
+            incarnation_id: String::new(),
+            rack: None,
+            broker_epoch: 1,
+            fenced: false,
         },
     ]
 }

@@ -9,6 +9,7 @@
 //! The [`Controller`](super::Controller) is its shell: it serialises requests, supplies
 //! real ids and limits, makes the records durable and publishes the image they make.
 
+pub mod leadership;
 pub mod placement;
 #[cfg(test)]
 mod tests;
@@ -40,11 +41,36 @@ pub struct CreateTopic {
 pub enum MetadataRequest {
     /// Give a new cluster its identity; nothing to do when it has one.
     InitializeCluster,
-    /// Record a broker's address; nothing to do when it is registered at that address.
+    /// Record the address of a broker that is its own controller (the single-node
+    /// broker): registered unfenced, as it needs no session to be alive; nothing to do
+    /// when it is registered at that address.
     RegisterBroker {
         node_id: i32,
         host: String,
         port: u16,
+    },
+    /// A broker process registers with the active controller (see
+    /// [`super::membership`]): a new registration, fenced until it heartbeats caught
+    /// up, with the next broker epoch. Should the node's previous registration still
+    /// be unfenced (its process restarted faster than its session expired), its
+    /// leaderships move away as if it were fenced. Nothing to do when this incarnation
+    /// is already registered (a retry).
+    RegisterIncarnation(BrokerRegistration),
+    /// Fence a broker's registration of `broker_epoch`, moving its leaderships away
+    /// ([`leadership::move_away`]); nothing to do when it is fenced already or the
+    /// epoch is not its current registration's.
+    FenceBroker {
+        node_id: i32,
+        broker_epoch: u64,
+    },
+    /// Unfence a broker's registration of `broker_epoch`: leaderless partitions it is
+    /// in sync for get a leader, and with `restore_preferred_leaders` it leads again the
+    /// partitions it is the preferred replica of ([`leadership::bring_back`]). Nothing
+    /// to do when it is unfenced already or the epoch is not current.
+    UnfenceBroker {
+        node_id: i32,
+        broker_epoch: u64,
+        restore_preferred_leaders: bool,
     },
     CreateTopic(CreateTopic),
     DeleteTopic {
@@ -65,6 +91,18 @@ pub enum MetadataRequest {
     },
 }
 
+/// What a broker process says about itself when it registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    pub node_id: i32,
+    /// Drawn by the process when it starts; a restart is a new incarnation.
+    pub incarnation_id: uuid::Uuid,
+    /// The address clients reach it at.
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
 /// Where the front end's new ids and random choices come from. The controller draws
 /// them from the operating system; tests script them.
 pub trait Randomness {
@@ -81,7 +119,7 @@ pub struct Inputs<'a> {
     /// the defaults that topic config overrides are checked against.
     pub defaults: &'a BrokerConfig,
     /// The brokers that may take replicas of new partitions: today every registered
-    /// broker; once brokers send heartbeats, the live and unfenced ones.
+    /// broker. Those the image shows fenced are skipped whatever this says.
     pub live_brokers: &'a BTreeSet<i32>,
     /// Most partitions each broker may hold, for the brokers whose budget is known.
     pub partition_budgets: &'a BTreeMap<i32, usize>,
@@ -192,6 +230,23 @@ pub fn records_for(
             host,
             port,
         } => Ok(register_broker(image, *node_id, host, *port)),
+        MetadataRequest::RegisterIncarnation(registration) => {
+            Ok(register_incarnation(image, registration))
+        }
+        MetadataRequest::FenceBroker {
+            node_id,
+            broker_epoch,
+        } => Ok(fence_broker(image, *node_id, *broker_epoch)),
+        MetadataRequest::UnfenceBroker {
+            node_id,
+            broker_epoch,
+            restore_preferred_leaders,
+        } => Ok(unfence_broker(
+            image,
+            *node_id,
+            *broker_epoch,
+            *restore_preferred_leaders,
+        )),
         MetadataRequest::CreateTopic(request) => create_topic(request, image, inputs, random),
         MetadataRequest::DeleteTopic { name } => delete_topic(name, image),
         MetadataRequest::AlterTopicConfig { name, changes } => {
@@ -226,7 +281,93 @@ fn register_broker(
         node_id,
         host: host.to_owned(),
         port,
+        incarnation_id: registered
+            .map(|broker| broker.incarnation_id)
+            .unwrap_or_default()
+            .to_string(),
+        rack: registered.and_then(|broker| broker.rack.clone()),
+        broker_epoch: next_broker_epoch(image, node_id),
+        fenced: false,
     }]
+}
+
+/// One more than the epoch of the node's current registration; 1 for a new node.
+fn next_broker_epoch(image: &MetadataImage, node_id: i32) -> u64 {
+    image
+        .brokers
+        .get(&node_id)
+        .map_or(1, |broker| broker.broker_epoch + 1)
+}
+
+fn register_incarnation(
+    image: &MetadataImage,
+    registration: &BrokerRegistration,
+) -> Vec<MetadataRecord> {
+    let node_id = registration.node_id;
+    let registered = image.brokers.get(&node_id);
+    if registered.is_some_and(|broker| broker.incarnation_id == registration.incarnation_id) {
+        return Vec::new();
+    }
+    let mut records = vec![MetadataRecord::BrokerRegistered {
+        node_id,
+        host: registration.host.clone(),
+        port: registration.port,
+        incarnation_id: registration.incarnation_id.to_string(),
+        rack: registration.rack.clone(),
+        broker_epoch: next_broker_epoch(image, node_id),
+        fenced: true,
+    }];
+    if registered.is_some_and(|broker| !broker.fenced) {
+        records.extend(leadership::move_away(image, node_id, &|broker| {
+            broker != node_id && image.is_unfenced(broker)
+        }));
+    }
+    records
+}
+
+/// Whether the node's current registration is the one of `broker_epoch`, fenced or
+/// not as `fenced` says.
+fn is_registered_as(image: &MetadataImage, node_id: i32, broker_epoch: u64, fenced: bool) -> bool {
+    image
+        .brokers
+        .get(&node_id)
+        .is_some_and(|broker| broker.broker_epoch == broker_epoch && broker.fenced == fenced)
+}
+
+fn fence_broker(image: &MetadataImage, node_id: i32, broker_epoch: u64) -> Vec<MetadataRecord> {
+    if !is_registered_as(image, node_id, broker_epoch, false) {
+        return Vec::new();
+    }
+    let mut records = vec![MetadataRecord::BrokerFenced {
+        node_id,
+        broker_epoch,
+    }];
+    records.extend(leadership::move_away(image, node_id, &|broker| {
+        broker != node_id && image.is_unfenced(broker)
+    }));
+    records
+}
+
+fn unfence_broker(
+    image: &MetadataImage,
+    node_id: i32,
+    broker_epoch: u64,
+    restore_preferred_leaders: bool,
+) -> Vec<MetadataRecord> {
+    if !is_registered_as(image, node_id, broker_epoch, true) {
+        return Vec::new();
+    }
+    let mut records = vec![MetadataRecord::BrokerUnfenced {
+        node_id,
+        broker_epoch,
+    }];
+    records.extend(leadership::bring_back(
+        image,
+        node_id,
+        restore_preferred_leaders,
+        &|broker| broker == node_id || image.is_unfenced(broker),
+    ));
+    records
 }
 
 /// Checks the request by itself first (name, partition count, config), then against
@@ -258,7 +399,12 @@ fn create_topic(
             "{replication_factor}; must be at least 1"
         )));
     }
-    let brokers: Vec<i32> = inputs.live_brokers.iter().copied().collect();
+    let brokers: Vec<i32> = inputs
+        .live_brokers
+        .iter()
+        .copied()
+        .filter(|broker| !image.brokers.get(broker).is_some_and(|info| info.fenced))
+        .collect();
     if replication_factor as usize > brokers.len() {
         return Err(TopicError::NotEnoughBrokers {
             requested: replication_factor,

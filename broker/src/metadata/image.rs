@@ -17,11 +17,19 @@ use serde::{Deserialize, Serialize};
 use super::position::LogPosition;
 use super::records::MetadataRecord;
 
+/// A broker's current registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerInfo {
     pub node_id: i32,
     pub host: String,
     pub port: u16,
+    /// The process that registered (nil for registrations older than incarnations).
+    pub incarnation_id: uuid::Uuid,
+    pub rack: Option<String>,
+    /// The epoch of this registration; see [`MetadataRecord::BrokerRegistered`].
+    pub broker_epoch: u64,
+    /// A fenced broker leads nothing and takes no new replicas.
+    pub fenced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +97,21 @@ impl MetadataImage {
         self.topics.get(name)
     }
 
+    /// Whether `node_id` is registered and not fenced: the brokers that may lead.
+    pub fn is_unfenced(&self, node_id: i32) -> bool {
+        self.brokers
+            .get(&node_id)
+            .is_some_and(|broker| !broker.fenced)
+    }
+
+    /// Whether any partition is led by `node_id`.
+    pub fn leads_any_partition(&self, node_id: i32) -> bool {
+        self.topics
+            .values()
+            .flat_map(|topic| &topic.partitions)
+            .any(|partition| partition.leader == node_id)
+    }
+
     /// The position of the last entry applied; `None` before the first.
     pub fn applied_position(&self) -> Option<LogPosition> {
         self.applied_position
@@ -115,6 +138,10 @@ impl MetadataImage {
                 node_id: broker.node_id,
                 host: broker.host.clone(),
                 port: broker.port,
+                incarnation_id: broker.incarnation_id.to_string(),
+                rack: broker.rack.clone(),
+                broker_epoch: broker.broker_epoch,
+                fenced: broker.fenced,
             });
         }
         for topic in self.topics.values() {
@@ -212,6 +239,10 @@ impl MetadataImage {
                 node_id,
                 host,
                 port,
+                incarnation_id,
+                rack,
+                broker_epoch,
+                fenced,
             } => {
                 self.brokers.insert(
                     *node_id,
@@ -219,8 +250,35 @@ impl MetadataImage {
                         node_id: *node_id,
                         host: host.clone(),
                         port: *port,
+                        // Missing in records older than incarnations: the nil id.
+                        incarnation_id: uuid::Uuid::parse_str(incarnation_id).unwrap_or_default(),
+                        rack: rack.clone(),
+                        broker_epoch: *broker_epoch,
+                        fenced: *fenced,
                     },
                 );
+            }
+            // A fence or unfence decided for an earlier registration of the node does
+            // not touch the registration that replaced it.
+            MetadataRecord::BrokerFenced {
+                node_id,
+                broker_epoch,
+            } => {
+                if let Some(broker) = self.brokers.get_mut(node_id)
+                    && broker.broker_epoch == *broker_epoch
+                {
+                    broker.fenced = true;
+                }
+            }
+            MetadataRecord::BrokerUnfenced {
+                node_id,
+                broker_epoch,
+            } => {
+                if let Some(broker) = self.brokers.get_mut(node_id)
+                    && broker.broker_epoch == *broker_epoch
+                {
+                    broker.fenced = false;
+                }
             }
             MetadataRecord::TopicCreated {
                 name,
@@ -297,6 +355,51 @@ mod tests {
         uuid::Uuid::from_bytes([n; 16]).to_string()
     }
 
+    /// A registration of `node_id` with incarnation `[node_id; 16]`; odd nodes have a
+    /// rack.
+    fn registered(
+        node_id: i32,
+        host: &str,
+        port: u16,
+        broker_epoch: u64,
+        fenced: bool,
+    ) -> MetadataRecord {
+        MetadataRecord::BrokerRegistered {
+            node_id,
+            host: host.into(),
+            port,
+            incarnation_id: uuid::Uuid::from_bytes([node_id as u8; 16]).to_string(),
+            rack: (node_id % 2 == 1).then(|| format!("rack-{node_id}")),
+            broker_epoch,
+            fenced,
+        }
+    }
+
+    /// A metadata log written before brokers had incarnations, racks, epochs or fencing
+    /// still reads: its registrations are unfenced, at epoch 0, with the nil
+    /// incarnation and no rack.
+    #[test]
+    fn registrations_of_older_logs_still_read() {
+        let old = r#"{"type":"broker_registered","node_id":1,"host":"127.0.0.1","port":9192}"#;
+        let record: MetadataRecord = serde_json::from_str(old).unwrap();
+        let image = image_of(&[record]);
+        assert_eq!(
+            image.brokers[&1],
+            BrokerInfo {
+                node_id: 1,
+                host: "127.0.0.1".into(),
+                port: 9192,
+                incarnation_id: uuid::Uuid::nil(),
+                rack: None,
+                broker_epoch: 0,
+                fenced: false,
+            }
+        );
+        assert!(image.is_unfenced(1));
+        let unknown = r#"{"type":"broker_registered","node_id":1,"host":"h","port":1,"zone":"a"}"#;
+        assert!(serde_json::from_str::<MetadataRecord>(unknown).is_err());
+    }
+
     /// Applies each record as its own entry, at indexes 1, 2, ….
     fn image_of(records: &[MetadataRecord]) -> MetadataImage {
         let mut image = MetadataImage::default();
@@ -314,15 +417,21 @@ mod tests {
             MetadataRecord::ClusterInitialized {
                 cluster_id: "cluster-a".into(),
             },
-            MetadataRecord::BrokerRegistered {
-                node_id: 1,
-                host: "127.0.0.1".into(),
-                port: 9192,
-            },
-            MetadataRecord::BrokerRegistered {
+            registered(1, "127.0.0.1", 9192, 1, false),
+            registered(2, "127.0.0.2", 9292, 1, false),
+            registered(3, "127.0.0.3", 9392, 4, true),
+            // Of an older registration of broker 2: changes nothing.
+            MetadataRecord::BrokerFenced {
                 node_id: 2,
-                host: "127.0.0.2".into(),
-                port: 9292,
+                broker_epoch: 0,
+            },
+            MetadataRecord::BrokerUnfenced {
+                node_id: 3,
+                broker_epoch: 4,
+            },
+            MetadataRecord::BrokerFenced {
+                node_id: 1,
+                broker_epoch: 1,
             },
             MetadataRecord::TopicCreated {
                 name: "orders".into(),
@@ -350,18 +459,23 @@ mod tests {
             MetadataRecord::TopicDeleted {
                 topic_id: topic_id(2),
             },
-            MetadataRecord::BrokerRegistered {
-                node_id: 1,
-                host: "127.0.0.1".into(),
-                port: 9999,
-            },
+            registered(1, "127.0.0.1", 9999, 2, true),
         ];
         let mut original = image_of(&history);
         original.controller_id = 2;
         let restored = MetadataImage::restore(&original.snapshot(), 2);
         assert_eq!(restored, original);
-        assert_eq!(restored.applied_position(), Some(at(9)));
-        assert_eq!(restored.records_applied, 9);
+        assert_eq!(restored.applied_position(), Some(at(13)));
+        assert_eq!(restored.records_applied, 13);
+        let fenced: Vec<bool> = restored.brokers.values().map(|b| b.fenced).collect();
+        assert_eq!(fenced, [true, false, false]);
+        assert_eq!(restored.brokers[&1].broker_epoch, 2);
+        assert_eq!(restored.brokers[&3].rack.as_deref(), Some("rack-3"));
+        assert!(!restored.is_unfenced(1) && restored.is_unfenced(2));
+        assert!(
+            !restored.is_unfenced(4),
+            "an unknown broker is not unfenced"
+        );
         assert_eq!(
             restored.topic("orders").unwrap().partitions[1].leader_epoch,
             3
@@ -451,11 +565,38 @@ mod tests {
         prop_oneof![
             "[a-z0-9]{0,6}"
                 .prop_map(|cluster_id| MetadataRecord::ClusterInitialized { cluster_id }),
-            (0i32..4, "[a-z.]{1,8}", any::<u16>()).prop_map(|(node_id, host, port)| {
-                MetadataRecord::BrokerRegistered {
+            (
+                0i32..4,
+                "[a-z.]{1,8}",
+                any::<u16>(),
+                any::<u128>(),
+                prop::option::of("[a-z0-9-]{0,6}"),
+                0u64..4,
+                any::<bool>()
+            )
+                .prop_map(
+                    |(node_id, host, port, incarnation, rack, broker_epoch, fenced)| {
+                        MetadataRecord::BrokerRegistered {
+                            node_id,
+                            host,
+                            port,
+                            incarnation_id: uuid::Uuid::from_u128(incarnation).to_string(),
+                            rack,
+                            broker_epoch,
+                            fenced,
+                        }
+                    }
+                ),
+            (0i32..4, 0u64..4).prop_map(|(node_id, broker_epoch)| {
+                MetadataRecord::BrokerFenced {
                     node_id,
-                    host,
-                    port,
+                    broker_epoch,
+                }
+            }),
+            (0i32..4, 0u64..4).prop_map(|(node_id, broker_epoch)| {
+                MetadataRecord::BrokerUnfenced {
+                    node_id,
+                    broker_epoch,
                 }
             }),
             (id.clone(), config.clone(), replicas).prop_map(move |(id, config, replicas)| {

@@ -13,11 +13,43 @@ pub enum MetadataRecord {
     ClusterInitialized {
         cluster_id: String,
     },
-    /// A broker joined or changed its address.
+    /// A broker process joined (or the broker changed its address): a new registration
+    /// of `node_id`, which replaces the one before. Records written before brokers had
+    /// incarnations lack the last four fields: they read as the nil incarnation, no
+    /// rack, epoch 0 and unfenced, which is what such a registration meant.
     BrokerRegistered {
         node_id: i32,
         host: String,
         port: u16,
+        /// The id the broker process drew when it started (a UUID): a restarted broker
+        /// is a new incarnation, so the controller can tell it from its predecessor.
+        #[serde(default)]
+        incarnation_id: String,
+        #[serde(default)]
+        rack: Option<String>,
+        /// The broker epoch: one more than the epoch of the node's registration before
+        /// (1 for its first). Heartbeats carry it, so one from an older registration
+        /// is refused. A counter rather than the record's log offset (Kafka's choice)
+        /// because the front end decides records before the log gives them a position,
+        /// and a snapshot's records must rebuild the same epochs.
+        #[serde(default)]
+        broker_epoch: u64,
+        /// Whether the broker starts fenced: brokers registering with the active
+        /// controller do, until they heartbeat caught up; the single-node broker,
+        /// which is its own controller, does not.
+        #[serde(default)]
+        fenced: bool,
+    },
+    /// A broker's registration of `broker_epoch` was fenced: its session expired or it
+    /// is shutting down. A fenced broker leads no partition and takes no new replicas.
+    BrokerFenced {
+        node_id: i32,
+        broker_epoch: u64,
+    },
+    /// A fenced broker's registration of `broker_epoch` heartbeats again, caught up.
+    BrokerUnfenced {
+        node_id: i32,
+        broker_epoch: u64,
     },
     /// A topic was created with its partitions' initial replica assignment.
     TopicCreated {

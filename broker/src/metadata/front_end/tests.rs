@@ -40,11 +40,35 @@ fn image_of(records: Vec<MetadataRecord>) -> MetadataImage {
     image
 }
 
+/// Broker `node_id`'s first registration, unfenced, as the single-node path makes it.
 fn broker(node_id: i32) -> MetadataRecord {
+    registered(
+        node_id,
+        "127.0.0.1",
+        9092 + node_id as u16 * 100,
+        0,
+        1,
+        false,
+    )
+}
+
+/// A registration of `node_id` by incarnation `incarnation` (0: the nil id).
+fn registered(
+    node_id: i32,
+    host: &str,
+    port: u16,
+    incarnation: u128,
+    broker_epoch: u64,
+    fenced: bool,
+) -> MetadataRecord {
     MetadataRecord::BrokerRegistered {
         node_id,
-        host: "127.0.0.1".into(),
-        port: 9092 + node_id as u16 * 100,
+        host: host.into(),
+        port,
+        incarnation_id: id(incarnation),
+        rack: None,
+        broker_epoch,
+        fenced,
     }
 }
 
@@ -197,11 +221,7 @@ fn cases() -> Vec<Case> {
                 host: "10.0.0.4".into(),
                 port: 9092,
             },
-            Records(vec![MetadataRecord::BrokerRegistered {
-                node_id: 4,
-                host: "10.0.0.4".into(),
-                port: 9092,
-            }]),
+            Records(vec![registered(4, "10.0.0.4", 9092, 0, 1, false)]),
         ),
         case(
             "a broker at its registered address changes nothing",
@@ -221,11 +241,7 @@ fn cases() -> Vec<Case> {
                 host: "127.0.0.1".into(),
                 port: 9999,
             },
-            Records(vec![MetadataRecord::BrokerRegistered {
-                node_id: 2,
-                host: "127.0.0.1".into(),
-                port: 9999,
-            }]),
+            Records(vec![registered(2, "127.0.0.1", 9999, 0, 2, false)]),
         ),
         // Creating topics: placement.
         case(
