@@ -1307,7 +1307,9 @@ async fn record_peek_pages_through_committed_records() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_while_the_broker_shuts_down() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = start(dir.path(), |_| {}).await;
+    // Shutdown would give up on the partial request after `shutdown_timeout_ms` and
+    // close its connection; on a loaded machine that could come first.
+    let broker = start(dir.path(), |config| config.shutdown_timeout_ms = 600_000).await;
     let http_addr = broker.http_addr();
     assert_eq!(get(http_addr, "/readyz").await.status, 200);
     let mut client = NativeClient::connect(broker.client_addr()).await;
