@@ -1312,6 +1312,8 @@ async fn readyz_is_503_while_the_broker_shuts_down() {
     let broker = start(dir.path(), |config| config.shutdown_timeout_ms = 600_000).await;
     let http_addr = broker.http_addr();
     assert_eq!(get(http_addr, "/readyz").await.status, 200);
+    let memory = broker.broker().request_memory.clone();
+    let idle = memory.available_bytes();
     let mut client = NativeClient::connect(broker.client_addr()).await;
     let header = fjord_protocol::frame::RequestHeader {
         api_key: ApiKey::Metadata.code(),
@@ -1323,10 +1325,33 @@ async fn readyz_is_503_while_the_broker_shuts_down() {
     fjord_protocol::frame::encode_request(&mut frame, &header, |out| {
         fjord_protocol::messages::Message::encode(&MetadataRequest { topics: None }, out)
     });
+    // A full request first, so that the connection has been accepted: one still in the
+    // listener's backlog when shutdown closes the listener is reset.
+    let _: MetadataResponse = client
+        .call(ApiKey::Metadata, &MetadataRequest { topics: None })
+        .await;
+    // The first request's memory is released just after its response is written.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while memory.available_bytes() != idle {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first request's memory was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let (first, rest) = frame.split_at(frame.len() - 1);
     tokio::io::AsyncWriteExt::write_all(&mut client.stream, first)
         .await
         .unwrap();
+    // The broker has read the frame's length and reserved it whole: a connection with
+    // nothing received when shutdown begins is idle, and closes at once.
+    while memory.available_bytes() != idle - frame.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broker never read the partial request"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let stopping = tokio::spawn(broker.shutdown());
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
