@@ -6,13 +6,14 @@
 # linked in (`+crt-static`), because the image is `FROM scratch`: no base image can be
 # pulled, so there is no libc in it. `--target` is given explicitly so that RUSTFLAGS
 # reach only the binaries, not build scripts and proc-macros (which cannot be static).
-# They go to their own target directory so that the normal build is not rebuilt.
+# They go to their own target directory (under CARGO_TARGET_DIR when that is set, so a
+# CI cache keeps it too) so that the normal build is not rebuilt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 image="${1:-${FJORD_IMAGE:-fjord:dev}}"
 target=x86_64-unknown-linux-gnu
-target_dir="${FJORD_STATIC_TARGET_DIR:-target/static}"
+target_dir="${FJORD_STATIC_TARGET_DIR:-${CARGO_TARGET_DIR:-target}/static}"
 context="$target_dir/image-context"
 user_id=10001
 
