@@ -136,6 +136,11 @@ impl Broker {
         } else {
             config.advertised_host.clone()
         };
+        // Behind a port mapping clients reach the listener on another port than it bound.
+        let port = match config.advertised_port {
+            0 => client_addr.port(),
+            port => port,
+        };
 
         let opened = {
             let config = config.clone();
@@ -146,7 +151,7 @@ impl Broker {
                 // Before the controller registers this node: a directory of another
                 // node must not get this node's registration.
                 let mut identity = NodeIdentity::claim(&config.data_dir, config.node_id)?;
-                let controller = Controller::open(&config, &host, client_addr.port())
+                let controller = Controller::open(&config, &host, port)
                     .context("cannot open the metadata log")?;
                 identity.confirm_cluster(&config.data_dir, &controller.image().cluster_id)?;
                 Ok((logs, controller))

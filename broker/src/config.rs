@@ -77,6 +77,8 @@ settings! {
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9192)), "FJORD_LISTEN";
     /// Host name given to clients in metadata; empty = the listener's IP.
     advertised_host: String = String::new(), "FJORD_ADVERTISED_HOST";
+    /// Port given to clients in metadata; 0 = the client listener's port. Set it when clients reach the listener through a port mapping (e.g. `docker run -p`).
+    advertised_port: u16 = 0, "FJORD_ADVERTISED_PORT";
     /// Address of the admin HTTP API.
     http_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9193)), "FJORD_HTTP_LISTEN";
     /// Address of the broker-to-broker listener (reserved for clustering).

@@ -1039,6 +1039,28 @@ async fn metadata_auto_creates_topics_and_advertises_the_host() {
     broker.shutdown().await.unwrap();
 }
 
+/// Behind a port mapping (`docker run -p 29192:9192`) the broker is given to clients
+/// under `advertised_port`, not the port its listener bound, and a restart with another
+/// mapping replaces the registered address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_advertises_the_configured_port() {
+    let dir = tempfile::tempdir().unwrap();
+    for advertised_port in [29192, 29193] {
+        let mut config = test_config(dir.path());
+        config.advertised_host = "127.0.0.1".into();
+        config.advertised_port = advertised_port;
+        let broker = Broker::start(config).await.unwrap();
+        let mut client = TestClient::connect(broker.client_addr()).await;
+        let metadata: MetadataResponse = client
+            .call(ApiKey::Metadata, &MetadataRequest { topics: None })
+            .await;
+        assert_eq!(metadata.brokers.len(), 1);
+        assert_eq!(metadata.brokers[0].host, "127.0.0.1");
+        assert_eq!(metadata.brokers[0].port, i32::from(advertised_port));
+        broker.shutdown().await.unwrap();
+    }
+}
+
 /// Clients cannot produce to `__consumer_offsets` (only the group coordinator writes
 /// it), and a topic whose `min.insync.replicas` exceeds its in-sync replicas refuses
 /// acks=all with NOT_ENOUGH_REPLICAS while acks=leader still works.

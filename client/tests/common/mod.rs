@@ -102,17 +102,57 @@ fn read_to_end(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<
 /// Runs the built `fjord` binary to its end (at most [`CLI_PATIENCE`]), collecting
 /// its output.
 pub async fn fjord(arguments: Vec<String>) -> Output {
-    let mut command = fjord_command(&arguments);
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    run_to_end(fjord_command(&arguments), CLI_PATIENCE).await
+}
+
+/// Runs `command` (e.g. `docker`) to its end, at most `patience`, with its output piped
+/// and collected; fails the test (and the guard kills the process) after that.
+pub async fn run_to_end(mut command: Command, patience: Duration) -> Output {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut guard = ChildGuard::spawn(command);
     let stdout = read_to_end(guard.child_mut().stdout.take().unwrap());
     let stderr = read_to_end(guard.child_mut().stderr.take().unwrap());
-    let status = guard.wait(CLI_PATIENCE).await;
+    let status = guard.wait(patience).await;
     Output {
         status,
         stdout: stdout.join().expect("stdout reader"),
         stderr: stderr.join().expect("stderr reader"),
     }
+}
+
+/// [`run_to_end`] without a runtime (for `Drop` guards): `Err` instead of a failed
+/// test when the command cannot start or outlives `patience` (it is killed then).
+pub fn run_to_end_blocking(mut command: Command, patience: Duration) -> Result<Output, String> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command
+        .spawn()
+        .map_err(|error| format!("cannot start {command:?}: {error}"))?;
+    let mut guard = ChildGuard { child: Some(child) };
+    let stdout = read_to_end(guard.child_mut().stdout.take().unwrap());
+    let stderr = read_to_end(guard.child_mut().stderr.take().unwrap());
+    let deadline = std::time::Instant::now() + patience;
+    let status = loop {
+        match guard.child_mut().try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(None) => return Err(format!("{command:?} did not finish within {patience:?}")),
+            Err(error) => return Err(format!("cannot wait for {command:?}: {error}")),
+        }
+    };
+    guard.child = None;
+    Ok(Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    })
 }
 
 /// A long-running `fjord` (e.g. `consume --follow`) whose stdout and stderr lines
