@@ -21,7 +21,7 @@
 //! Each log entry carries a batch of [`MetadataRecord`]s applied together, so a change
 //! made of several records (a cluster's first records, a topic and its partitions) is
 //! atomic. Node ids are `u64` here, as openraft's test suite requires; Fjord's are
-//! positive `i32`s.
+//! `i32`s, 0 or more.
 //!
 //! [`MetadataImage`]: crate::metadata::MetadataImage
 
@@ -48,8 +48,8 @@ use openraft::{
 pub use error::RaftStoreError;
 pub use log_store::{LogReader, LogStore};
 pub use node::{
-    LeaderHint, ProposeError, QuorumConfig, QuorumError, QuorumNode, QuorumStatus, QuorumTiming,
-    Role, VoterStatus,
+    LeaderHint, Leadership, ProposeError, QuorumConfig, QuorumError, QuorumNode, QuorumStatus,
+    QuorumTiming, Role, VoterStatus,
 };
 pub use state_machine::{AppliedImage, ImageStateMachine, SnapshotBuilder};
 
