@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 
 use super::REQUEST_BODY_BYTES_MAX;
 use crate::metadata::TopicError;
+use crate::metadata::metadata_log::ProposeError;
 use crate::storage::StorageError;
 
 /// The stable error codes of the HTTP API.
@@ -77,6 +78,10 @@ pub enum ErrorCode {
     NotLeader,
     /// 503: the broker is starting, recovering or shutting down.
     NotReady,
+    /// 503: the metadata quorum did not apply the change (no leader, or not committed
+    /// within its timeout); retry later. A single broker sees this only when its
+    /// metadata storage fails.
+    QuorumUnavailable,
     /// 503: every HTTP connection slot is taken; this connection, kept for the health
     /// probes, is served `/healthz` and `/readyz` only.
     TooManyConnections,
@@ -110,7 +115,9 @@ impl ErrorCode {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotLeader => StatusCode::MISDIRECTED_REQUEST,
-            Self::NotReady | Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::TooManyConnections | Self::QuorumUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::StorageError | Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -182,6 +189,11 @@ impl From<TopicError> for ApiError {
             TopicError::InvalidConfig(_) => ErrorCode::InvalidConfig,
             TopicError::InconsistentConfig(_) => ErrorCode::InconsistentConfig,
             TopicError::Storage(_) => ErrorCode::StorageError,
+            TopicError::Metadata(
+                ProposeError::NotLeader { .. } | ProposeError::TimedOut { .. },
+            ) => ErrorCode::QuorumUnavailable,
+            TopicError::Metadata(ProposeError::ShutDown) => ErrorCode::NotReady,
+            TopicError::Metadata(ProposeError::Failed(_)) => ErrorCode::StorageError,
         };
         Self::new(code, error.to_string())
     }

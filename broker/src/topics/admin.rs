@@ -1,7 +1,7 @@
 //! Topic administration: each operation changes the metadata through the controller
-//! and then does what the change means for this broker's partition logs (creates,
-//! deletes or reconfigures them). Metadata and storage are changed on a blocking thread,
-//! since both fsync.
+//! (waiting until the change is applied) and then does what the change means for this
+//! broker's partition logs (creates, deletes or reconfigures them). Storage is changed on
+//! a blocking thread, since it fsyncs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,28 +45,35 @@ impl TopicAdmin {
         request: CreateTopic,
         validate_only: bool,
     ) -> Result<Arc<TopicImage>, TopicError> {
+        let topic = self
+            .controller
+            .create_topic(&request, validate_only)
+            .await?;
+        if validate_only {
+            return Ok(topic);
+        }
         let admin = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let topic = admin.controller.create_topic(&request, validate_only)?;
-            if !validate_only {
-                if let Err(error) = admin.create_logs(&topic) {
-                    admin.undo_topic(&topic);
-                    return Err(error.into());
-                }
-                for (_, log) in admin
-                    .partitions
-                    .logs()
-                    .logs()
-                    .into_iter()
-                    .filter(|(partition, _)| partition.topic == topic.name)
-                {
-                    log.set_high_watermark(log.log_end_offset());
-                }
+        let created = topic.clone();
+        let logs_created = tokio::task::spawn_blocking(move || {
+            admin.create_logs(&created)?;
+            for (_, log) in admin
+                .partitions
+                .logs()
+                .logs()
+                .into_iter()
+                .filter(|(partition, _)| partition.topic == created.name)
+            {
+                log.set_high_watermark(log.log_end_offset());
             }
-            Ok(topic)
+            Ok::<_, StorageError>(())
         })
         .await
-        .expect("topic creation panicked")
+        .expect("creating partition logs panicked");
+        if let Err(error) = logs_created {
+            self.undo_topic(&topic).await;
+            return Err(error.into());
+        }
+        Ok(topic)
     }
 
     /// Creates the logs of a new topic's partitions.
@@ -86,10 +93,18 @@ impl TopicAdmin {
     /// Removes a topic whose partition logs could not all be created. Left in the
     /// metadata it would be listed but unusable, and every start would try (and may
     /// fail) to create its logs again.
-    fn undo_topic(&self, topic: &TopicImage) {
-        if let Err(error) = self.controller.delete_topic(&topic.name) {
+    async fn undo_topic(&self, topic: &Arc<TopicImage>) {
+        if let Err(error) = self.controller.delete_topic(&topic.name).await {
             tracing::error!(topic = %topic.name, %error, "cannot undo a topic whose logs failed");
         }
+        let admin = self.clone();
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || admin.remove_logs_of_undone(&topic))
+            .await
+            .expect("removing the logs of an undone topic panicked");
+    }
+
+    fn remove_logs_of_undone(&self, topic: &TopicImage) {
         let logs = self.partitions.logs();
         for partition in &topic.partitions {
             let partition = TopicPartition::new(topic.name.clone(), partition.partition);
@@ -111,10 +126,9 @@ impl TopicAdmin {
         if self.protected.iter().any(|protected| protected == name) {
             return Err(TopicError::Protected(name.to_owned()));
         }
+        let topic = self.controller.delete_topic(name).await?;
         let admin = self.clone();
-        let name = name.to_owned();
         tokio::task::spawn_blocking(move || {
-            let topic = admin.controller.delete_topic(&name)?;
             for partition in &topic.partitions {
                 admin.partitions.logs().delete(&TopicPartition::new(
                     topic.name.clone(),
@@ -135,10 +149,9 @@ impl TopicAdmin {
         name: &str,
         changes: BTreeMap<String, Option<String>>,
     ) -> Result<Arc<TopicImage>, TopicError> {
+        let topic = self.controller.alter_topic_config(name, &changes).await?;
         let admin = self.clone();
-        let name = name.to_owned();
         tokio::task::spawn_blocking(move || {
-            let topic = admin.controller.alter_topic_config(&name, &changes)?;
             let log_config = admin.partitions.topic_config(&topic).log;
             for (_, log) in admin
                 .partitions
@@ -197,7 +210,7 @@ impl TopicAdmin {
     ) -> Result<Arc<PartitionLog>, RecoverError> {
         let admin = self.clone();
         let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
+        let recovered = tokio::task::spawn_blocking(move || {
             let image = admin.partitions.metadata().current();
             let topic_image = image
                 .topic(&topic)
@@ -207,19 +220,21 @@ impl TopicAdmin {
             let partition_id = TopicPartition::new(topic.clone(), partition);
             let logs = admin.partitions.logs();
             let log = logs.recover(&partition_id, topic_image.topic_id, action, config)?;
-            if action == RecoveryAction::AcceptLoss
-                && let Err(error) = admin.controller.bump_leader_epoch(&topic, partition)
-            {
-                tracing::error!(partition = %partition_id, %error, "cannot bump the leader epoch of a recreated partition");
-            }
             log.set_high_watermark(log.log_end_offset());
             if let Err(error) = logs.write_log_ends() {
                 tracing::warn!(%error, "recording log ends failed");
             }
-            Ok(log)
+            Ok::<_, RecoverError>((log, topic))
         })
         .await
-        .expect("partition recovery panicked")
+        .expect("partition recovery panicked");
+        let (log, topic) = recovered?;
+        if action == RecoveryAction::AcceptLoss
+            && let Err(error) = self.controller.bump_leader_epoch(&topic, partition).await
+        {
+            tracing::error!(%topic, partition, %error, "cannot bump the leader epoch of a recreated partition");
+        }
+        Ok(log)
     }
 }
 
@@ -227,6 +242,7 @@ impl TopicAdmin {
 mod tests {
     use super::*;
     use crate::config::BrokerConfig;
+    use crate::metadata::MetadataLog;
     use crate::storage::{LogManager, SystemClock};
     use crate::topics::MetadataView;
 
@@ -238,7 +254,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig::for_tests(dir.path());
         let logs = Arc::new(LogManager::open(dir.path(), Arc::new(SystemClock)).unwrap());
-        let controller = Arc::new(Controller::open(&config, "127.0.0.1", 9192).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metadata_log = Arc::new(MetadataLog::start(&config, listener).await.unwrap());
+        let controller = Arc::new(
+            Controller::start(&config, metadata_log.clone(), "127.0.0.1", 9192)
+                .await
+                .unwrap(),
+        );
         let view = MetadataView::new(controller.subscribe());
         let partitions = Partitions::new(view, logs.clone(), Arc::new(config.clone()));
         let admin = TopicAdmin::new(
@@ -286,5 +308,6 @@ mod tests {
             ErrorCode::UnknownTopicOrPartition
         );
         logs.close_all().unwrap();
+        metadata_log.shutdown().await;
     }
 }

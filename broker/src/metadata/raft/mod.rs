@@ -2,7 +2,8 @@
 //! openraft (the only module that names openraft types; the rest of the broker sees
 //! Fjord types).
 //!
-//! Not used by the broker yet: a step of issue #14. What exists:
+//! The broker reaches it through [`MetadataLog`](crate::metadata::MetadataLog); a single
+//! broker is a quorum of one. What is here:
 //! - [`node`]: [`QuorumNode`], a running member: start, propose, status, image watch,
 //!   shutdown.
 //! - [`network`]: openraft's network over the internal listener (client and server).
