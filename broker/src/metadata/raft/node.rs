@@ -188,6 +188,17 @@ pub struct QuorumStatus {
     pub voters: Vec<VoterStatus>,
 }
 
+impl QuorumStatus {
+    /// How many entries of the leader's log `voter` lacks; known on the leader only.
+    pub fn lag(&self, voter: &VoterStatus) -> Option<u64> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        let last = self.last_log_index?;
+        Some(last.saturating_sub(voter.matched_index.unwrap_or(0)))
+    }
+}
+
 /// A running member of the metadata quorum.
 pub struct QuorumNode {
     node_id: i32,
