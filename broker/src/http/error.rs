@@ -79,8 +79,8 @@ pub enum ErrorCode {
     /// 503: the broker is starting, recovering or shutting down.
     NotReady,
     /// 503: the metadata quorum did not apply the change (no leader, or not committed
-    /// within its timeout); retry later. A single broker sees this only when its
-    /// metadata storage fails.
+    /// within its timeout); retry later. A single broker leads its quorum of one, and
+    /// sees this only when its metadata storage is slower than that timeout (10 s).
     QuorumUnavailable,
     /// 503: every HTTP connection slot is taken; this connection, kept for the health
     /// probes, is served `/healthz` and `/readyz` only.

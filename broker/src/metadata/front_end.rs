@@ -147,7 +147,8 @@ impl TopicError {
             Self::InvalidConfig(_) | Self::InconsistentConfig(_) => ErrorCode::InvalidConfig,
             Self::Storage(_) => ErrorCode::StorageError,
             // The protocol has no NOT_CONTROLLER: "no leader here" is the closest
-            // retriable code. In a quorum of one these follow a storage failure.
+            // retriable code. A quorum of one leads from start to shutdown; it times out
+            // only when its storage is slower than the propose timeout.
             Self::Metadata(ProposeError::NotLeader { .. }) => ErrorCode::LeaderNotAvailable,
             Self::Metadata(ProposeError::TimedOut { .. }) => ErrorCode::RequestTimedOut,
             Self::Metadata(ProposeError::ShutDown) => ErrorCode::BrokerShuttingDown,

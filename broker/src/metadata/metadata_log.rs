@@ -146,3 +146,54 @@ async fn publish_images(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    async fn start(config: &BrokerConfig) -> (MetadataLog, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let started = Instant::now();
+        let log = MetadataLog::start(config, listener).await.unwrap();
+        println!("a quorum of one started leading in {:?}", started.elapsed());
+        (log, address)
+    }
+
+    /// A quorum of one leads as soon as it has started, every time: new, and restarted
+    /// (here on another port, which a quorum of one does not depend on). A proposal
+    /// returns the image with the change, published to every watcher, naming this node
+    /// as controller.
+    #[tokio::test]
+    async fn a_quorum_of_one_leads_at_once_on_every_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::for_tests(dir.path());
+        config.node_id = 4;
+        let (log, address) = start(&config).await;
+        let mut watcher = log.images();
+        let record = MetadataRecord::ClusterInitialized {
+            cluster_id: "one".to_owned(),
+        };
+        let image = log.propose(vec![record]).await.unwrap();
+        assert_eq!(image.cluster_id, "one");
+        assert_eq!(image.controller_id, 4);
+        assert_eq!(watcher.borrow_and_update().cluster_id, "one");
+        let status = log.status().await;
+        assert_eq!((status.role, status.leader), (Role::Leader, Some(4)));
+        assert_eq!(status.voters.len(), 1);
+        assert_eq!(status.voters[0].address, address);
+        log.shutdown().await;
+
+        for _ in 0..2 {
+            let (log, _) = start(&config).await;
+            let status = log.status().await;
+            assert_eq!((status.role, status.leader), (Role::Leader, Some(4)));
+            assert_eq!(status.voters.len(), 1);
+            assert_eq!(log.image().cluster_id, "one");
+            assert_eq!(log.image().controller_id, 4);
+            log.shutdown().await;
+        }
+    }
+}
