@@ -310,4 +310,53 @@ mod tests {
         let failed = ApiError::new(ErrorCode::StorageError, "disk on fire");
         assert!(errors_logged(failed).contains("disk on fire"));
     }
+
+    /// Each way the metadata quorum can fail a change has its HTTP code and wire code,
+    /// and keeps the quorum's message.
+    #[test]
+    fn quorum_failures_have_their_codes() {
+        use fjord_protocol::ErrorCode as Wire;
+        let timeout = std::time::Duration::from_secs(10);
+        let cases = [
+            (
+                ProposeError::NotLeader {
+                    node_id: 1,
+                    leader: None,
+                },
+                ErrorCode::QuorumUnavailable,
+                Wire::LeaderNotAvailable,
+            ),
+            (
+                ProposeError::TimedOut { timeout },
+                ErrorCode::QuorumUnavailable,
+                Wire::RequestTimedOut,
+            ),
+            (
+                ProposeError::ShutDown,
+                ErrorCode::NotReady,
+                Wire::BrokerShuttingDown,
+            ),
+            (
+                ProposeError::Failed("disk on fire".into()),
+                ErrorCode::StorageError,
+                Wire::StorageError,
+            ),
+        ];
+        for (error, http, wire) in cases {
+            let message = error.to_string();
+            let retriable = error.is_retriable();
+            let error = TopicError::Metadata(error);
+            assert_eq!(error.error_code(), wire, "{message}");
+            assert_eq!(
+                wire.is_retriable(),
+                retriable || wire == Wire::BrokerShuttingDown
+            );
+            let api = ApiError::from(error);
+            assert_eq!((api.code, api.message), (http, message));
+        }
+        assert_eq!(
+            ErrorCode::QuorumUnavailable.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 }
