@@ -1,7 +1,9 @@
 //! Topic administration: each operation changes the metadata through the controller
 //! (waiting until the change is applied) and then does what the change means for this
 //! broker's partition logs (creates, deletes or reconfigures them). Storage is changed on
-//! a blocking thread, since it fsyncs.
+//! a blocking thread, since it fsyncs. Each operation runs on a task of its own, so that
+//! it finishes even when its caller is dropped (a client gone, a request timed out): a
+//! topic in the metadata without its logs would be unusable until a restart.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,6 +43,15 @@ impl TopicAdmin {
 
     /// Creates a topic and its partition logs.
     pub async fn create_topic(
+        &self,
+        request: CreateTopic,
+        validate_only: bool,
+    ) -> Result<Arc<TopicImage>, TopicError> {
+        let admin = self.clone();
+        to_the_end(async move { admin.create_topic_and_logs(request, validate_only).await }).await
+    }
+
+    async fn create_topic_and_logs(
         &self,
         request: CreateTopic,
         validate_only: bool,
@@ -126,6 +137,12 @@ impl TopicAdmin {
         if self.protected.iter().any(|protected| protected == name) {
             return Err(TopicError::Protected(name.to_owned()));
         }
+        let admin = self.clone();
+        let name = name.to_owned();
+        to_the_end(async move { admin.delete_topic_and_logs(&name).await }).await
+    }
+
+    async fn delete_topic_and_logs(&self, name: &str) -> Result<(), TopicError> {
         let topic = self.controller.delete_topic(name).await?;
         let admin = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -145,6 +162,16 @@ impl TopicAdmin {
     /// removes its override; see [`Controller::alter_topic_config`]) and applies the
     /// result to the topic's open logs.
     pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        changes: BTreeMap<String, Option<String>>,
+    ) -> Result<Arc<TopicImage>, TopicError> {
+        let admin = self.clone();
+        let name = name.to_owned();
+        to_the_end(async move { admin.alter_config_and_logs(&name, changes).await }).await
+    }
+
+    async fn alter_config_and_logs(
         &self,
         name: &str,
         changes: BTreeMap<String, Option<String>>,
@@ -210,6 +237,17 @@ impl TopicAdmin {
     ) -> Result<Arc<PartitionLog>, RecoverError> {
         let admin = self.clone();
         let topic = topic.to_owned();
+        to_the_end(async move { admin.recover_and_bump_epoch(topic, partition, action).await })
+            .await
+    }
+
+    async fn recover_and_bump_epoch(
+        &self,
+        topic: String,
+        partition: i32,
+        action: RecoveryAction,
+    ) -> Result<Arc<PartitionLog>, RecoverError> {
+        let admin = self.clone();
         let recovered = tokio::task::spawn_blocking(move || {
             let image = admin.partitions.metadata().current();
             let topic_image = image
@@ -236,6 +274,14 @@ impl TopicAdmin {
         }
         Ok(log)
     }
+}
+
+/// Runs `work` on a task of its own and waits for it: dropping the caller does not
+/// stop the work half way.
+async fn to_the_end<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> T {
+    tokio::spawn(work)
+        .await
+        .expect("a topic administration task panicked")
 }
 
 #[cfg(test)]
@@ -307,6 +353,43 @@ mod tests {
             partitions.leader_log("orders", 0).unwrap_err(),
             ErrorCode::UnknownTopicOrPartition
         );
+        logs.close_all().unwrap();
+        metadata_log.shutdown().await;
+    }
+
+    /// A creation whose caller gives up at once (a client gone, a request timed out)
+    /// still finishes: the topic gets its logs, not only its metadata.
+    #[tokio::test]
+    async fn an_abandoned_creation_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::for_tests(dir.path());
+        let logs = Arc::new(LogManager::open(dir.path(), Arc::new(SystemClock)).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metadata_log = Arc::new(MetadataLog::start(&config, listener).await.unwrap());
+        let controller = Arc::new(
+            Controller::start(&config, metadata_log.clone(), "127.0.0.1", 9192)
+                .await
+                .unwrap(),
+        );
+        let view = MetadataView::new(controller.subscribe());
+        let partitions = Partitions::new(view, logs.clone(), Arc::new(config.clone()));
+        let admin = TopicAdmin::new(controller, partitions.clone(), false, []);
+        let request = CreateTopic {
+            name: "orders".into(),
+            partitions: Some(2),
+            ..Default::default()
+        };
+        // Polled once, then dropped.
+        let abandoned = tokio::time::timeout(
+            std::time::Duration::ZERO,
+            admin.create_topic(request, false),
+        );
+        assert!(abandoned.await.is_err(), "the creation finished at once");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while partitions.leader_log("orders", 1).is_err() {
+            assert!(std::time::Instant::now() < deadline, "orders-1 has no log");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         logs.close_all().unwrap();
         metadata_log.shutdown().await;
     }
