@@ -8,11 +8,13 @@
 //!
 //! Start-up order: bind the listeners (their addresses go into metadata) and start
 //! serving the admin HTTP API at once, so that `/healthz` and `/readyz` answer during a
-//! long recovery; take the data directory, open the metadata log (replaying it), open
-//! and recover every partition log, create `__consumer_offsets` if missing and replay it
-//! into the group coordinator, then accept client connections. Shutdown reverses
-//! it: report not ready, stop accepting, let connections finish their in-flight
-//! requests, then flush and close every log.
+//! long recovery; take the data directory, start this broker's metadata quorum member on
+//! the internal listener (a quorum of one, leading at once, its image rebuilt from its
+//! snapshot and log), migrate a pre-Raft metadata log, register the broker, open and
+//! recover every partition log, create `__consumer_offsets` if missing and replay it
+//! into the group coordinator, then accept client connections. Shutdown reverses it:
+//! report not ready, stop accepting, let connections finish their in-flight requests,
+//! flush and close every log, then stop the quorum member.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
@@ -31,7 +33,7 @@ use crate::http::HttpState;
 use crate::http::state::ApiHandles;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::metadata::{
-    Controller, CreateTopic, MetadataImage, PartitionImage, TopicError, TopicImage,
+    Controller, CreateTopic, MetadataImage, MetadataLog, PartitionImage, TopicError, TopicImage,
 };
 use crate::server::{Handles, ServerSettings};
 use crate::storage::manager::BackgroundIntervals;
@@ -49,6 +51,8 @@ pub struct Broker {
     pub partitions: Partitions,
     /// Topic creation, deletion, reconfiguration and partition recovery.
     pub admin: TopicAdmin,
+    /// This broker's member of the metadata quorum, for its status.
+    pub metadata_log: Arc<MetadataLog>,
     /// The consumer group coordinator.
     pub groups: Arc<GroupService>,
     /// Bytes of requests all connections may hold at once.
@@ -144,21 +148,33 @@ impl Broker {
 
         let opened = {
             let config = config.clone();
-            tokio::task::spawn_blocking(move || -> anyhow::Result<(LogManager, Controller)> {
+            tokio::task::spawn_blocking(move || -> anyhow::Result<(LogManager, NodeIdentity)> {
+                // Taking the data directory comes first: two brokers must never open
+                // the same metadata quorum files.
                 let logs = LogManager::open(&config.data_dir, Arc::new(SystemClock)).with_context(
                     || format!("cannot use data directory {}", config.data_dir.display()),
                 )?;
                 // Before the controller registers this node: a directory of another
                 // node must not get this node's registration.
-                let mut identity = NodeIdentity::claim(&config.data_dir, config.node_id)?;
-                let controller = Controller::open(&config, &host, port)
-                    .context("cannot open the metadata log")?;
-                identity.confirm_cluster(&config.data_dir, &controller.image().cluster_id)?;
-                Ok((logs, controller))
+                let identity = NodeIdentity::claim(&config.data_dir, config.node_id)?;
+                Ok((logs, identity))
             })
             .await??
         };
-        let (logs, controller) = opened;
+        let (logs, identity) = opened;
+        let metadata_log = Arc::new(
+            MetadataLog::start(&config, internal_listener)
+                .await
+                .context("cannot start the metadata quorum")?,
+        );
+        let controller = match start_controller(&config, &metadata_log, identity, &host, port).await
+        {
+            Ok(controller) => controller,
+            Err(error) => {
+                metadata_log.shutdown().await;
+                return Err(error);
+            }
+        };
         logs.set_parallelism(config.recovery_threads);
         let logs = Arc::new(logs);
         let metadata = MetadataView::new(controller.subscribe());
@@ -182,6 +198,7 @@ impl Broker {
             logs,
             partitions,
             admin,
+            metadata_log,
             started_at: Instant::now(),
             lifecycle: Lifecycle::recovering(),
             fetches_waiting: Arc::new(AtomicUsize::new(0)),
@@ -191,6 +208,7 @@ impl Broker {
             partitions: broker.partitions.clone(),
             admin: broker.admin.clone(),
             groups: broker.groups.clone(),
+            metadata_log: broker.metadata_log.clone(),
             lifecycle: broker.lifecycle.clone(),
             started_at: broker.started_at,
         });
@@ -207,6 +225,7 @@ impl Broker {
             if let Err(close_error) = tokio::task::spawn_blocking(move || logs.close_all()).await? {
                 tracing::error!(%close_error, "closing logs after a failed start failed");
             }
+            broker.metadata_log.shutdown().await;
             return Err(error);
         }
         tasks.push(tokio::spawn(
@@ -225,10 +244,6 @@ impl Broker {
         tasks.push(tokio::spawn(crate::server::serve(
             client_listener,
             Arc::new(server),
-            shutdown_receiver.clone(),
-        )));
-        tasks.push(tokio::spawn(reserved_listener(
-            internal_listener,
             shutdown_receiver.clone(),
         )));
         let background = BackgroundIntervals {
@@ -347,16 +362,24 @@ impl Broker {
     }
 }
 
-/// Holds the internal listener's address for clustering; connections are closed.
-async fn reserved_listener(listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => return,
-            accepted = listener.accept() => if let Ok((_, peer)) = accepted {
-                tracing::debug!(%peer, "the internal listener is reserved for clustering; closing connection");
-            },
-        }
-    }
+/// Migrates a data directory of the pre-Raft release, then starts the controller
+/// (which initialises a new cluster and registers this broker) and records the
+/// cluster in the data directory's identity.
+async fn start_controller(
+    config: &BrokerConfig,
+    metadata_log: &Arc<MetadataLog>,
+    mut identity: NodeIdentity,
+    host: &str,
+    port: u16,
+) -> anyhow::Result<Controller> {
+    crate::metadata::migration::migrate(&config.data_dir, metadata_log).await?;
+    let controller = Controller::start(config, metadata_log.clone(), host, port)
+        .await
+        .context("cannot record this broker in the metadata")?;
+    let data_dir = config.data_dir.clone();
+    let cluster_id = controller.image().cluster_id.clone();
+    tokio::task::spawn_blocking(move || identity.confirm_cluster(&data_dir, &cluster_id)).await??;
+    Ok(controller)
 }
 
 impl BrokerHandle {
@@ -390,6 +413,7 @@ impl BrokerHandle {
         }
         let logs = self.broker.logs.clone();
         let closed = tokio::task::spawn_blocking(move || logs.close_all()).await;
+        self.broker.metadata_log.shutdown().await;
         self.http_shutdown.send_replace(true);
         if let Err(error) = self.http_task.await {
             tracing::error!(%error, "the HTTP server failed during shutdown");

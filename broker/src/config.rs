@@ -81,7 +81,7 @@ settings! {
     advertised_port: u16 = 0, "FJORD_ADVERTISED_PORT";
     /// Address of the admin HTTP API.
     http_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9193)), "FJORD_HTTP_LISTEN";
-    /// Address of the broker-to-broker listener (reserved for clustering).
+    /// Address of the broker-to-broker listener, where the metadata quorum's members talk (a single broker serves its quorum of one there).
     internal_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9194)), "FJORD_INTERNAL_LISTEN";
     /// File to which the broker writes the addresses its listeners bound (one `setting=address` line each), replaced atomically once all are bound; useful with port 0. Empty = none.
     bound_addresses_file: PathBuf = PathBuf::new(), "FJORD_BOUND_ADDRESSES_FILE";
@@ -135,6 +135,8 @@ settings! {
     log_retention_check_interval_ms: u64 = 60_000, "FJORD_LOG_RETENTION_CHECK_INTERVAL_MS";
     /// Default largest record batch a topic accepts.
     max_message_bytes: u32 = 8 << 20, "FJORD_MAX_MESSAGE_BYTES";
+    /// Metadata log entries between two snapshots of the metadata image; the log behind a snapshot is removed.
+    metadata_snapshot_entries: u64 = 1_000, "FJORD_METADATA_SNAPSHOT_ENTRIES";
     /// Partitions of the internal `__consumer_offsets` topic, used when the broker creates it (first start); group coordination is spread over them.
     offsets_topic_partitions: i32 = 8, "FJORD_OFFSETS_TOPIC_PARTITIONS";
     /// A group member that sends no heartbeat for this long is removed and its partitions reassigned.
@@ -215,6 +217,9 @@ impl BrokerConfig {
         }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");
+        }
+        if self.metadata_snapshot_entries == 0 {
+            return invalid("metadata_snapshot_entries", "must be at least 1");
         }
         if self.default_partitions < 1 {
             return invalid("default_partitions", "must be at least 1");

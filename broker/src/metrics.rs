@@ -22,6 +22,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 
 use crate::group::GroupService;
+use crate::metadata::metadata_log::{QuorumStatus, Role};
 use crate::storage::LogManager;
 
 /// What kind of value a metric is.
@@ -184,6 +185,14 @@ pub const METRICS: &[MetricDescription] = &[
         "Members of each consumer group this broker coordinates."),
     metric("fjord_group_lag", Gauge, Count, GROUP_PARTITION_LABELS, Scrape,
         "Records between a consumer group's committed offset and the partition's high watermark, for each partition the group has committed and this broker holds."),
+    metric("fjord_metadata_quorum_term", Gauge, Count, &[], Scrape,
+        "The metadata quorum's current term, as this broker's member sees it; it grows with every election."),
+    metric("fjord_metadata_is_leader", Gauge, Count, &[], Scrape,
+        "1 when this broker's member leads the metadata quorum (it is the active controller), else 0."),
+    metric("fjord_metadata_applied_index", Gauge, Count, &[], Scrape,
+        "Position in the metadata log of the last entry applied to this broker's metadata image."),
+    metric("fjord_metadata_voter_lag", Gauge, Count, &["voter"], Scrape,
+        "Entries of the leader's metadata log a voter lacks, by voter node id; exported by the leader only."),
 ];
 
 /// Histogram buckets of every `_seconds` histogram: 100 µs (an fsync on fast storage,
@@ -260,6 +269,8 @@ pub struct ScrapeSources<'a> {
     pub logs: &'a LogManager,
     /// The consumer groups (members, committed offsets).
     pub groups: &'a GroupService,
+    /// The metadata quorum as this broker's member sees it.
+    pub quorum: &'a QuorumStatus,
 }
 
 /// The Prometheus text of every metric: the process-wide ones, then the gauges sampled
@@ -290,9 +301,26 @@ pub fn render(sources: Option<ScrapeSources<'_>>) -> String {
             ::metrics::gauge!("fjord_partition_size_bytes", &labels).set(log.size_bytes() as f64);
         }
         crate::group::gauges::record(sources.groups, sources.logs);
+        record_quorum(sources.quorum);
     });
     text.push_str(&scrape.handle().render());
     text
+}
+
+/// The metadata quorum's gauges.
+fn record_quorum(quorum: &QuorumStatus) {
+    ::metrics::gauge!("fjord_metadata_quorum_term").set(quorum.term as f64);
+    let leads = quorum.role == Role::Leader;
+    ::metrics::gauge!("fjord_metadata_is_leader").set(if leads { 1.0 } else { 0.0 });
+    if let Some(applied) = quorum.applied_index {
+        ::metrics::gauge!("fjord_metadata_applied_index").set(applied as f64);
+    }
+    for voter in &quorum.voters {
+        if let Some(lag) = quorum.lag(voter) {
+            let labels = [("voter", voter.node_id.to_string())];
+            ::metrics::gauge!("fjord_metadata_voter_lag", &labels).set(lag as f64);
+        }
+    }
 }
 
 /// Folds histogram samples into buckets every [`UPKEEP_INTERVAL`] until `shutdown`, so

@@ -546,6 +546,10 @@ const NOT_PROVOKED_HERE: &[(&str, &str)] = &[
         "BROKER_SHUTTING_DOWN",
         "sent only while the broker shuts down",
     ),
+    (
+        "LEADER_NOT_AVAILABLE",
+        "needs a metadata quorum led by another broker, or by none: a single broker leads its quorum of one",
+    ),
 ];
 
 /// What the broker said, where, and how it was provoked.

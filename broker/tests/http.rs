@@ -639,23 +639,55 @@ async fn the_record_view_refuses_a_damaged_batch() {
 // Cluster and brokers.
 
 /// `GET /v1/cluster` and `GET /v1/brokers` describe the running broker: the cluster id
-/// from its metadata, itself as controller and only broker, its version and client port.
+/// from its metadata, itself as controller and only broker, its version and client port,
+/// and its metadata quorum: a quorum of one that it leads, with everything in its log
+/// committed and applied, and itself as the only voter at its internal listener.
 #[tokio::test]
 async fn cluster_and_brokers_describe_the_running_broker() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path(), |_| {}).await;
     let addr = broker.http_addr();
 
-    let response = get(addr, "/v1/cluster").await;
-    assert_eq!(response.status, 200);
+    // The quorum's log positions come from openraft's metrics, which trail an entry's
+    // application by a moment: wait until they have caught up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let cluster = loop {
+        let response = get(addr, "/v1/cluster").await;
+        assert_eq!(response.status, 200);
+        let cluster = response.json();
+        let quorum = &cluster["quorum"];
+        if quorum["last_log_index"] == quorum["applied_index"] {
+            break cluster;
+        }
+        assert!(std::time::Instant::now() < deadline, "{cluster}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     let metadata = broker.broker().metadata();
+    let applied = metadata.applied_position().unwrap();
+    let term = cluster["quorum"]["term"].as_u64().unwrap();
+    assert!(term >= 1, "{cluster}");
     assert_eq!(
-        response.json(),
+        cluster,
         json!({
             "cluster_id": metadata.cluster_id,
             "controller_id": 0,
             "broker_count": 1,
             "version": env!("CARGO_PKG_VERSION"),
+            "quorum": {
+                "role": "leader",
+                "leader": 0,
+                "term": term,
+                "last_log_index": applied.index,
+                "committed_index": applied.index,
+                "applied_index": applied.index,
+                "snapshot_index": null,
+                "voters": [{
+                    "node_id": 0,
+                    "address": broker.internal_addr().to_string(),
+                    "matched_index": applied.index,
+                    "lag": 0,
+                }],
+            },
         })
     );
 

@@ -229,6 +229,15 @@ async fn metrics_after_real_traffic() {
         delta("fjord_network_received_bytes_total", &[]),
         client.bytes_sent as f64
     );
+    // A single broker leads its quorum of one, which has applied every metadata change
+    // the test made; it has no other voter to lag behind.
+    assert_eq!(metrics.value("fjord_metadata_is_leader", &[]), Some(1.0));
+    assert!(metrics.value("fjord_metadata_quorum_term", &[]).unwrap() >= 1.0);
+    let applied = broker.broker().metadata().applied_position().unwrap().index;
+    assert_eq!(
+        metrics.value("fjord_metadata_applied_index", &[]),
+        Some(applied as f64)
+    );
     let uptime = metrics.value("fjord_process_uptime_seconds", &[]).unwrap();
     let lowest = scrape_started.duration_since(started).as_secs_f64();
     let highest = scrape_ended.duration_since(before_start).as_secs_f64();

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::blocking_client::{
-    CLIENT_PATIENCE as PATIENCE, Client, create_topic, values, values_batch, wait_ready,
+    CLIENT_PATIENCE as PATIENCE, Client, create_topic, http, values, values_batch, wait_ready,
 };
 use common::{Bound, BrokerProcess, respawn_on_blocking, run_to_end};
 use fjord_protocol::ErrorCode;
@@ -133,8 +133,9 @@ fn fill(path: &Path) -> u64 {
     written
 }
 
-/// A broker restarted on a full disk starts, serves reads and refuses produce with
-/// STORAGE_ERROR; once space is freed, produce works again without a restart.
+/// A broker restarted on a full disk starts (its quorum of one leads without writing),
+/// serves reads and refuses produce with STORAGE_ERROR and a topic creation with
+/// `500 storage_error`; once space is freed, produce works again without a restart.
 #[test]
 fn a_restart_on_a_full_disk_serves_reads_and_resumes_writes_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,6 +183,13 @@ fn a_restart_on_a_full_disk_serves_reads_and_resumes_writes_when_space_returns()
             "writes are refused clearly while the disk is full"
         );
     }
+
+    // A metadata change cannot be made durable either: a clear error, and reads go on.
+    let more = json!({"name": "more", "partitions": 1});
+    let (status, response) = http(bound.http_listen, "POST", "/v1/topics", Some(&more));
+    assert_eq!(status, 500, "{response}");
+    assert_eq!(response["error"]["code"], "storage_error", "{response}");
+    assert_eq!(values(client.fetch("full", 0, 0).records).len(), 5);
 
     std::fs::remove_file(&filler).unwrap();
     let started = Instant::now();

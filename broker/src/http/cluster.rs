@@ -1,11 +1,12 @@
 //! The cluster and its brokers: `GET /v1/cluster` and `GET /v1/brokers`, read from the
-//! current metadata image.
+//! current metadata image and, for the metadata quorum, from this broker's member.
 
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::extract::Ready;
+use crate::metadata::metadata_log::{QuorumStatus, Role};
 
 /// The cluster as this broker sees it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -18,6 +19,74 @@ pub struct Cluster {
     pub broker_count: usize,
     /// This broker's version.
     pub version: String,
+    /// The metadata quorum as this broker's member sees it.
+    pub quorum: Quorum,
+}
+
+/// The metadata quorum, seen from this broker. Indexes are positions in the metadata
+/// log; `null` is "none yet" (or, for a voter's match and lag, "known on the leader
+/// only").
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Quorum {
+    /// This broker's role: `leader`, `follower`, `candidate`, `learner` or `shut_down`.
+    pub role: String,
+    /// The node id of the leader, when one is known.
+    pub leader: Option<i32>,
+    /// The current term: it grows with every election.
+    pub term: u64,
+    /// The last entry in this member's log.
+    pub last_log_index: Option<u64>,
+    /// The last entry known to be on a majority of voters.
+    pub committed_index: Option<u64>,
+    /// The last entry applied to this broker's metadata image.
+    pub applied_index: Option<u64>,
+    /// The last entry the latest snapshot covers.
+    pub snapshot_index: Option<u64>,
+    /// By node id.
+    pub voters: Vec<Voter>,
+}
+
+/// A voter of the metadata quorum.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Voter {
+    pub node_id: i32,
+    /// Its internal listener.
+    pub address: String,
+    /// The last entry known to be in its log.
+    pub matched_index: Option<u64>,
+    /// Entries of the leader's log it lacks.
+    pub lag: Option<u64>,
+}
+
+impl From<QuorumStatus> for Quorum {
+    fn from(status: QuorumStatus) -> Self {
+        let role = match status.role {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Learner => "learner",
+            Role::ShutDown => "shut_down",
+        };
+        Self {
+            role: role.to_owned(),
+            leader: status.leader,
+            term: status.term,
+            last_log_index: status.last_log_index,
+            committed_index: status.committed_index,
+            applied_index: status.applied_index,
+            snapshot_index: status.snapshot_index,
+            voters: status
+                .voters
+                .iter()
+                .map(|voter| Voter {
+                    node_id: voter.node_id,
+                    address: voter.address.clone(),
+                    matched_index: voter.matched_index,
+                    lag: status.lag(voter),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A registered broker.
@@ -36,7 +105,8 @@ pub struct BrokerList {
     pub brokers: Vec<BrokerNode>,
 }
 
-/// The cluster's identity, controller, size and this broker's version.
+/// The cluster's identity, controller, size, this broker's version and the metadata
+/// quorum.
 #[utoipa::path(
     get,
     path = "/v1/cluster",
@@ -45,11 +115,13 @@ pub struct BrokerList {
 )]
 pub async fn get_cluster(Ready(api): Ready) -> Json<Cluster> {
     let image = api.partitions.metadata().current();
+    let quorum = api.metadata_log.status().await;
     Json(Cluster {
         cluster_id: image.cluster_id.clone(),
         controller_id: image.controller_id,
         broker_count: image.brokers.len(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        quorum: quorum.into(),
     })
 }
 

@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 
 use super::REQUEST_BODY_BYTES_MAX;
 use crate::metadata::TopicError;
+use crate::metadata::metadata_log::ProposeError;
 use crate::storage::StorageError;
 
 /// The stable error codes of the HTTP API.
@@ -77,6 +78,10 @@ pub enum ErrorCode {
     NotLeader,
     /// 503: the broker is starting, recovering or shutting down.
     NotReady,
+    /// 503: the metadata quorum did not apply the change (no leader, or not committed
+    /// within its timeout); retry later. A single broker leads its quorum of one, and
+    /// sees this only when its metadata storage is slower than that timeout (10 s).
+    QuorumUnavailable,
     /// 503: every HTTP connection slot is taken; this connection, kept for the health
     /// probes, is served `/healthz` and `/readyz` only.
     TooManyConnections,
@@ -110,7 +115,9 @@ impl ErrorCode {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotLeader => StatusCode::MISDIRECTED_REQUEST,
-            Self::NotReady | Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::TooManyConnections | Self::QuorumUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::StorageError | Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -182,6 +189,11 @@ impl From<TopicError> for ApiError {
             TopicError::InvalidConfig(_) => ErrorCode::InvalidConfig,
             TopicError::InconsistentConfig(_) => ErrorCode::InconsistentConfig,
             TopicError::Storage(_) => ErrorCode::StorageError,
+            TopicError::Metadata(
+                ProposeError::NotLeader { .. } | ProposeError::TimedOut { .. },
+            ) => ErrorCode::QuorumUnavailable,
+            TopicError::Metadata(ProposeError::ShutDown) => ErrorCode::NotReady,
+            TopicError::Metadata(ProposeError::Failed(_)) => ErrorCode::StorageError,
         };
         Self::new(code, error.to_string())
     }
@@ -297,5 +309,54 @@ mod tests {
         assert_eq!(errors_logged(not_ready), "");
         let failed = ApiError::new(ErrorCode::StorageError, "disk on fire");
         assert!(errors_logged(failed).contains("disk on fire"));
+    }
+
+    /// Each way the metadata quorum can fail a change has its HTTP code and wire code,
+    /// and keeps the quorum's message.
+    #[test]
+    fn quorum_failures_have_their_codes() {
+        use fjord_protocol::ErrorCode as Wire;
+        let timeout = std::time::Duration::from_secs(10);
+        let cases = [
+            (
+                ProposeError::NotLeader {
+                    node_id: 1,
+                    leader: None,
+                },
+                ErrorCode::QuorumUnavailable,
+                Wire::LeaderNotAvailable,
+            ),
+            (
+                ProposeError::TimedOut { timeout },
+                ErrorCode::QuorumUnavailable,
+                Wire::RequestTimedOut,
+            ),
+            (
+                ProposeError::ShutDown,
+                ErrorCode::NotReady,
+                Wire::BrokerShuttingDown,
+            ),
+            (
+                ProposeError::Failed("disk on fire".into()),
+                ErrorCode::StorageError,
+                Wire::StorageError,
+            ),
+        ];
+        for (error, http, wire) in cases {
+            let message = error.to_string();
+            let retriable = error.is_retriable();
+            let error = TopicError::Metadata(error);
+            assert_eq!(error.error_code(), wire, "{message}");
+            assert_eq!(
+                wire.is_retriable(),
+                retriable || wire == Wire::BrokerShuttingDown
+            );
+            let api = ApiError::from(error);
+            assert_eq!((api.code, api.message), (http, message));
+        }
+        assert_eq!(
+            ErrorCode::QuorumUnavailable.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use crate::group::GroupService;
 use crate::lifecycle::Lifecycle;
+use crate::metadata::MetadataLog;
 use crate::topics::{Partitions, TopicAdmin};
 
 /// What the HTTP handlers use.
@@ -21,6 +22,8 @@ pub struct ApiHandles {
     pub admin: TopicAdmin,
     /// The groups this broker coordinates.
     pub groups: Arc<GroupService>,
+    /// This broker's member of the metadata quorum, for its status.
+    pub metadata_log: Arc<MetadataLog>,
     /// Whether the broker is ready, for the readiness probe and the resource routes.
     pub lifecycle: Lifecycle,
     /// When the broker started, for the uptime gauge.

@@ -1,24 +1,25 @@
 //! The controller: the only writer of metadata, and the shell around the pure
-//! [front end](super::front_end). For each request it takes the log's lock, asks the
-//! front end for the records (with real ids and this broker's limits), appends them
-//! durably to the metadata log, applies them to the image and publishes the new image.
+//! [front end](super::front_end). For each request it takes its lock, asks the front end
+//! for the records (with real ids and this broker's limits), proposes them to the
+//! [metadata log](super::metadata_log) and waits until they are applied, then answers
+//! from the image they made.
 //!
-//! On a single node the controller is local and its log is a file; the cluster issue
-//! replaces the log with a Raft quorum behind the same methods.
+//! The lock is held from the front end's decision until the records are applied, so that
+//! no two requests are decided against the same image. On a single broker this is the
+//! only controller; with several, only the quorum's leader can carry out a change.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 
 use super::front_end::{self, Inputs, MetadataRequest, Randomness};
 pub use super::front_end::{CreateTopic, TOPIC_PARTITIONS_MAX, TopicError, validate_topic_name};
 use super::image::{MetadataImage, TopicImage};
-use super::log::MetadataLog;
+use super::metadata_log::MetadataLog;
 use super::position::LogPosition;
 use super::records::MetadataRecord;
 use crate::config::BrokerConfig;
-use crate::storage::StorageError;
 
 /// The controller's randomness: ids and placement offsets from the operating system's
 /// random source (through `uuid`'s version 4 ids).
@@ -36,28 +37,25 @@ impl Randomness for SystemRandomness {
     }
 }
 
-/// The position of the `index`th record of the local metadata log. The local log has
-/// no terms or leaders, and no batches either: every record is its own entry, so that
-/// replaying the file gives the same positions as the appends did.
-fn local_position(index: u64) -> LogPosition {
-    LogPosition {
-        term: 0,
-        leader: 0,
-        index,
-    }
-}
-
-/// Applies records as the entries that follow the image's position.
-fn apply_local(image: &mut MetadataImage, records: &[MetadataRecord]) {
-    for record in records {
-        let index = image
-            .applied_position()
-            .map_or(0, |position| position.index)
-            + 1;
-        image
-            .apply(local_position(index), record)
-            .expect("the next index always follows the applied position");
-    }
+/// Applies records to a copy of the image as if they were the next entry, so that the
+/// front end can decide the next request of a batch, or a validate-only request, against
+/// the image they would make. The position is only the copy's; the log gives the real
+/// one.
+fn apply_preview(image: &mut MetadataImage, records: &[MetadataRecord]) {
+    let next = image.applied_position().map_or(
+        LogPosition {
+            term: 0,
+            leader: 0,
+            index: 1,
+        },
+        |position| LogPosition {
+            index: position.index + 1,
+            ..position
+        },
+    );
+    image
+        .apply_batch(next, records)
+        .expect("the next index always follows the applied position");
 }
 
 #[derive(Debug)]
@@ -65,23 +63,25 @@ pub struct Controller {
     defaults: BrokerConfig,
     /// Most partitions this broker may hold.
     partitions_max: usize,
-    log: Mutex<MetadataLog>,
-    image: watch::Sender<Arc<MetadataImage>>,
+    log: Arc<MetadataLog>,
+    /// Held from a request's decision until its records are applied.
+    deciding: Mutex<()>,
 }
 
 impl Controller {
-    /// Opens the metadata log, replays it, initialises a new cluster on first start and
-    /// registers this broker at `host:port`.
-    pub fn open(config: &BrokerConfig, host: &str, port: u16) -> Result<Self, StorageError> {
-        let (log, records) = MetadataLog::open(&config.data_dir)?;
-        let mut image = MetadataImage::default();
-        image.controller_id = config.node_id;
-        apply_local(&mut image, &records);
+    /// Takes over the metadata log, initialises a new cluster (a log without a cluster
+    /// id) and registers this broker at `host:port`.
+    pub async fn start(
+        config: &BrokerConfig,
+        log: Arc<MetadataLog>,
+        host: &str,
+        port: u16,
+    ) -> Result<Self, TopicError> {
         let controller = Self {
             defaults: config.clone(),
             partitions_max: crate::resources::partitions_max(config),
-            log: Mutex::new(log),
-            image: watch::Sender::new(Arc::new(image)),
+            log,
+            deciding: Mutex::new(()),
         };
         let startup = [
             MetadataRequest::InitializeCluster,
@@ -91,25 +91,23 @@ impl Controller {
                 port,
             },
         ];
-        controller.submit(&startup).map_err(|error| match error {
-            TopicError::Storage(error) => error,
-            refused => unreachable!("starting up cannot be refused: {refused}"),
-        })?;
+        controller.submit(&startup).await?;
         Ok(controller)
     }
 
     /// The current image.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.image.borrow().clone()
+        self.log.image()
     }
 
-    /// A receiver of every new image.
+    /// A receiver of the current image and every later one.
     pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.image.subscribe()
+        self.log.images()
     }
 
     /// Asks the front end for the records of `requests` against `image`, each request
-    /// seeing the records of those before it.
+    /// seeing the records of those before it; returns them and the image they would
+    /// make.
     fn records_for(
         &self,
         image: &MetadataImage,
@@ -129,69 +127,66 @@ impl Controller {
                 partition_budgets: &partition_budgets,
             };
             let more = front_end::records_for(request, &after, &inputs, &mut SystemRandomness)?;
-            apply_local(&mut after, &more);
+            apply_preview(&mut after, &more);
             records.extend(more);
         }
         Ok((records, after))
     }
 
-    /// Carries out requests as one step and returns the image before and after. The
-    /// log's lock is held from the front end's decision to publication, so two
-    /// concurrent requests (two creations of one name, two config changes of one topic)
-    /// cannot both be decided against the same image.
-    fn submit(
+    /// Carries out requests as one entry of the log and returns the image before and
+    /// after. The lock is held from the front end's decision until the entry is
+    /// applied, so two concurrent requests (two creations of one name, two config
+    /// changes of one topic) cannot both be decided against the same image.
+    async fn submit(
         &self,
         requests: &[MetadataRequest],
     ) -> Result<(Arc<MetadataImage>, Arc<MetadataImage>), TopicError> {
-        let mut log = self.log.lock().expect("metadata lock poisoned");
+        let _deciding = self.deciding.lock().await;
         let before = self.image();
-        let (records, after) = self.records_for(&before, requests)?;
+        let (records, _) = self.records_for(&before, requests)?;
         if records.is_empty() {
             return Ok((before.clone(), before));
         }
-        log.append(&records)?;
-        let after = Arc::new(after);
-        self.image.send_replace(after.clone());
+        let after = self.log.propose(records).await?;
         Ok((before, after))
     }
 
-    /// The image a request would make, without making it.
-    fn preview(&self, request: &MetadataRequest) -> Result<MetadataImage, TopicError> {
-        let (_, after) = self.records_for(&self.image(), std::slice::from_ref(request))?;
-        Ok(after)
-    }
-
     /// Creates a topic (or only checks that it could be created).
-    pub fn create_topic(
+    pub async fn create_topic(
         &self,
         request: &CreateTopic,
         validate_only: bool,
     ) -> Result<Arc<TopicImage>, TopicError> {
         let create = MetadataRequest::CreateTopic(request.clone());
         let after = if validate_only {
-            Arc::new(self.preview(&create)?)
+            let (_, after) = self.records_for(&self.image(), std::slice::from_ref(&create))?;
+            Arc::new(after)
         } else {
-            self.submit(std::slice::from_ref(&create))?.1
+            self.submit(std::slice::from_ref(&create)).await?.1
         };
         Ok(after.topic(&request.name).expect("just created").clone())
     }
 
     /// Deletes a topic; returns what it was.
-    pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicImage>, TopicError> {
-        let (before, _) = self.submit(&[MetadataRequest::DeleteTopic {
-            name: name.to_owned(),
-        }])?;
+    pub async fn delete_topic(&self, name: &str) -> Result<Arc<TopicImage>, TopicError> {
+        let (before, _) = self
+            .submit(&[MetadataRequest::DeleteTopic {
+                name: name.to_owned(),
+            }])
+            .await?;
         Ok(before.topic(name).expect("just deleted").clone())
     }
 
     /// Bumps a partition's leader epoch, keeping its leader and in-sync set: its log
     /// was recreated after a loss, and followers and consumers that check epochs must
     /// see that the history changed.
-    pub fn bump_leader_epoch(&self, name: &str, partition: i32) -> Result<i32, TopicError> {
-        let (_, after) = self.submit(&[MetadataRequest::BumpLeaderEpoch {
-            name: name.to_owned(),
-            partition,
-        }])?;
+    pub async fn bump_leader_epoch(&self, name: &str, partition: i32) -> Result<i32, TopicError> {
+        let (_, after) = self
+            .submit(&[MetadataRequest::BumpLeaderEpoch {
+                name: name.to_owned(),
+                partition,
+            }])
+            .await?;
         let topic = after.topic(name).expect("just changed");
         Ok(topic
             .partition(partition)
@@ -203,16 +198,18 @@ impl Controller {
     /// IncrementalAlterConfigs: a key with a value sets that override, a key with `None`
     /// removes it (the broker default applies again), keys not named keep their
     /// overrides. The merged result is validated as a whole and committed under the
-    /// log's lock, so concurrent changes of different keys are never lost.
-    pub fn alter_topic_config(
+    /// controller's lock, so concurrent changes of different keys are never lost.
+    pub async fn alter_topic_config(
         &self,
         name: &str,
         changes: &BTreeMap<String, Option<String>>,
     ) -> Result<Arc<TopicImage>, TopicError> {
-        let (_, after) = self.submit(&[MetadataRequest::AlterTopicConfig {
-            name: name.to_owned(),
-            changes: changes.clone(),
-        }])?;
+        let (_, after) = self
+            .submit(&[MetadataRequest::AlterTopicConfig {
+                name: name.to_owned(),
+                changes: changes.clone(),
+            }])
+            .await?;
         Ok(after.topic(name).expect("just changed").clone())
     }
 }
@@ -220,23 +217,35 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::metadata_log::ProposeError;
+
+    /// Starts the metadata log (a quorum of one on a port of 127.0.0.1 the system
+    /// picks) and a controller that registers the broker at `port`.
+    async fn start(config: &BrokerConfig, port: u16) -> (Arc<MetadataLog>, Controller) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let log = Arc::new(MetadataLog::start(config, listener).await.unwrap());
+        let controller = Controller::start(config, log.clone(), "127.0.0.1", port)
+            .await
+            .unwrap();
+        (log, controller)
+    }
 
     /// Topics are created, refused when invalid, survive a restart, have their config
     /// changed incrementally (set, remove, invalid change refused whole) and are deleted.
-    #[test]
-    fn topic_lifecycle_survives_restart() {
+    #[tokio::test]
+    async fn topic_lifecycle_survives_restart() {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig::for_tests(dir.path());
-        let controller = Controller::open(&config, "127.0.0.1", 9192).unwrap();
+        let (log, controller) = start(&config, 9192).await;
         let request = CreateTopic {
             name: "orders".into(),
             partitions: Some(3),
             ..Default::default()
         };
-        let topic = controller.create_topic(&request, false).unwrap();
+        let topic = controller.create_topic(&request, false).await.unwrap();
         assert_eq!(topic.partitions.len(), 3);
         assert!(matches!(
-            controller.create_topic(&request, false),
+            controller.create_topic(&request, false).await,
             Err(TopicError::AlreadyExists(_))
         ));
         let too_many = CreateTopic {
@@ -245,7 +254,7 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            controller.create_topic(&too_many, false),
+            controller.create_topic(&too_many, false).await,
             Err(TopicError::NotEnoughBrokers { .. })
         ));
         let bad_name = CreateTopic {
@@ -253,13 +262,13 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            controller.create_topic(&bad_name, false),
+            controller.create_topic(&bad_name, false).await,
             Err(TopicError::InvalidName(_))
         ));
         let cluster_id = controller.image().cluster_id.clone();
-        drop(controller);
+        log.shutdown().await;
 
-        let controller = Controller::open(&config, "127.0.0.1", 9192).unwrap();
+        let (log, controller) = start(&config, 9192).await;
         assert_eq!(controller.image().cluster_id, cluster_id);
         assert_eq!(
             controller.image().topic("orders").unwrap().topic_id,
@@ -274,104 +283,162 @@ mod tests {
                 ]
                 .into(),
             )
+            .await
             .unwrap();
         assert_eq!(changed.config.len(), 2);
         let changed = controller
             .alter_topic_config("orders", &[("retention.ms".to_string(), None)].into())
+            .await
             .unwrap();
         assert_eq!(
             changed.config,
             [("segment.bytes".to_string(), "16777216".to_string())].into()
         );
         assert!(matches!(
-            controller.alter_topic_config(
-                "orders",
-                &[("segment.bytes".to_string(), Some("1".to_string()))].into()
-            ),
+            controller
+                .alter_topic_config(
+                    "orders",
+                    &[("segment.bytes".to_string(), Some("1".to_string()))].into()
+                )
+                .await,
             Err(TopicError::InvalidConfig(_))
         ));
         assert_eq!(controller.image().topic("orders").unwrap().config.len(), 1);
-        controller.delete_topic("orders").unwrap();
+        controller.delete_topic("orders").await.unwrap();
         assert!(controller.image().topic("orders").is_none());
         assert!(matches!(
-            controller.delete_topic("orders"),
+            controller.delete_topic("orders").await,
             Err(TopicError::UnknownTopic(_))
         ));
+        log.shutdown().await;
     }
 
     /// A validate-only creation answers with the topic it would make and changes
-    /// nothing; the image rebuilt from the log on restart is the one published before,
-    /// at the same position (one entry per record), and a broker at a new address is
+    /// nothing; each change is one entry of the log, after which the image names this
+    /// broker as the controller; the image rebuilt on restart (from the snapshot and the
+    /// log after it) is the one published before, and a broker at a new address is
     /// registered again.
-    #[test]
-    fn replay_gives_the_published_image() {
+    #[tokio::test]
+    async fn restart_gives_the_published_image() {
         let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig::for_tests(dir.path());
-        let controller = Controller::open(&config, "127.0.0.1", 9192).unwrap();
+        let mut config = BrokerConfig::for_tests(dir.path());
+        config.node_id = 3;
+        // A snapshot every few entries, so that restarts read one and the log after it.
+        config.metadata_snapshot_entries = 3;
+        let (log, controller) = start(&config, 9192).await;
         let started = controller.image();
-        assert_eq!(started.applied_position(), Some(local_position(2)));
+        assert_eq!(started.controller_id, 3);
+        assert_eq!(started.brokers[&3].port, 9192);
         let request = CreateTopic {
             name: "orders".into(),
             partitions: Some(2),
             ..Default::default()
         };
-        let preview = controller.create_topic(&request, true).unwrap();
+        let preview = controller.create_topic(&request, true).await.unwrap();
         assert_eq!(preview.partitions.len(), 2);
         assert_eq!(controller.image(), started);
-        controller.create_topic(&request, false).unwrap();
-        controller.bump_leader_epoch("orders", 1).unwrap();
-        assert_eq!(controller.bump_leader_epoch("orders", 1).unwrap(), 2);
+        controller.create_topic(&request, false).await.unwrap();
+        let created = controller.image().applied_position().unwrap();
+        assert_eq!(created.index, started.applied_position().unwrap().index + 1);
+        for epoch in 1..=5 {
+            assert_eq!(
+                controller.bump_leader_epoch("orders", 1).await.unwrap(),
+                epoch
+            );
+        }
         let published = controller.image();
-        assert_eq!(published.applied_position(), Some(local_position(5)));
-        drop(controller);
-
-        let controller = Controller::open(&config, "127.0.0.1", 9192).unwrap();
-        assert_eq!(controller.image(), published);
-        drop(controller);
-        let controller = Controller::open(&config, "127.0.0.1", 9999).unwrap();
-        assert_eq!(controller.image().brokers[&config.node_id].port, 9999);
-        assert_eq!(
-            controller.image().applied_position(),
-            Some(local_position(6))
+        log.shutdown().await;
+        assert!(
+            dir.path()
+                .join("__cluster_metadata/raft.snapshot")
+                .is_file()
         );
+
+        let (log, controller) = start(&config, 9192).await;
+        let restarted = controller.image();
+        assert_eq!(restarted.snapshot().records, published.snapshot().records);
+        assert_eq!(restarted.records_applied, published.records_applied);
+        assert_eq!(restarted.controller_id, 3);
+        log.shutdown().await;
+        let (log, controller) = start(&config, 9999).await;
+        assert_eq!(controller.image().brokers[&3].port, 9999);
+        log.shutdown().await;
     }
 
-    /// Requests from many threads at once are decided one at a time, each against the
-    /// image the one before it published: of eight creations of one name exactly one
+    /// Requests from many tasks at once are decided one at a time, each against the
+    /// image the one before it made: of eight creations of one name exactly one
     /// succeeds, and four changes of different keys all stay.
-    #[test]
-    fn concurrent_requests_are_decided_one_at_a_time() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_are_decided_one_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig::for_tests(dir.path());
-        let controller = Controller::open(&config, "127.0.0.1", 9192).unwrap();
+        let (log, controller) = start(&config, 9192).await;
+        let controller = Arc::new(controller);
         let request = CreateTopic {
             name: "orders".into(),
             ..Default::default()
         };
-        let created = std::thread::scope(|scope| {
-            let threads: Vec<_> = (0..8)
-                .map(|_| scope.spawn(|| controller.create_topic(&request, false).is_ok()))
-                .collect();
-            let results: Vec<bool> = threads
-                .into_iter()
-                .map(|thread| thread.join().unwrap())
-                .collect();
-            results.into_iter().filter(|created| *created).count()
-        });
+        let creations: Vec<_> = (0..8)
+            .map(|_| {
+                let (controller, request) = (controller.clone(), request.clone());
+                tokio::spawn(async move { controller.create_topic(&request, false).await.is_ok() })
+            })
+            .collect();
+        let mut created = 0;
+        for creation in creations {
+            created += usize::from(creation.await.unwrap());
+        }
         assert_eq!(created, 1);
 
         let keys = ["flush.bytes", "flush.ms", "retention.ms", "segment.ms"];
-        std::thread::scope(|scope| {
-            for key in keys {
-                let controller = &controller;
-                scope.spawn(move || {
+        let changes: Vec<_> = keys
+            .into_iter()
+            .map(|key| {
+                let controller = controller.clone();
+                tokio::spawn(async move {
                     let change = BTreeMap::from([(key.to_owned(), Some("5000".to_owned()))]);
-                    controller.alter_topic_config("orders", &change).unwrap();
-                });
-            }
-        });
+                    controller
+                        .alter_topic_config("orders", &change)
+                        .await
+                        .unwrap();
+                })
+            })
+            .collect();
+        for change in changes {
+            change.await.unwrap();
+        }
         let image = controller.image();
         let config = &image.topic("orders").unwrap().config;
         assert_eq!(config.keys().collect::<Vec<_>>(), keys);
+        log.shutdown().await;
+    }
+
+    /// Once the metadata log has stopped, a change fails with an error that says so
+    /// and that clients may retry elsewhere, and the last image stays readable.
+    #[tokio::test]
+    async fn a_stopped_log_refuses_changes_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::for_tests(dir.path());
+        let (log, controller) = start(&config, 9192).await;
+        log.shutdown().await;
+        let error = controller
+            .create_topic(
+                &CreateTopic {
+                    name: "orders".into(),
+                    ..Default::default()
+                },
+                false,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, TopicError::Metadata(ProposeError::ShutDown)),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.error_code(),
+            fjord_protocol::ErrorCode::BrokerShuttingDown
+        );
+        assert!(!controller.image().cluster_id.is_empty());
     }
 }

@@ -20,6 +20,7 @@ use fjord_protocol::ErrorCode;
 use fjord_protocol::limits::TOPIC_NAME_BYTES_MAX;
 
 use super::image::MetadataImage;
+use super::metadata_log::ProposeError;
 use super::records::MetadataRecord;
 use super::topic_config::{self, TopicConfigError};
 use crate::config::BrokerConfig;
@@ -164,6 +165,9 @@ pub enum TopicError {
     /// The records could not be made durable (never from the front end itself).
     #[error("metadata storage failed: {0}")]
     Storage(#[from] StorageError),
+    /// The metadata log did not apply the change (never from the front end itself).
+    #[error(transparent)]
+    Metadata(#[from] ProposeError),
 }
 
 impl TopicError {
@@ -180,6 +184,13 @@ impl TopicError {
             }
             Self::InvalidConfig(_) | Self::InconsistentConfig(_) => ErrorCode::InvalidConfig,
             Self::Storage(_) => ErrorCode::StorageError,
+            // The protocol has no NOT_CONTROLLER: "no leader here" is the closest
+            // retriable code. A quorum of one leads from start to shutdown; it times out
+            // only when its storage is slower than the propose timeout.
+            Self::Metadata(ProposeError::NotLeader { .. }) => ErrorCode::LeaderNotAvailable,
+            Self::Metadata(ProposeError::TimedOut { .. }) => ErrorCode::RequestTimedOut,
+            Self::Metadata(ProposeError::ShutDown) => ErrorCode::BrokerShuttingDown,
+            Self::Metadata(ProposeError::Failed(_)) => ErrorCode::StorageError,
         }
     }
 }

@@ -13,21 +13,26 @@
 //! - [`membership`]: pure: the active controller's view of broker sessions: registration
 //!   with an incarnation id, heartbeats, fencing on session expiry, unfencing, controlled
 //!   shutdown; its effects are front end requests (not wired to the network yet).
-//! - [`log`]: the durable local metadata log of a single-node broker.
+//! - [`metadata_log`]: [`MetadataLog`], the seam between the controller and the
+//!   quorum: propose records and wait until they are applied, watch the images they
+//!   make. Behind it is this broker's member of the metadata quorum ([`raft`]); a single
+//!   broker is a quorum of one.
 //! - [`controller`]: the shell around the front end: serialises requests, supplies real
-//!   ids and limits, makes the records durable, applies them and publishes the image.
+//!   ids and limits, proposes the records to the metadata log and answers from the image
+//!   they made.
 //! - [`topic_config`]: per-topic settings and their validation.
-//! - [`raft`]: the metadata quorum's Raft log, vote and state machine storage, behind
-//!   openraft (issue #14, in progress: not used by the broker yet).
-//!
-//! In a cluster, the same records will travel through a Raft quorum instead of the
-//! local file; the front end, the image and everything that reads it stay as they are.
+//! - [`raft`]: the metadata quorum's Raft log, vote and state machine storage and its
+//!   node, behind openraft.
+//! - [`log`] and [`migration`]: the local metadata log of the pre-Raft release, read
+//!   once to migrate its data directory into the quorum.
 
 pub mod controller;
 pub mod front_end;
 pub mod image;
 pub mod log;
 pub mod membership;
+pub mod metadata_log;
+pub mod migration;
 pub mod position;
 pub mod raft;
 pub mod records;
@@ -36,5 +41,6 @@ pub mod topic_config;
 pub use controller::Controller;
 pub use front_end::{CreateTopic, MetadataRequest, TopicError};
 pub use image::{BrokerInfo, ImageSnapshot, MetadataImage, PartitionImage, TopicImage};
+pub use metadata_log::MetadataLog;
 pub use position::LogPosition;
 pub use records::MetadataRecord;

@@ -1,7 +1,9 @@
 //! Topic administration: each operation changes the metadata through the controller
-//! and then does what the change means for this broker's partition logs (creates,
-//! deletes or reconfigures them). Metadata and storage are changed on a blocking thread,
-//! since both fsync.
+//! (waiting until the change is applied) and then does what the change means for this
+//! broker's partition logs (creates, deletes or reconfigures them). Storage is changed on
+//! a blocking thread, since it fsyncs. Each operation runs on a task of its own, so that
+//! it finishes even when its caller is dropped (a client gone, a request timed out): a
+//! topic in the metadata without its logs would be unusable until a restart.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,27 +48,43 @@ impl TopicAdmin {
         validate_only: bool,
     ) -> Result<Arc<TopicImage>, TopicError> {
         let admin = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let topic = admin.controller.create_topic(&request, validate_only)?;
-            if !validate_only {
-                if let Err(error) = admin.create_logs(&topic) {
-                    admin.undo_topic(&topic);
-                    return Err(error.into());
-                }
-                for (_, log) in admin
-                    .partitions
-                    .logs()
-                    .logs()
-                    .into_iter()
-                    .filter(|(partition, _)| partition.topic == topic.name)
-                {
-                    log.set_high_watermark(log.log_end_offset());
-                }
+        to_the_end(async move { admin.create_topic_and_logs(request, validate_only).await }).await
+    }
+
+    async fn create_topic_and_logs(
+        &self,
+        request: CreateTopic,
+        validate_only: bool,
+    ) -> Result<Arc<TopicImage>, TopicError> {
+        let topic = self
+            .controller
+            .create_topic(&request, validate_only)
+            .await?;
+        if validate_only {
+            return Ok(topic);
+        }
+        let admin = self.clone();
+        let created = topic.clone();
+        let logs_created = tokio::task::spawn_blocking(move || {
+            admin.create_logs(&created)?;
+            for (_, log) in admin
+                .partitions
+                .logs()
+                .logs()
+                .into_iter()
+                .filter(|(partition, _)| partition.topic == created.name)
+            {
+                log.set_high_watermark(log.log_end_offset());
             }
-            Ok(topic)
+            Ok::<_, StorageError>(())
         })
         .await
-        .expect("topic creation panicked")
+        .expect("creating partition logs panicked");
+        if let Err(error) = logs_created {
+            self.undo_topic(&topic).await;
+            return Err(error.into());
+        }
+        Ok(topic)
     }
 
     /// Creates the logs of a new topic's partitions.
@@ -86,10 +104,18 @@ impl TopicAdmin {
     /// Removes a topic whose partition logs could not all be created. Left in the
     /// metadata it would be listed but unusable, and every start would try (and may
     /// fail) to create its logs again.
-    fn undo_topic(&self, topic: &TopicImage) {
-        if let Err(error) = self.controller.delete_topic(&topic.name) {
+    async fn undo_topic(&self, topic: &Arc<TopicImage>) {
+        if let Err(error) = self.controller.delete_topic(&topic.name).await {
             tracing::error!(topic = %topic.name, %error, "cannot undo a topic whose logs failed");
         }
+        let admin = self.clone();
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || admin.remove_logs_of_undone(&topic))
+            .await
+            .expect("removing the logs of an undone topic panicked");
+    }
+
+    fn remove_logs_of_undone(&self, topic: &TopicImage) {
         let logs = self.partitions.logs();
         for partition in &topic.partitions {
             let partition = TopicPartition::new(topic.name.clone(), partition.partition);
@@ -113,8 +139,13 @@ impl TopicAdmin {
         }
         let admin = self.clone();
         let name = name.to_owned();
+        to_the_end(async move { admin.delete_topic_and_logs(&name).await }).await
+    }
+
+    async fn delete_topic_and_logs(&self, name: &str) -> Result<(), TopicError> {
+        let topic = self.controller.delete_topic(name).await?;
+        let admin = self.clone();
         tokio::task::spawn_blocking(move || {
-            let topic = admin.controller.delete_topic(&name)?;
             for partition in &topic.partitions {
                 admin.partitions.logs().delete(&TopicPartition::new(
                     topic.name.clone(),
@@ -137,8 +168,17 @@ impl TopicAdmin {
     ) -> Result<Arc<TopicImage>, TopicError> {
         let admin = self.clone();
         let name = name.to_owned();
+        to_the_end(async move { admin.alter_config_and_logs(&name, changes).await }).await
+    }
+
+    async fn alter_config_and_logs(
+        &self,
+        name: &str,
+        changes: BTreeMap<String, Option<String>>,
+    ) -> Result<Arc<TopicImage>, TopicError> {
+        let topic = self.controller.alter_topic_config(name, &changes).await?;
+        let admin = self.clone();
         tokio::task::spawn_blocking(move || {
-            let topic = admin.controller.alter_topic_config(&name, &changes)?;
             let log_config = admin.partitions.topic_config(&topic).log;
             for (_, log) in admin
                 .partitions
@@ -197,7 +237,18 @@ impl TopicAdmin {
     ) -> Result<Arc<PartitionLog>, RecoverError> {
         let admin = self.clone();
         let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
+        to_the_end(async move { admin.recover_and_bump_epoch(topic, partition, action).await })
+            .await
+    }
+
+    async fn recover_and_bump_epoch(
+        &self,
+        topic: String,
+        partition: i32,
+        action: RecoveryAction,
+    ) -> Result<Arc<PartitionLog>, RecoverError> {
+        let admin = self.clone();
+        let recovered = tokio::task::spawn_blocking(move || {
             let image = admin.partitions.metadata().current();
             let topic_image = image
                 .topic(&topic)
@@ -207,26 +258,37 @@ impl TopicAdmin {
             let partition_id = TopicPartition::new(topic.clone(), partition);
             let logs = admin.partitions.logs();
             let log = logs.recover(&partition_id, topic_image.topic_id, action, config)?;
-            if action == RecoveryAction::AcceptLoss
-                && let Err(error) = admin.controller.bump_leader_epoch(&topic, partition)
-            {
-                tracing::error!(partition = %partition_id, %error, "cannot bump the leader epoch of a recreated partition");
-            }
             log.set_high_watermark(log.log_end_offset());
             if let Err(error) = logs.write_log_ends() {
                 tracing::warn!(%error, "recording log ends failed");
             }
-            Ok(log)
+            Ok::<_, RecoverError>((log, topic))
         })
         .await
-        .expect("partition recovery panicked")
+        .expect("partition recovery panicked");
+        let (log, topic) = recovered?;
+        if action == RecoveryAction::AcceptLoss
+            && let Err(error) = self.controller.bump_leader_epoch(&topic, partition).await
+        {
+            tracing::error!(%topic, partition, %error, "cannot bump the leader epoch of a recreated partition");
+        }
+        Ok(log)
     }
+}
+
+/// Runs `work` on a task of its own and waits for it: dropping the caller does not
+/// stop the work half way.
+async fn to_the_end<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> T {
+    tokio::spawn(work)
+        .await
+        .expect("a topic administration task panicked")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::BrokerConfig;
+    use crate::metadata::MetadataLog;
     use crate::storage::{LogManager, SystemClock};
     use crate::topics::MetadataView;
 
@@ -238,7 +300,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig::for_tests(dir.path());
         let logs = Arc::new(LogManager::open(dir.path(), Arc::new(SystemClock)).unwrap());
-        let controller = Arc::new(Controller::open(&config, "127.0.0.1", 9192).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metadata_log = Arc::new(MetadataLog::start(&config, listener).await.unwrap());
+        let controller = Arc::new(
+            Controller::start(&config, metadata_log.clone(), "127.0.0.1", 9192)
+                .await
+                .unwrap(),
+        );
         let view = MetadataView::new(controller.subscribe());
         let partitions = Partitions::new(view, logs.clone(), Arc::new(config.clone()));
         let admin = TopicAdmin::new(
@@ -286,5 +354,43 @@ mod tests {
             ErrorCode::UnknownTopicOrPartition
         );
         logs.close_all().unwrap();
+        metadata_log.shutdown().await;
+    }
+
+    /// A creation whose caller gives up at once (a client gone, a request timed out)
+    /// still finishes: the topic gets its logs, not only its metadata.
+    #[tokio::test]
+    async fn an_abandoned_creation_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::for_tests(dir.path());
+        let logs = Arc::new(LogManager::open(dir.path(), Arc::new(SystemClock)).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metadata_log = Arc::new(MetadataLog::start(&config, listener).await.unwrap());
+        let controller = Arc::new(
+            Controller::start(&config, metadata_log.clone(), "127.0.0.1", 9192)
+                .await
+                .unwrap(),
+        );
+        let view = MetadataView::new(controller.subscribe());
+        let partitions = Partitions::new(view, logs.clone(), Arc::new(config.clone()));
+        let admin = TopicAdmin::new(controller, partitions.clone(), false, []);
+        let request = CreateTopic {
+            name: "orders".into(),
+            partitions: Some(2),
+            ..Default::default()
+        };
+        // Polled once, then dropped.
+        let abandoned = tokio::time::timeout(
+            std::time::Duration::ZERO,
+            admin.create_topic(request, false),
+        );
+        assert!(abandoned.await.is_err(), "the creation finished at once");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while partitions.leader_log("orders", 1).is_err() {
+            assert!(std::time::Instant::now() < deadline, "orders-1 has no log");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        logs.close_all().unwrap();
+        metadata_log.shutdown().await;
     }
 }

@@ -2,7 +2,8 @@
 //! openraft (the only module that names openraft types; the rest of the broker sees
 //! Fjord types).
 //!
-//! Not used by the broker yet: a step of issue #14. What exists:
+//! The broker reaches it through [`MetadataLog`](crate::metadata::MetadataLog); a single
+//! broker is a quorum of one. What is here:
 //! - [`node`]: [`QuorumNode`], a running member: start, propose, status, image watch,
 //!   shutdown.
 //! - [`network`]: openraft's network over the internal listener (client and server).
@@ -21,7 +22,7 @@
 //! Each log entry carries a batch of [`MetadataRecord`]s applied together, so a change
 //! made of several records (a cluster's first records, a topic and its partitions) is
 //! atomic. Node ids are `u64` here, as openraft's test suite requires; Fjord's are
-//! positive `i32`s.
+//! `i32`s, 0 or more.
 //!
 //! [`MetadataImage`]: crate::metadata::MetadataImage
 
@@ -48,8 +49,8 @@ use openraft::{
 pub use error::RaftStoreError;
 pub use log_store::{LogReader, LogStore};
 pub use node::{
-    LeaderHint, ProposeError, QuorumConfig, QuorumError, QuorumNode, QuorumStatus, QuorumTiming,
-    Role, VoterStatus,
+    LeaderHint, Leadership, ProposeError, QuorumConfig, QuorumError, QuorumNode, QuorumStatus,
+    QuorumTiming, Role, VoterStatus,
 };
 pub use state_machine::{AppliedImage, ImageStateMachine, SnapshotBuilder};
 

@@ -16,13 +16,17 @@
 //!   it fails with [`ProposeError::TimedOut`] after the propose timeout.
 //! - **Snapshots** are taken every `snapshot_every_entries` entries, and the log behind
 //!   a snapshot is purged, so a voter that was away for longer installs the snapshot.
+//! - **A quorum of one** (a single broker) does not wait an election timeout: it is
+//!   made leader as it starts, and [`QuorumNode::start`] returns once it leads and has
+//!   applied its whole log.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::metrics::RaftServerMetrics;
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
@@ -71,7 +75,7 @@ pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 1000;
 /// What a quorum member needs to start.
 #[derive(Debug, Clone)]
 pub struct QuorumConfig {
-    /// This node's id: positive, and one of the voters.
+    /// This node's id: 0 or more, and one of the voters.
     pub node_id: i32,
     /// Where the Raft log, vote and snapshot files live.
     pub data_dir: PathBuf,
@@ -184,11 +188,23 @@ pub struct QuorumStatus {
     pub voters: Vec<VoterStatus>,
 }
 
+impl QuorumStatus {
+    /// How many entries of the leader's log `voter` lacks; known on the leader only.
+    pub fn lag(&self, voter: &VoterStatus) -> Option<u64> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        let last = self.last_log_index?;
+        Some(last.saturating_sub(voter.matched_index.unwrap_or(0)))
+    }
+}
+
 /// A running member of the metadata quorum.
 pub struct QuorumNode {
     node_id: i32,
     raft: Raft<MetadataRaft>,
-    listener: RunningListener,
+    /// Taken by the first [`QuorumNode::shutdown`].
+    listener: Mutex<Option<RunningListener>>,
     image: watch::Receiver<AppliedImage>,
     propose_timeout: Duration,
 }
@@ -204,7 +220,7 @@ impl std::fmt::Debug for QuorumNode {
 }
 
 fn raft_id(node_id: i32) -> u64 {
-    u64::try_from(node_id).expect("node ids are validated positive")
+    u64::try_from(node_id).expect("node ids are validated not negative")
 }
 
 fn fjord_id(raft_id: u64) -> i32 {
@@ -214,11 +230,11 @@ fn fjord_id(raft_id: u64) -> i32 {
 impl QuorumConfig {
     fn validate(&self) -> Result<(), QuorumError> {
         let invalid = |reason: String| Err(QuorumError::Config(reason));
-        if self.node_id <= 0 {
-            return invalid(format!("node id {} must be positive", self.node_id));
+        if self.node_id < 0 {
+            return invalid(format!("node id {} must be 0 or more", self.node_id));
         }
-        if let Some(id) = self.voters.keys().find(|id| **id <= 0) {
-            return invalid(format!("voter id {id} must be positive"));
+        if let Some(id) = self.voters.keys().find(|id| **id < 0) {
+            return invalid(format!("voter id {id} must be 0 or more"));
         }
         if !self.voters.contains_key(&self.node_id) {
             return invalid(format!(
@@ -303,15 +319,57 @@ impl QuorumNode {
         let node = Self {
             node_id: config.node_id,
             raft,
-            listener,
+            listener: Mutex::new(Some(listener)),
             image,
             propose_timeout: config.timing.propose_timeout,
         };
-        if let Err(error) = node.join(&config).await {
+        let mut joined = node.join(&config).await;
+        if joined.is_ok() && config.voters.len() == 1 {
+            joined = node.lead_alone().await;
+        }
+        if let Err(error) = joined {
             node.shutdown().await;
             return Err(error);
         }
         Ok(node)
+    }
+
+    /// Makes the only voter leader at once, rather than after an election timeout, and
+    /// waits until it has applied its whole log, so that the image is complete when
+    /// start-up reads it. A new quorum of one elects itself when initialized, and one
+    /// whose vote was committed resumes as leader; only a node that stopped in the
+    /// middle of its own election starts as a follower.
+    async fn lead_alone(&self) -> Result<(), QuorumError> {
+        let raft_failed = |error: String| QuorumError::Raft(error);
+        let state = self
+            .raft
+            .with_raft_state(|state| state.server_state)
+            .await
+            .map_err(|error| raft_failed(error.to_string()))?;
+        if matches!(state, ServerState::Follower | ServerState::Learner) {
+            self.raft
+                .trigger()
+                .elect()
+                .await
+                .map_err(|error| raft_failed(error.to_string()))?;
+        }
+        self.raft
+            .wait(Some(self.propose_timeout))
+            .metrics(
+                |metrics| {
+                    metrics.state == ServerState::Leader
+                        && metrics.last_applied.map(|applied| applied.index)
+                            >= metrics.last_log_index
+                },
+                "a quorum of one leads and has applied its log",
+            )
+            .await
+            .map_err(|error| {
+                raft_failed(format!(
+                    "the only voter did not become leader with its log applied: {error}"
+                ))
+            })?;
+        Ok(())
     }
 
     /// Initializes the quorum if this node has never been part of one; otherwise checks
@@ -443,10 +501,48 @@ impl QuorumNode {
         }
     }
 
-    /// Stops serving peers, then stops Raft (its files are closed when it ends).
-    pub async fn shutdown(self) {
-        self.listener.shutdown().await;
-        stop_raft(&self.raft).await;
+    /// The leader as this node knows it, and its changes.
+    pub fn leadership(&self) -> Leadership {
+        Leadership {
+            metrics: self.raft.server_metrics(),
+        }
+    }
+
+    /// Stops serving peers, then stops Raft (its files are closed when it ends). Later
+    /// calls, and proposals, find it stopped.
+    pub async fn shutdown(&self) {
+        let listener = self.listener.lock().expect("listener lock poisoned").take();
+        if let Some(listener) = listener {
+            listener.shutdown().await;
+            stop_raft(&self.raft).await;
+        }
+    }
+}
+
+/// Who leads the quorum, as one node sees it, and a way to wait for a change.
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    metrics: watch::Receiver<RaftServerMetrics<u64, QuorumMember>>,
+}
+
+impl Leadership {
+    /// The leader now (`None` while there is none, or none is known).
+    pub fn leader(&mut self) -> Option<i32> {
+        self.metrics
+            .borrow_and_update()
+            .current_leader
+            .map(fjord_id)
+    }
+
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.metrics.borrow().vote.leader_id.term
+    }
+
+    /// Waits until the leader, the term or this node's role may have changed; `false`
+    /// once the node has stopped.
+    pub async fn changed(&mut self) -> bool {
+        self.metrics.changed().await.is_ok()
     }
 }
 
@@ -499,10 +595,10 @@ mod tests {
         );
         let mut negative = config();
         negative.node_id = -1;
-        assert_eq!(refusal(negative), "node id -1 must be positive");
-        let mut zero_voter = config();
-        zero_voter.voters.insert(0, "127.0.0.1:1".to_owned());
-        assert_eq!(refusal(zero_voter), "voter id 0 must be positive");
+        assert_eq!(refusal(negative), "node id -1 must be 0 or more");
+        let mut negative_voter = config();
+        negative_voter.voters.insert(-3, "127.0.0.1:1".to_owned());
+        assert_eq!(refusal(negative_voter), "voter id -3 must be 0 or more");
         let mut elections = config();
         elections.timing.election_timeout_max = elections.timing.election_timeout_min;
         assert_eq!(

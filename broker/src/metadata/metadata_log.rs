@@ -1,0 +1,199 @@
+//! The metadata log as the rest of the broker sees it: propose records, wait until they
+//! are applied, and watch the image they make. The controller writes through it; every
+//! reader of metadata follows its images.
+//!
+//! Behind it is this broker's member of the metadata quorum ([`super::raft`]), serving
+//! on the internal listener with its files in `<data_dir>/__cluster_metadata/`. A single
+//! broker is a quorum of one whose only voter is itself, so there is one code path for
+//! metadata whether the broker is alone or not.
+//!
+//! The published image names the quorum's current leader as the active controller
+//! (`controller_id`, -1 while none is known): the image the quorum applies is the same
+//! on every member, who leads is each member's own view.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::image::MetadataImage;
+use super::log::METADATA_DIR;
+use super::raft::{AppliedImage, Leadership, QuorumConfig, QuorumNode, QuorumTiming};
+pub use super::raft::{ProposeError, QuorumError, QuorumStatus, Role, VoterStatus};
+use super::records::MetadataRecord;
+use crate::config::BrokerConfig;
+
+/// This broker's way to the metadata: its quorum member and the images it publishes.
+#[derive(Debug)]
+pub struct MetadataLog {
+    node: QuorumNode,
+    images: watch::Receiver<Arc<MetadataImage>>,
+    /// Copies the quorum's applied images, stamped with the leader, to `images`.
+    publisher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl MetadataLog {
+    /// Starts this broker's quorum member on `listener` (the bound internal listener)
+    /// as a quorum of one, leading as soon as this returns, with its files in
+    /// `<data_dir>/__cluster_metadata/`.
+    pub async fn start(config: &BrokerConfig, listener: TcpListener) -> Result<Self, QuorumError> {
+        let address = listener.local_addr().map_err(QuorumError::Listener)?;
+        let quorum = QuorumConfig {
+            node_id: config.node_id,
+            data_dir: config.data_dir.join(METADATA_DIR),
+            voters: BTreeMap::from([(config.node_id, address.to_string())]),
+            timing: QuorumTiming::default(),
+            snapshot_every_entries: config.metadata_snapshot_entries,
+        };
+        let listener = crate::internal::InternalListener::from_listener(listener);
+        let node = QuorumNode::start(quorum, listener).await?;
+        let mut applied = node.image();
+        let mut leadership = node.leadership();
+        let (publish, images) =
+            watch::channel(stamped(&applied.borrow_and_update(), leadership.leader()));
+        let publisher = tokio::spawn(publish_images(applied, leadership, publish));
+        Ok(Self {
+            node,
+            images,
+            publisher: Mutex::new(Some(publisher)),
+        })
+    }
+
+    /// Appends `records` as one entry of the log and waits until it is applied and
+    /// published: the image returned holds the change (and any entry applied after it).
+    pub async fn propose(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Arc<MetadataImage>, ProposeError> {
+        let applied = self.node.propose(records).await?;
+        let mut images = self.images.clone();
+        let published = images
+            .wait_for(|image| {
+                image
+                    .applied_position()
+                    .is_some_and(|position| position.index >= applied.index)
+            })
+            .await
+            .map_err(|_| ProposeError::ShutDown)?;
+        Ok(published.clone())
+    }
+
+    /// The image now.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.images.borrow().clone()
+    }
+
+    /// A receiver of the current image and every later one.
+    pub fn images(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.images.clone()
+    }
+
+    /// The quorum as this broker sees it: leader, term, positions, voters.
+    pub async fn status(&self) -> QuorumStatus {
+        self.node.status().await
+    }
+
+    /// Stops the quorum member; later proposals fail with [`ProposeError::ShutDown`]
+    /// and the last image stays readable.
+    pub async fn shutdown(&self) {
+        self.node.shutdown().await;
+        let publisher = self
+            .publisher
+            .lock()
+            .expect("publisher lock poisoned")
+            .take();
+        if let Some(publisher) = publisher {
+            publisher.abort();
+            let _aborted = publisher.await;
+        }
+    }
+}
+
+/// The applied image with `leader` as its active controller (-1 for none).
+fn stamped(applied: &AppliedImage, leader: Option<i32>) -> Arc<MetadataImage> {
+    let controller_id = leader.unwrap_or(-1);
+    if applied.image.controller_id == controller_id {
+        return applied.image.clone();
+    }
+    let mut image = (*applied.image).clone();
+    image.controller_id = controller_id;
+    Arc::new(image)
+}
+
+/// Publishes every new applied image, and every change of leader, until the quorum
+/// member stops.
+async fn publish_images(
+    mut applied: watch::Receiver<AppliedImage>,
+    mut leadership: Leadership,
+    publish: watch::Sender<Arc<MetadataImage>>,
+) {
+    loop {
+        tokio::select! {
+            changed = applied.changed() => if changed.is_err() { return },
+            alive = leadership.changed() => if !alive { return },
+        }
+        let leader = leadership.leader();
+        let next = applied.borrow_and_update();
+        publish.send_if_modified(|image| {
+            let same = image.applied_position() == next.image.applied_position()
+                && image.controller_id == leader.unwrap_or(-1);
+            if !same {
+                *image = stamped(&next, leader);
+            }
+            !same
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    async fn start(config: &BrokerConfig) -> (MetadataLog, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let started = Instant::now();
+        let log = MetadataLog::start(config, listener).await.unwrap();
+        println!("a quorum of one started leading in {:?}", started.elapsed());
+        (log, address)
+    }
+
+    /// A quorum of one leads as soon as it has started, every time: new, and restarted
+    /// (here on another port, which a quorum of one does not depend on). A proposal
+    /// returns the image with the change, published to every watcher, naming this node
+    /// as controller.
+    #[tokio::test]
+    async fn a_quorum_of_one_leads_at_once_on_every_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::for_tests(dir.path());
+        config.node_id = 4;
+        let (log, address) = start(&config).await;
+        let mut watcher = log.images();
+        let record = MetadataRecord::ClusterInitialized {
+            cluster_id: "one".to_owned(),
+        };
+        let image = log.propose(vec![record]).await.unwrap();
+        assert_eq!(image.cluster_id, "one");
+        assert_eq!(image.controller_id, 4);
+        assert_eq!(watcher.borrow_and_update().cluster_id, "one");
+        let status = log.status().await;
+        assert_eq!((status.role, status.leader), (Role::Leader, Some(4)));
+        assert_eq!(status.voters.len(), 1);
+        assert_eq!(status.voters[0].address, address);
+        log.shutdown().await;
+
+        for _ in 0..2 {
+            let (log, _) = start(&config).await;
+            let status = log.status().await;
+            assert_eq!((status.role, status.leader), (Role::Leader, Some(4)));
+            assert_eq!(status.voters.len(), 1);
+            assert_eq!(log.image().cluster_id, "one");
+            assert_eq!(log.image().controller_id, 4);
+            log.shutdown().await;
+        }
+    }
+}
