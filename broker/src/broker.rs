@@ -39,7 +39,7 @@ use crate::server::{Handles, ServerSettings};
 use crate::storage::manager::BackgroundIntervals;
 use crate::storage::node_identity::NodeIdentity;
 use crate::storage::{LogManager, PartitionLog, RecoveryReport, SystemClock, TopicPartition};
-use crate::topics::{MetadataView, Partitions, TopicAdmin};
+use crate::topics::{MetadataView, Partitions, Reconciler, TopicAdmin};
 use fjord_protocol::ErrorCode;
 
 /// The running broker: the services it started, and the handles they share.
@@ -55,6 +55,8 @@ pub struct Broker {
     pub metadata_log: Arc<MetadataLog>,
     /// The consumer group coordinator.
     pub groups: Arc<GroupService>,
+    /// Makes the partition logs follow the metadata image.
+    reconciler: Reconciler,
     /// Bytes of requests all connections may hold at once.
     pub request_memory: crate::server::memory::RequestPools,
     /// Bytes of fetched records all responses not yet written may hold at once.
@@ -179,9 +181,11 @@ impl Broker {
         let logs = Arc::new(logs);
         let metadata = MetadataView::new(controller.subscribe());
         let partitions = Partitions::new(metadata, logs.clone(), Arc::new(config.clone()));
+        let reconciler = Reconciler::new(partitions.clone());
         let admin = TopicAdmin::new(
             Arc::new(controller),
             partitions.clone(),
+            reconciler.clone(),
             config.auto_create_topics,
             [OFFSETS_TOPIC.to_owned()],
         );
@@ -192,6 +196,7 @@ impl Broker {
         ));
         let broker = Arc::new(Broker {
             groups,
+            reconciler,
             request_memory: crate::server::memory::RequestPools::new(&config),
             response_memory: Arc::new(Semaphore::new(config.response_memory_bytes)),
             config,
@@ -215,7 +220,16 @@ impl Broker {
         let recovering = broker.clone();
         let opened = tokio::task::spawn_blocking(move || recovering.open_logs()).await?;
         let loaded = match opened {
-            Ok(()) => broker.groups.load().await,
+            Ok(image) => {
+                // From here on the reconciler follows every image published.
+                tasks.push(tokio::spawn(
+                    broker
+                        .reconciler
+                        .clone()
+                        .run(image, shutdown_receiver.clone()),
+                ));
+                broker.groups.load().await
+            }
             Err(error) => Err(error),
         };
         if let Err(error) = loaded {
@@ -282,7 +296,8 @@ impl Broker {
 
     /// Opens every partition log (recovering them) and creates the missing ones; on a
     /// single node everything in the log is committed, so the high watermark is the end.
-    fn open_logs(&self) -> anyhow::Result<()> {
+    /// Returns the image the logs now follow.
+    fn open_logs(&self) -> anyhow::Result<Arc<MetadataImage>> {
         let image = self.metadata();
         let reports = self.logs.open_all(|partition| {
             image
@@ -298,30 +313,11 @@ impl Broker {
         self.recovery_reports
             .set(reports)
             .expect("start-up opens the logs once");
-        // Partitions whose directory is missing are created now; one that cannot be
-        // (or must not be: its data is lost) stays offline, and the others start.
-        for topic in image.topics.values() {
-            let config = self.partitions.topic_config(topic).log;
-            for partition in &topic.partitions {
-                if !partition.replicas.contains(&self.config.node_id) {
-                    continue;
-                }
-                let partition = TopicPartition::new(topic.name.clone(), partition.partition);
-                if self.logs.offline_reason(&partition).is_some() {
-                    continue; // reported when its log failed to open
-                }
-                if let Err(error) =
-                    self.logs
-                        .get_or_create(&partition, topic.topic_id, config.clone())
-                {
-                    tracing::error!(%partition, %error, "partition is offline");
-                    self.logs.mark_offline(&partition, error.to_string());
-                }
-            }
-        }
-        for (_, log) in self.logs.logs() {
-            log.set_high_watermark(log.log_end_offset());
-        }
+        // The reconciler takes this broker from nothing to the image, as it takes it
+        // from any image to the next: partitions whose directory is missing are
+        // created; one that cannot be (or must not be: its data is lost) stays offline,
+        // and the others start.
+        self.reconciler.reconcile(&MetadataImage::default(), &image);
         let offline = self.logs.offline_partitions();
         if !offline.is_empty() {
             tracing::error!(
@@ -329,7 +325,7 @@ impl Broker {
                 "partitions are offline until an operator recovers them (POST /v1/topics/{{topic}}/partitions/{{partition}}/recover)"
             );
         }
-        Ok(())
+        Ok(image)
     }
 
     /// What opening each partition log that existed at start-up found: whether its

@@ -533,7 +533,9 @@ impl LogManager {
     /// Removes a partition directory crash-safely: renamed to `*.deleted` first (which
     /// the next start removes if a crash comes first), then removed.
     fn remove_dir(&self, partition: &TopicPartition, dir: &Path) -> Result<()> {
-        if !dir.exists() {
+        // Not a directory: nothing of the partition's (a file in the way of its
+        // creation is someone else's, and stays).
+        if !dir.is_dir() {
             return Ok(());
         }
         let doomed = self

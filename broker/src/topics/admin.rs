@@ -1,9 +1,9 @@
 //! Topic administration: each operation changes the metadata through the controller
-//! (waiting until the change is applied) and then does what the change means for this
-//! broker's partition logs (creates, deletes or reconfigures them). Storage is changed on
-//! a blocking thread, since it fsyncs. Each operation runs on a task of its own, so that
-//! it finishes even when its caller is dropped (a client gone, a request timed out): a
-//! topic in the metadata without its logs would be unusable until a restart.
+//! (waiting until the change is applied) and then waits until this broker's
+//! [`Reconciler`] has carried the change to its partition logs (created, deleted or
+//! reconfigured them), so that a topic is usable here as soon as its creation returns.
+//! Each operation runs on a task of its own, so that it finishes even when its caller is
+//! dropped (a client gone, a request timed out): a topic whose logs failed is undone.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use fjord_protocol::ErrorCode;
 
 use super::partitions::Partitions;
+use super::reconciler::Reconciler;
 use crate::metadata::controller::validate_topic_name;
 use crate::metadata::{Controller, CreateTopic, TopicError, TopicImage};
 use crate::storage::{PartitionLog, RecoverError, RecoveryAction, StorageError, TopicPartition};
@@ -20,6 +21,8 @@ use crate::storage::{PartitionLog, RecoverError, RecoveryAction, StorageError, T
 pub struct TopicAdmin {
     controller: Arc<Controller>,
     partitions: Partitions,
+    /// This broker's reconciler, which carries metadata changes to the partition logs.
+    reconciler: Reconciler,
     /// Whether a topic that a client names is created on the fly (`auto_create_topics`).
     auto_create: bool,
     /// Topics that belong to the broker itself, which clients may not delete.
@@ -30,12 +33,14 @@ impl TopicAdmin {
     pub fn new(
         controller: Arc<Controller>,
         partitions: Partitions,
+        reconciler: Reconciler,
         auto_create: bool,
         protected: impl IntoIterator<Item = String>,
     ) -> Self {
         Self {
             controller,
             partitions,
+            reconciler,
             auto_create,
             protected: protected.into_iter().collect(),
         }
@@ -63,72 +68,50 @@ impl TopicAdmin {
         if validate_only {
             return Ok(topic);
         }
-        let admin = self.clone();
-        let created = topic.clone();
-        let logs_created = tokio::task::spawn_blocking(move || {
-            admin.create_logs(&created)?;
-            for (_, log) in admin
-                .partitions
-                .logs()
-                .logs()
-                .into_iter()
-                .filter(|(partition, _)| partition.topic == created.name)
-            {
-                log.set_high_watermark(log.log_end_offset());
-            }
-            Ok::<_, StorageError>(())
-        })
-        .await
-        .expect("creating partition logs panicked");
-        if let Err(error) = logs_created {
+        self.wait_until_reconciled().await;
+        if let Some(error) = self.missing_log(&topic) {
             self.undo_topic(&topic).await;
             return Err(error.into());
         }
         Ok(topic)
     }
 
-    /// Creates the logs of a new topic's partitions.
-    fn create_logs(&self, topic: &TopicImage) -> Result<(), StorageError> {
-        let config = self.partitions.topic_config(topic).log;
-        let logs = self.partitions.logs();
-        for partition in &topic.partitions {
-            if partition.replicas.contains(&self.partitions.node_id()) {
-                let partition = TopicPartition::new(topic.name.clone(), partition.partition);
-                logs.forget_log_end(&partition);
-                logs.get_or_create(&partition, topic.topic_id, config.clone())?;
-            }
+    /// Waits until this broker's reconciler has brought its logs in line with the
+    /// image the controller published last (which holds the change just made), so that
+    /// a topic is usable here as soon as its creation returns.
+    async fn wait_until_reconciled(&self) {
+        let position = self.partitions.metadata().current().applied_position();
+        if !self.reconciler.wait_for(position).await {
+            tracing::warn!("the reconciler stopped before it reconciled a topic change");
         }
-        Ok(())
     }
 
-    /// Removes a topic whose partition logs could not all be created. Left in the
-    /// metadata it would be listed but unusable, and every start would try (and may
-    /// fail) to create its logs again.
+    /// Why a partition of the new `topic` that this broker holds has no log: the
+    /// reconciler could not create it and took it offline.
+    fn missing_log(&self, topic: &TopicImage) -> Option<StorageError> {
+        let logs = self.partitions.logs();
+        topic
+            .partitions
+            .iter()
+            .filter(|partition| partition.replicas.contains(&self.partitions.node_id()))
+            .map(|partition| TopicPartition::new(topic.name.clone(), partition.partition))
+            .find(|partition| logs.get(partition).is_none())
+            .map(|partition| StorageError::Offline {
+                path: logs.data_dir().join(partition.to_string()),
+                reason: logs
+                    .offline_reason(&partition)
+                    .unwrap_or_else(|| "its log was not created".to_owned()),
+            })
+    }
+
+    /// Removes a topic whose partition logs could not all be created (the reconciler
+    /// removes the logs it did create). Left in the metadata it would be listed but
+    /// unusable.
     async fn undo_topic(&self, topic: &Arc<TopicImage>) {
         if let Err(error) = self.controller.delete_topic(&topic.name).await {
             tracing::error!(topic = %topic.name, %error, "cannot undo a topic whose logs failed");
         }
-        let admin = self.clone();
-        let topic = topic.clone();
-        tokio::task::spawn_blocking(move || admin.remove_logs_of_undone(&topic))
-            .await
-            .expect("removing the logs of an undone topic panicked");
-    }
-
-    fn remove_logs_of_undone(&self, topic: &TopicImage) {
-        let logs = self.partitions.logs();
-        for partition in &topic.partitions {
-            let partition = TopicPartition::new(topic.name.clone(), partition.partition);
-            // A log it opened, or a directory a failed open left: the topic's own. A
-            // file in the way (the likely cause of the failure) is not touched.
-            let directory = logs.data_dir().join(partition.to_string());
-            if logs.get(&partition).is_none() && !directory.is_dir() {
-                continue;
-            }
-            if let Err(error) = logs.delete(&partition) {
-                tracing::error!(%partition, %error, "cannot remove the log of an undone topic");
-            }
-        }
+        self.wait_until_reconciled().await;
     }
 
     /// Deletes a topic and its data. The broker's own topics (the committed offsets of
@@ -143,19 +126,9 @@ impl TopicAdmin {
     }
 
     async fn delete_topic_and_logs(&self, name: &str) -> Result<(), TopicError> {
-        let topic = self.controller.delete_topic(name).await?;
-        let admin = self.clone();
-        tokio::task::spawn_blocking(move || {
-            for partition in &topic.partitions {
-                admin.partitions.logs().delete(&TopicPartition::new(
-                    topic.name.clone(),
-                    partition.partition,
-                ))?;
-            }
-            Ok(())
-        })
-        .await
-        .expect("topic deletion panicked")
+        self.controller.delete_topic(name).await?;
+        self.wait_until_reconciled().await;
+        Ok(())
     }
 
     /// Changes a topic's config overrides incrementally (`Some` sets a key, `None`
@@ -177,22 +150,8 @@ impl TopicAdmin {
         changes: BTreeMap<String, Option<String>>,
     ) -> Result<Arc<TopicImage>, TopicError> {
         let topic = self.controller.alter_topic_config(name, &changes).await?;
-        let admin = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let log_config = admin.partitions.topic_config(&topic).log;
-            for (_, log) in admin
-                .partitions
-                .logs()
-                .logs()
-                .into_iter()
-                .filter(|(partition, _)| partition.topic == topic.name)
-            {
-                log.set_config(log_config.clone());
-            }
-            Ok(topic)
-        })
-        .await
-        .expect("config change panicked")
+        self.wait_until_reconciled().await;
+        Ok(topic)
     }
 
     /// The topic, created on the fly when automatic creation is on.
@@ -292,6 +251,18 @@ mod tests {
     use crate::storage::{LogManager, SystemClock};
     use crate::topics::MetadataView;
 
+    /// A reconciler following the images of `partitions`, until the sender is dropped.
+    fn running_reconciler(
+        partitions: &Partitions,
+    ) -> (Reconciler, tokio::sync::watch::Sender<bool>) {
+        let reconciler = Reconciler::new(partitions.clone());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let start = partitions.metadata().current();
+        reconciler.reconcile(&Default::default(), &start);
+        tokio::spawn(reconciler.clone().run(start, stopped));
+        (reconciler, stop)
+    }
+
     /// A topic created through the admin has its logs at once, found through
     /// `Partitions`; a protected topic is refused deletion; deleting a topic removes its
     /// logs; a topic is created on demand only when the setting allows it.
@@ -309,9 +280,11 @@ mod tests {
         );
         let view = MetadataView::new(controller.subscribe());
         let partitions = Partitions::new(view, logs.clone(), Arc::new(config.clone()));
+        let (reconciler, _stop) = running_reconciler(&partitions);
         let admin = TopicAdmin::new(
             controller.clone(),
             partitions.clone(),
+            reconciler.clone(),
             false,
             ["__internal".to_owned()],
         );
@@ -338,7 +311,8 @@ mod tests {
             admin.topic_or_auto_create("a/b").await.unwrap_err(),
             ErrorCode::InvalidTopic
         );
-        let auto_creating = TopicAdmin::new(controller, partitions.clone(), true, []);
+        let auto_creating =
+            TopicAdmin::new(controller, partitions.clone(), reconciler.clone(), true, []);
         auto_creating.topic_or_auto_create("events").await.unwrap();
         assert!(partitions.leader_log("events", 0).is_ok());
 
@@ -373,7 +347,14 @@ mod tests {
         );
         let view = MetadataView::new(controller.subscribe());
         let partitions = Partitions::new(view, logs.clone(), Arc::new(config.clone()));
-        let admin = TopicAdmin::new(controller, partitions.clone(), false, []);
+        let (reconciler, _stop) = running_reconciler(&partitions);
+        let admin = TopicAdmin::new(
+            controller,
+            partitions.clone(),
+            reconciler.clone(),
+            false,
+            [],
+        );
         let request = CreateTopic {
             name: "orders".into(),
             partitions: Some(2),

@@ -5,6 +5,8 @@
 //! - [`view`]: [`MetadataView`], the current metadata image and its changes, read-only.
 //! - [`partitions`]: [`Partitions`], the log of a partition this broker leads, and a
 //!   topic's effective configuration.
+//! - [`reconciler`]: [`Reconciler`], which makes this broker's partition logs follow
+//!   the metadata image, whoever changed it.
 //! - [`admin`]: [`TopicAdmin`], creating, deleting and reconfiguring topics and
 //!   recovering offline partitions: a metadata change together with what it does to
 //!   the partition logs.
@@ -15,8 +17,10 @@
 
 pub mod admin;
 pub mod partitions;
+pub mod reconciler;
 pub mod view;
 
 pub use admin::TopicAdmin;
 pub use partitions::Partitions;
+pub use reconciler::Reconciler;
 pub use view::MetadataView;

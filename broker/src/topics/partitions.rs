@@ -2,6 +2,7 @@
 //! partition it leads, and the effective configuration of a topic (its overrides over
 //! the broker's defaults). Read-only: nothing here changes metadata or creates a log.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fjord_protocol::ErrorCode;
@@ -45,8 +46,17 @@ impl Partitions {
 
     /// A topic's effective configuration. Its overrides were validated when set.
     pub fn topic_config(&self, topic: &TopicImage) -> TopicConfig {
-        topic_config::resolve(&self.config, &topic.config).unwrap_or_else(|error| {
-            tracing::error!(topic = %topic.name, %error, "stored topic config no longer validates; using defaults");
+        self.config_with_overrides(&topic.name, &topic.config)
+    }
+
+    /// The effective configuration of the topic `topic` whose overrides are `overrides`.
+    pub fn config_with_overrides(
+        &self,
+        topic: &str,
+        overrides: &BTreeMap<String, String>,
+    ) -> TopicConfig {
+        topic_config::resolve(&self.config, overrides).unwrap_or_else(|error| {
+            tracing::error!(%topic, %error, "stored topic config no longer validates; using defaults");
             topic_config::resolve(&self.config, &Default::default()).expect("defaults are valid")
         })
     }
