@@ -11,7 +11,6 @@
 //! (`controller_id`, -1 while none is known): the image the quorum applies is the same
 //! on every member, who leads is each member's own view.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
@@ -37,13 +36,19 @@ pub struct MetadataLog {
 impl MetadataLog {
     /// Starts this broker's quorum member on `listener` (the bound internal listener)
     /// as a quorum of one, leading as soon as this returns, with its files in
-    /// `<data_dir>/__cluster_metadata/`.
+    /// `<data_dir>/__cluster_metadata/`. Its voters are `controller_quorum_voters`, or
+    /// when that is empty this node alone at the listener's address.
     pub async fn start(config: &BrokerConfig, listener: TcpListener) -> Result<Self, QuorumError> {
         let address = listener.local_addr().map_err(QuorumError::Listener)?;
+        let mut voters = crate::quorum_voters::parse(&config.controller_quorum_voters)
+            .map_err(|error| QuorumError::Config(error.to_string()))?;
+        if voters.is_empty() {
+            voters.insert(config.node_id, address.to_string());
+        }
         let quorum = QuorumConfig {
             node_id: config.node_id,
             data_dir: config.data_dir.join(METADATA_DIR),
-            voters: BTreeMap::from([(config.node_id, address.to_string())]),
+            voters,
             timing: QuorumTiming::default(),
             snapshot_every_entries: config.metadata_snapshot_entries,
         };
@@ -195,5 +200,21 @@ mod tests {
             assert_eq!(log.image().controller_id, 4);
             log.shutdown().await;
         }
+    }
+
+    /// A voter list naming only this node makes the same quorum of one, with the
+    /// listed address as the voter's.
+    #[tokio::test]
+    async fn a_listed_single_voter_is_a_quorum_of_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::for_tests(dir.path());
+        config.node_id = 2;
+        config.controller_quorum_voters = "2@localhost:9294".to_owned();
+        let (log, _) = start(&config).await;
+        let status = log.status().await;
+        assert_eq!((status.role, status.leader), (Role::Leader, Some(2)));
+        assert_eq!(status.voters.len(), 1);
+        assert_eq!(status.voters[0].address, "localhost:9294");
+        log.shutdown().await;
     }
 }
