@@ -83,6 +83,8 @@ settings! {
     http_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9193)), "FJORD_HTTP_LISTEN";
     /// Address of the broker-to-broker listener, where the metadata quorum's members talk (a single broker serves its quorum of one there).
     internal_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9194)), "FJORD_INTERNAL_LISTEN";
+    /// Voters of the metadata quorum, `id@host:port` of each one's internal listener, separated by commas. Empty = a quorum of one: this node, at its internal listener. Every node is both broker and controller, so this node must be listed. This release runs a quorum of one only: a list naming other nodes is refused at start.
+    controller_quorum_voters: String = String::new(), "FJORD_CONTROLLER_QUORUM_VOTERS";
     /// File to which the broker writes the addresses its listeners bound (one `setting=address` line each), replaced atomically once all are bound; useful with port 0. Empty = none.
     bound_addresses_file: PathBuf = PathBuf::new(), "FJORD_BOUND_ADDRESSES_FILE";
     /// Create unknown topics on produce and metadata requests.
@@ -214,6 +216,22 @@ impl BrokerConfig {
         };
         if self.node_id < 0 {
             return invalid("node_id", "must be 0 or more");
+        }
+        let voters =
+            crate::quorum_voters::parse(&self.controller_quorum_voters).and_then(|voters| {
+                crate::quorum_voters::check_member(self.node_id, &voters).map(|()| voters)
+            });
+        let voters = match voters {
+            Ok(voters) => voters,
+            Err(error) => return invalid("controller_quorum_voters", &error.to_string()),
+        };
+        if voters.len() > 1 {
+            // Only the leader can take metadata changes until brokers forward them to
+            // it; a member that started as a follower could not even register.
+            return invalid(
+                "controller_quorum_voters",
+                "a quorum of several voters is not supported by this release yet; list only this node",
+            );
         }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");
@@ -360,6 +378,20 @@ mod tests {
         };
         let error = BrokerConfig::load(None, overrides).unwrap_err().to_string();
         assert!(error.contains("max_in_flight_requests"), "{error}");
+
+        // This node alone may be listed; a list of several is refused until brokers
+        // forward metadata changes to the quorum's leader.
+        let voters = |node_id, list: &str| ConfigOverrides {
+            node_id: Some(node_id),
+            controller_quorum_voters: Some(list.to_owned()),
+            ..Default::default()
+        };
+        BrokerConfig::load(None, voters(1, "1@127.0.0.1:9194")).unwrap();
+        let error = BrokerConfig::load(None, voters(1, "1@127.0.0.1:9194,2@127.0.0.1:9294"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("controller_quorum_voters"), "{error}");
+        assert!(error.contains("several voters"), "{error}");
         assert!(
             describe_settings()
                 .iter()

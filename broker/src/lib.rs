@@ -11,6 +11,7 @@
 //!   offsets in `__consumer_offsets`.
 //! - [`http`]: the admin HTTP API: resources, health probes, metrics, OpenAPI.
 //! - [`metrics`]: every exported metric, described, and its Prometheus rendering.
+//! - [`quorum_voters`]: the `controller_quorum_voters` setting, parsed and checked.
 //! - [`resources`]: the open-file limit and the partition budget derived from it.
 //! - [`lifecycle`]: the broker's phase (recovering, ready, shutting down).
 //! - [`broker`]: everything wired together; start-up and graceful shutdown.
@@ -25,6 +26,7 @@ pub mod internal;
 pub mod lifecycle;
 pub mod metadata;
 pub mod metrics;
+pub mod quorum_voters;
 pub mod resources;
 pub mod server;
 pub mod storage;

@@ -22,6 +22,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 
 use crate::group::GroupService;
+use crate::metadata::MetadataImage;
 use crate::metadata::metadata_log::{QuorumStatus, Role};
 use crate::storage::LogManager;
 
@@ -187,6 +188,8 @@ pub const METRICS: &[MetricDescription] = &[
         "Records between a consumer group's committed offset and the partition's high watermark, for each partition the group has committed and this broker holds."),
     metric("fjord_metadata_quorum_term", Gauge, Count, &[], Scrape,
         "The metadata quorum's current term, as this broker's member sees it; it grows with every election."),
+    metric("fjord_brokers_fenced", Gauge, Count, &[], Scrape,
+        "Registered brokers that are fenced (they lead nothing), in this broker's metadata image."),
     metric("fjord_metadata_is_leader", Gauge, Count, &[], Scrape,
         "1 when this broker's member leads the metadata quorum (it is the active controller), else 0."),
     metric("fjord_metadata_applied_index", Gauge, Count, &[], Scrape,
@@ -271,6 +274,8 @@ pub struct ScrapeSources<'a> {
     pub groups: &'a GroupService,
     /// The metadata quorum as this broker's member sees it.
     pub quorum: &'a QuorumStatus,
+    /// The metadata image now (`fjord_brokers_fenced`).
+    pub metadata: &'a MetadataImage,
 }
 
 /// The Prometheus text of every metric: the process-wide ones, then the gauges sampled
@@ -302,6 +307,12 @@ pub fn render(sources: Option<ScrapeSources<'_>>) -> String {
         }
         crate::group::gauges::record(sources.groups, sources.logs);
         record_quorum(sources.quorum);
+        let fenced = sources
+            .metadata
+            .brokers
+            .values()
+            .filter(|broker| broker.fenced);
+        ::metrics::gauge!("fjord_brokers_fenced").set(fenced.count() as f64);
     });
     text.push_str(&scrape.handle().render());
     text

@@ -672,6 +672,13 @@ async fn cluster_and_brokers_describe_the_running_broker() {
             "cluster_id": metadata.cluster_id,
             "controller_id": 0,
             "broker_count": 1,
+            "brokers": [{
+                "node_id": 0,
+                "host": "127.0.0.1",
+                "port": broker.client_addr().port(),
+                "rack": null,
+                "fenced": false,
+            }],
             "version": env!("CARGO_PKG_VERSION"),
             "quorum": {
                 "role": "leader",
@@ -699,6 +706,8 @@ async fn cluster_and_brokers_describe_the_running_broker() {
             "node_id": 0,
             "host": "127.0.0.1",
             "port": broker.client_addr().port(),
+            "rack": null,
+            "fenced": false,
         }]})
     );
     broker.shutdown().await.unwrap();

@@ -232,6 +232,8 @@ async fn metrics_after_real_traffic() {
     // A single broker leads its quorum of one, which has applied every metadata change
     // the test made; it has no other voter to lag behind.
     assert_eq!(metrics.value("fjord_metadata_is_leader", &[]), Some(1.0));
+    // It registered itself unfenced.
+    assert_eq!(metrics.value("fjord_brokers_fenced", &[]), Some(0.0));
     assert!(metrics.value("fjord_metadata_quorum_term", &[]).unwrap() >= 1.0);
     let applied = broker.broker().metadata().applied_position().unwrap().index;
     assert_eq!(

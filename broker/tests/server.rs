@@ -932,7 +932,8 @@ async fn configuration_errors_exit_with_status_2() {
     std::fs::write(&bad_file, "node_idd = 3\n").unwrap();
     /// (where the bad setting comes from, flags, environment variable, expected error)
     type Case<'a> = (&'a str, Vec<String>, Option<(&'a str, &'a str)>, &'a str);
-    let cases: [Case<'_>; 3] = [
+    let voters = |list: &str| vec!["--controller-quorum-voters".to_owned(), list.to_owned()];
+    let cases: [Case<'_>; 6] = [
         (
             "flag",
             vec!["--max-in-flight-requests".into(), "0".into()],
@@ -950,6 +951,24 @@ async fn configuration_errors_exit_with_status_2() {
             vec!["--config".into(), bad_file.to_str().unwrap().into()],
             None,
             "node_idd",
+        ),
+        (
+            "malformed voters",
+            voters("0@127.0.0.1:9194,2-127.0.0.1:9294"),
+            None,
+            "invalid setting `controller_quorum_voters`: `2-127.0.0.1:9294` is not `id@host:port`",
+        ),
+        (
+            "duplicate voters",
+            voters("0@127.0.0.1:9194,0@127.0.0.1:9294"),
+            None,
+            "invalid setting `controller_quorum_voters`: node id 0 is listed twice",
+        ),
+        (
+            "node id not among the voters",
+            voters("1@127.0.0.1:9194,2@127.0.0.1:9294"),
+            None,
+            "invalid setting `controller_quorum_voters`: node 0 is not among the voters (1, 2)",
         ),
     ];
     for (source, arguments, environment, expected) in cases {

@@ -1,11 +1,12 @@
-//! The cluster and its brokers: `GET /v1/cluster` and `GET /v1/brokers`, read from the
-//! current metadata image and, for the metadata quorum, from this broker's member.
+//! The cluster and its brokers (alive or fenced): `GET /v1/cluster` and
+//! `GET /v1/brokers`, read from the current metadata image and, for the metadata quorum, from this broker's member.
 
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::extract::Ready;
+use crate::metadata::image::BrokerInfo;
 use crate::metadata::metadata_log::{QuorumStatus, Role};
 
 /// The cluster as this broker sees it.
@@ -17,6 +18,8 @@ pub struct Cluster {
     pub controller_id: i32,
     /// Brokers registered in the metadata.
     pub broker_count: usize,
+    /// Every registered broker, by node id, and whether it is fenced.
+    pub brokers: Vec<BrokerNode>,
     /// This broker's version.
     pub version: String,
     /// The metadata quorum as this broker's member sees it.
@@ -97,6 +100,23 @@ pub struct BrokerNode {
     pub host: String,
     /// The port of the broker's client listener.
     pub port: u16,
+    /// The rack it set, if any.
+    pub rack: Option<String>,
+    /// A fenced broker (its session expired, or it has not caught up since it
+    /// registered) leads nothing and takes no new replicas; `false` is alive.
+    pub fenced: bool,
+}
+
+impl From<&BrokerInfo> for BrokerNode {
+    fn from(broker: &BrokerInfo) -> Self {
+        Self {
+            node_id: broker.node_id,
+            host: broker.host.clone(),
+            port: broker.port,
+            rack: broker.rack.clone(),
+            fenced: broker.fenced,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -120,6 +140,7 @@ pub async fn get_cluster(Ready(api): Ready) -> Json<Cluster> {
         cluster_id: image.cluster_id.clone(),
         controller_id: image.controller_id,
         broker_count: image.brokers.len(),
+        brokers: image.brokers.values().map(BrokerNode::from).collect(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         quorum: quorum.into(),
     })
@@ -135,14 +156,6 @@ pub async fn get_cluster(Ready(api): Ready) -> Json<Cluster> {
 pub async fn list_brokers(Ready(api): Ready) -> Json<BrokerList> {
     let image = api.partitions.metadata().current();
     Json(BrokerList {
-        brokers: image
-            .brokers
-            .values()
-            .map(|broker| BrokerNode {
-                node_id: broker.node_id,
-                host: broker.host.clone(),
-                port: broker.port,
-            })
-            .collect(),
+        brokers: image.brokers.values().map(BrokerNode::from).collect(),
     })
 }

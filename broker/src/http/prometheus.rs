@@ -24,19 +24,25 @@ pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; chars
     )
 )]
 pub async fn metrics(State(state): State<HttpState>) -> Result<impl IntoResponse, ApiError> {
-    let quorum = match state.handles() {
-        Some(api) => Some(api.metadata_log.status().await),
+    let sampled = match state.handles() {
+        Some(api) => Some((
+            api.metadata_log.status().await,
+            api.partitions.metadata().current(),
+        )),
         None => None,
     };
     // Sampling takes each partition log's lock in turn; with many partitions that is
     // work to keep off the runtime's worker threads.
     let text = tokio::task::spawn_blocking(move || {
-        let sources = state.handles().zip(quorum.as_ref());
-        crate::metrics::render(sources.map(|(api, quorum)| crate::metrics::ScrapeSources {
-            started_at: api.started_at,
-            logs: api.partitions.logs(),
-            groups: &api.groups,
-            quorum,
+        let sources = state.handles().zip(sampled.as_ref());
+        crate::metrics::render(sources.map(|(api, (quorum, metadata))| {
+            crate::metrics::ScrapeSources {
+                started_at: api.started_at,
+                logs: api.partitions.logs(),
+                groups: &api.groups,
+                quorum,
+                metadata,
+            }
         }))
     })
     .await

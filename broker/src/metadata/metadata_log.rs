@@ -11,7 +11,6 @@
 //! (`controller_id`, -1 while none is known): the image the quorum applies is the same
 //! on every member, who leads is each member's own view.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
@@ -35,15 +34,22 @@ pub struct MetadataLog {
 }
 
 impl MetadataLog {
-    /// Starts this broker's quorum member on `listener` (the bound internal listener)
-    /// as a quorum of one, leading as soon as this returns, with its files in
-    /// `<data_dir>/__cluster_metadata/`.
+    /// Starts this broker's quorum member on `listener` (the bound internal listener),
+    /// with its files in `<data_dir>/__cluster_metadata/`. Its voters are
+    /// `controller_quorum_voters`, or when that is empty this node alone at the
+    /// listener's address. A quorum of one leads as soon as this returns; a member of
+    /// several voters returns once it has joined, and learns its leader by election.
     pub async fn start(config: &BrokerConfig, listener: TcpListener) -> Result<Self, QuorumError> {
         let address = listener.local_addr().map_err(QuorumError::Listener)?;
+        let mut voters = crate::quorum_voters::parse(&config.controller_quorum_voters)
+            .map_err(|error| QuorumError::Config(error.to_string()))?;
+        if voters.is_empty() {
+            voters.insert(config.node_id, address.to_string());
+        }
         let quorum = QuorumConfig {
             node_id: config.node_id,
             data_dir: config.data_dir.join(METADATA_DIR),
-            voters: BTreeMap::from([(config.node_id, address.to_string())]),
+            voters,
             timing: QuorumTiming::default(),
             snapshot_every_entries: config.metadata_snapshot_entries,
         };
@@ -195,5 +201,109 @@ mod tests {
             assert_eq!(log.image().controller_id, 4);
             log.shutdown().await;
         }
+    }
+
+    /// Three members given one voter list form one quorum: every member's images name
+    /// the same active controller, a proposal to a member that does not lead is refused
+    /// with the leader's id and address, and one to the leader reaches every image.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_listed_voters_agree_on_one_controller() {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut listeners = Vec::new();
+        for _ in 0..3 {
+            listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let addresses: Vec<String> = listeners
+            .iter()
+            .map(|listener| listener.local_addr().unwrap().to_string())
+            .collect();
+        let voters = (1..=3)
+            .zip(&addresses)
+            .map(|(node_id, address)| format!("{node_id}@{address}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let started = Instant::now();
+        let mut logs = Vec::new();
+        for ((node_id, dir), listener) in (1..=3).zip(&dirs).zip(listeners) {
+            let mut config = BrokerConfig::for_tests(dir.path());
+            config.node_id = node_id;
+            config.controller_quorum_voters = voters.clone();
+            logs.push(MetadataLog::start(&config, listener).await.unwrap());
+        }
+
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        let leader = loop {
+            let controllers: Vec<i32> = logs.iter().map(|log| log.image().controller_id).collect();
+            if controllers[0] != -1 && controllers.iter().all(|id| *id == controllers[0]) {
+                break controllers[0];
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed controller: {controllers:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        println!(
+            "three voters agreed on controller {leader} in {:?}",
+            started.elapsed()
+        );
+        let record = |cluster_id: &str| {
+            vec![MetadataRecord::ClusterInitialized {
+                cluster_id: cluster_id.to_owned(),
+            }]
+        };
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        match logs[(follower - 1) as usize]
+            .propose(record("refused"))
+            .await
+        {
+            Err(ProposeError::NotLeader {
+                node_id,
+                leader: Some(hint),
+            }) => {
+                assert_eq!(node_id, follower);
+                assert_eq!(hint.node_id, leader);
+                assert_eq!(hint.address, addresses[(leader - 1) as usize]);
+            }
+            other => panic!("a follower took a proposal: {other:?}"),
+        }
+        let proposed = Instant::now();
+        let image = logs[(leader - 1) as usize]
+            .propose(record("three"))
+            .await
+            .unwrap();
+        assert_eq!(image.cluster_id, "three");
+        for log in &logs {
+            let mut images = log.images();
+            let applied = tokio::time::timeout_at(
+                deadline.into(),
+                images.wait_for(|image| image.cluster_id == "three"),
+            )
+            .await;
+            assert!(applied.is_ok(), "a member never applied the proposal");
+        }
+        println!(
+            "a proposal reached all three images in {:?}",
+            proposed.elapsed()
+        );
+        for log in &logs {
+            log.shutdown().await;
+        }
+    }
+
+    /// A voter list naming only this node makes the same quorum of one, with the
+    /// listed address as the voter's.
+    #[tokio::test]
+    async fn a_listed_single_voter_is_a_quorum_of_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::for_tests(dir.path());
+        config.node_id = 2;
+        config.controller_quorum_voters = "2@localhost:9294".to_owned();
+        let (log, _) = start(&config).await;
+        let status = log.status().await;
+        assert_eq!((status.role, status.leader), (Role::Leader, Some(2)));
+        assert_eq!(status.voters.len(), 1);
+        assert_eq!(status.voters[0].address, "localhost:9294");
+        log.shutdown().await;
     }
 }
