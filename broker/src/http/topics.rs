@@ -142,7 +142,7 @@ pub fn describe(partitions: &Partitions, topic: &TopicImage) -> Topic {
         .iter()
         .map(|partition| {
             let id = TopicPartition::new(topic.name.clone(), partition.partition);
-            let log = logs.get(&id);
+            let log = logs.get_of(&id, topic.topic_id);
             let offline_reason = logs.offline_reason(&id);
             let hosted = partition.replicas.contains(&partitions.node_id());
             let state = hosted.then_some(if offline_reason.is_some() {

@@ -83,11 +83,20 @@ struct OfflinePartition {
     topic_id_damaged: bool,
 }
 
+/// An open log and the topic it belongs to.
+#[derive(Debug)]
+struct OpenLog {
+    topic_id: Uuid,
+    log: Arc<PartitionLog>,
+}
+
 #[derive(Debug)]
 pub struct LogManager {
     data_dir: PathBuf,
     clock: Arc<dyn Clock>,
-    logs: RwLock<HashMap<TopicPartition, Arc<PartitionLog>>>,
+    /// Open logs, each with the id of the topic it belongs to: a log of an earlier topic
+    /// of the same name must never serve the new one (see [`LogManager::get_of`]).
+    logs: RwLock<HashMap<TopicPartition, OpenLog>>,
     /// Partitions whose log could not be opened; an operator decides (see
     /// [`LogManager::recover`]).
     offline: RwLock<BTreeMap<TopicPartition, OfflinePartition>>,
@@ -248,19 +257,19 @@ impl LogManager {
                 self.set_offline(&partition, error.to_string(), None);
                 continue;
             }
-            known.push((partition, path, config));
+            known.push((partition, path, topic_id, config));
         }
-        let opened = self.in_parallel(&known, |(_, path, config)| {
+        let opened = self.in_parallel(&known, |(_, path, _, config)| {
             PartitionLog::open(path, config.clone(), self.clock.clone())
         });
         let mut reports = Vec::new();
-        for ((partition, _, _), opened) in known.into_iter().zip(opened) {
+        for ((partition, _, topic_id, _), opened) in known.into_iter().zip(opened) {
             match opened {
                 Ok((log, report)) => {
                     self.logs
                         .write()
                         .expect("lock poisoned")
-                        .insert(partition.clone(), log);
+                        .insert(partition.clone(), OpenLog { topic_id, log });
                     reports.push((partition, report));
                 }
                 Err(error) => {
@@ -299,12 +308,46 @@ impl LogManager {
         );
     }
 
+    /// The open log of the partition, whichever topic of that name it belongs to.
     pub fn get(&self, partition: &TopicPartition) -> Option<Arc<PartitionLog>> {
         self.logs
             .read()
             .expect("lock poisoned")
             .get(partition)
-            .cloned()
+            .map(|open| open.log.clone())
+    }
+
+    /// The open log of the partition if it belongs to the topic `topic_id`. Between a
+    /// topic's deletion and its re-creation under the same name being reconciled, the
+    /// old topic's log is still open under the name: serving it as the new topic's would
+    /// acknowledge writes that its deletion then removes.
+    pub fn get_of(&self, partition: &TopicPartition, topic_id: Uuid) -> Option<Arc<PartitionLog>> {
+        self.logs
+            .read()
+            .expect("lock poisoned")
+            .get(partition)
+            .filter(|open| open.topic_id == topic_id)
+            .map(|open| open.log.clone())
+    }
+
+    /// Refuses to hand out the open log of another topic of the same name.
+    fn open_log_of(
+        &self,
+        partition: &TopicPartition,
+        open: &OpenLog,
+        topic_id: Uuid,
+    ) -> Result<Arc<PartitionLog>> {
+        if open.topic_id == topic_id {
+            return Ok(open.log.clone());
+        }
+        Err(StorageError::Offline {
+            path: self.data_dir.join(partition.to_string()),
+            reason: format!(
+                "the log open under this name belongs to topic id {}, not {topic_id}; it is \
+                 removed when that topic's deletion is reconciled",
+                open.topic_id
+            ),
+        })
     }
 
     /// Opens the partition's log of the topic `topic_id`, creating it (and recording
@@ -318,8 +361,8 @@ impl LogManager {
         topic_id: Uuid,
         config: LogConfig,
     ) -> Result<Arc<PartitionLog>> {
-        if let Some(log) = self.get(partition) {
-            return Ok(log);
+        if let Some(open) = self.logs.read().expect("lock poisoned").get(partition) {
+            return self.open_log_of(partition, open, topic_id);
         }
         // Lock order: `offline` before `logs` (as in `recover`), never both here.
         let dir = self.data_dir.join(partition.to_string());
@@ -351,11 +394,17 @@ impl LogManager {
         let recorded = topic_id::load(&dir)?;
         self.claim_dir(partition, &dir, topic_id, recorded)?;
         let mut logs = self.logs.write().expect("lock poisoned");
-        if let Some(log) = logs.get(partition) {
-            return Ok(log.clone());
+        if let Some(open) = logs.get(partition) {
+            return self.open_log_of(partition, open, topic_id);
         }
         let (log, _) = PartitionLog::open(&dir, config, self.clock.clone())?;
-        logs.insert(partition.clone(), log.clone());
+        logs.insert(
+            partition.clone(),
+            OpenLog {
+                topic_id,
+                log: log.clone(),
+            },
+        );
         Ok(log)
     }
 
@@ -451,10 +500,13 @@ impl LogManager {
             Ok(log) => {
                 tracing::warn!(%partition, action = action.name(), log_start_offset = log.log_start_offset(), log_end_offset = log.log_end_offset(), "offline partition recovered by an operator");
                 offline_partitions.remove(partition);
-                self.logs
-                    .write()
-                    .expect("lock poisoned")
-                    .insert(partition.clone(), log.clone());
+                self.logs.write().expect("lock poisoned").insert(
+                    partition.clone(),
+                    OpenLog {
+                        topic_id,
+                        log: log.clone(),
+                    },
+                );
                 Ok(log)
             }
             Err(error) => {
@@ -509,7 +561,12 @@ impl LogManager {
     /// halfway leaves a `.deleted` directory that the next start removes, never a
     /// half-deleted log that a new topic of the same name could pick up.
     pub fn delete(&self, partition: &TopicPartition) -> Result<()> {
-        let log = self.logs.write().expect("lock poisoned").remove(partition);
+        let log = self
+            .logs
+            .write()
+            .expect("lock poisoned")
+            .remove(partition)
+            .map(|open| open.log);
         self.offline
             .write()
             .expect("lock poisoned")
@@ -604,7 +661,7 @@ impl LogManager {
         let logs = self.logs.read().expect("lock poisoned");
         let mut all: Vec<_> = logs
             .iter()
-            .map(|(partition, log)| (partition.clone(), log.clone()))
+            .map(|(partition, open)| (partition.clone(), open.log.clone()))
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
@@ -767,6 +824,45 @@ mod tests {
             ["orders-0", "orders-1"],
             "no .deleted directory is left"
         );
+        manager.close_all().unwrap();
+    }
+
+    /// While a deleted topic's log is still open under its name, the log is never handed
+    /// out as a new topic's of the same name: not to readers and writers (`get_of`),
+    /// and not by `get_or_create`, which refuses until the old log is deleted and then
+    /// creates the new topic's, empty.
+    #[test]
+    fn an_open_log_serves_only_its_own_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old_id, new_id) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let partition = TopicPartition::new("orders", 0);
+        let manager = LogManager::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        let old = manager
+            .get_or_create(&partition, old_id, LogConfig::default())
+            .unwrap();
+        let mut batch = fjord_protocol::batch::BatchBuilder::new();
+        batch.push(&fjord_protocol::batch::RecordInput {
+            value: Some(b"old"),
+            ..Default::default()
+        });
+        let batch = fjord_protocol::RecordBatch::new(batch.finish()).unwrap();
+        old.append(&[batch], 0).unwrap();
+        assert!(manager.get_of(&partition, old_id).is_some());
+        assert!(manager.get_of(&partition, new_id).is_none());
+        let refused = manager
+            .get_or_create(&partition, new_id, LogConfig::default())
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("belongs to topic id"),
+            "{refused}"
+        );
+        manager.delete(&partition).unwrap();
+        let new = manager
+            .get_or_create(&partition, new_id, LogConfig::default())
+            .unwrap();
+        assert_eq!(new.log_end_offset(), 0);
+        assert!(manager.get_of(&partition, old_id).is_none());
+        assert!(manager.get_of(&partition, new_id).is_some());
         manager.close_all().unwrap();
     }
 

@@ -81,7 +81,7 @@ impl Partitions {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
         let id = TopicPartition::new(topic.name.clone(), partition.partition);
-        let log = self.logs.get(&id).ok_or_else(|| {
+        let log = self.logs.get_of(&id, topic.topic_id).ok_or_else(|| {
             // Kafka's answer for a replica whose log directory is offline.
             match self.logs.offline_reason(&id) {
                 Some(_) => ErrorCode::StorageError,
