@@ -397,3 +397,49 @@ async fn partial_frames_beyond_request_memory_all_complete() {
     assert_eq!(offsets, (0..8).collect::<Vec<i64>>());
     broker.shutdown().await.unwrap();
 }
+
+/// An oversized request read ahead whole together with the requests pipelined behind
+/// it (`max_request_bytes` below a read chunk) is discarded alone: the requests behind
+/// it are answered, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_behind_an_oversized_one_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::for_tests(dir.path());
+    config.max_request_bytes = 1024;
+    config.max_message_bytes = 1024;
+    let broker = Broker::start(config).await.unwrap();
+    let mut client = RawClient::connect(broker.client_addr()).await;
+    client.create_topic("small").await;
+    let (oversized, mut out) = client.encode(
+        ApiKey::Produce,
+        &produce_request("small", Acks::Leader, batch(&"x".repeat(2000))),
+    );
+    let (behind, versions) = client.encode(ApiKey::ApiVersions, &ApiVersionsRequest);
+    out.extend_from_slice(&versions);
+    let (last, small) = client.encode(
+        ApiKey::Produce,
+        &produce_request("small", Acks::Leader, batch("fits")),
+    );
+    out.extend_from_slice(&small);
+    client.stream.write_all(&out).await.unwrap();
+    let (header, _) = client.receive().await.expect("an answer, not a close");
+    assert_eq!(
+        (header.correlation_id, header.error_code),
+        (oversized, ErrorCode::InvalidRequest)
+    );
+    let (header, body) = client.receive().await.expect("the request behind it");
+    assert_eq!(
+        (header.correlation_id, header.error_code),
+        (behind, ErrorCode::None)
+    );
+    assert_eq!(
+        ApiVersionsResponse::decode_body(body).unwrap(),
+        ApiVersionsResponse::current()
+    );
+    let (header, body) = client.receive().await.expect("the last request");
+    assert_eq!(header.correlation_id, last);
+    let response = ProduceResponse::decode_body(body).unwrap();
+    assert_eq!(response.topics[0].partitions[0].error_code, ErrorCode::None);
+    assert_eq!(stored_values(&mut client, "small").await, ["fits"]);
+    broker.shutdown().await.unwrap();
+}

@@ -35,7 +35,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use fjord_protocol::frame::{
     Decoded, LENGTH_PREFIX_BYTES, answerable_correlation_id, decode_frame, split_request,
 };
@@ -369,7 +369,19 @@ impl RequestReader<'_> {
     /// Reads and drops the `bytes` of a frame too large to keep, whose first bytes are
     /// buffered, through a small scratch buffer that no budget needs to cover.
     async fn discard(&mut self, bytes: usize) -> Result<(), String> {
-        let mut remaining = bytes.saturating_sub(self.buffer.len());
+        if self.buffer.len() >= bytes {
+            // Read ahead whole, perhaps with requests behind it: drop only this frame.
+            self.buffer.advance(bytes);
+            drop(self.take_reserved(bytes));
+            self.deadline = if self.buffer.is_empty() {
+                self.buffer = BytesMut::new();
+                None
+            } else {
+                Some(self.frame_deadline())
+            };
+            return Ok(());
+        }
+        let mut remaining = bytes - self.buffer.len();
         self.buffer = BytesMut::new();
         self.admitted = None;
         self.ahead = None;
