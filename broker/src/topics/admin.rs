@@ -68,7 +68,16 @@ impl TopicAdmin {
         if validate_only {
             return Ok(topic);
         }
-        self.wait_until_reconciled().await;
+        if !self.wait_until_reconciled().await {
+            // Shutting down: the topic is committed, and the reconciler creates its
+            // logs at the next start.
+            return Ok(topic);
+        }
+        if !self.still_current(&topic) {
+            // Deleted (or deleted and re-created) meanwhile by another request: not
+            // this creation's to undo.
+            return Ok(topic);
+        }
         if let Some(error) = self.missing_log(&topic) {
             self.undo_topic(&topic).await;
             return Err(error.into());
@@ -76,14 +85,25 @@ impl TopicAdmin {
         Ok(topic)
     }
 
+    /// Whether the metadata still holds `topic` under its name, with its id.
+    fn still_current(&self, topic: &TopicImage) -> bool {
+        let image = self.partitions.metadata().current();
+        image
+            .topic(&topic.name)
+            .is_some_and(|current| current.topic_id == topic.topic_id)
+    }
+
     /// Waits until this broker's reconciler has brought its logs in line with the
     /// image the controller published last (which holds the change just made), so that
     /// a topic is usable here as soon as its creation returns.
-    async fn wait_until_reconciled(&self) {
+    /// `false` when the reconciler stopped first (at shutdown).
+    async fn wait_until_reconciled(&self) -> bool {
         let position = self.partitions.metadata().current().applied_position();
-        if !self.reconciler.wait_for(position).await {
+        let reconciled = self.reconciler.wait_for(position).await;
+        if !reconciled {
             tracing::warn!("the reconciler stopped before it reconciled a topic change");
         }
+        reconciled
     }
 
     /// Why a partition of the new `topic` that this broker holds has no log: the
@@ -95,7 +115,7 @@ impl TopicAdmin {
             .iter()
             .filter(|partition| partition.replicas.contains(&self.partitions.node_id()))
             .map(|partition| TopicPartition::new(topic.name.clone(), partition.partition))
-            .find(|partition| logs.get(partition).is_none())
+            .find(|partition| logs.get_of(partition, topic.topic_id).is_none())
             .map(|partition| StorageError::Offline {
                 path: logs.data_dir().join(partition.to_string()),
                 reason: logs
@@ -108,6 +128,9 @@ impl TopicAdmin {
     /// removes the logs it did create). Left in the metadata it would be listed but
     /// unusable.
     async fn undo_topic(&self, topic: &Arc<TopicImage>) {
+        if !self.still_current(topic) {
+            return;
+        }
         if let Err(error) = self.controller.delete_topic(&topic.name).await {
             tracing::error!(topic = %topic.name, %error, "cannot undo a topic whose logs failed");
         }

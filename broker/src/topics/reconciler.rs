@@ -177,6 +177,17 @@ pub struct Reconciler {
     reconciled: Arc<watch::Sender<Progress>>,
 }
 
+/// Tells waiters the reconciler stopped, when dropped.
+struct MarkStopped<'a>(&'a Reconciler);
+
+impl Drop for MarkStopped<'_> {
+    fn drop(&mut self) {
+        self.0
+            .reconciled
+            .send_modify(|progress| progress.stopped = true);
+    }
+}
+
 impl Reconciler {
     pub fn new(partitions: Partitions) -> Self {
         Self {
@@ -301,9 +312,10 @@ impl Reconciler {
     /// reconciling each against the one before (`start`, reconciled at start-up).
     /// Images published while one is being reconciled are taken together.
     pub async fn run(self, start: Arc<MetadataImage>, shutdown: watch::Receiver<bool>) {
+        // Whether it returns or panics, waiters learn that it stopped (a panic would
+        // otherwise leave every topic operation waiting forever).
+        let _stopped = MarkStopped(&self);
         self.follow(start, shutdown).await;
-        self.reconciled
-            .send_modify(|progress| progress.stopped = true);
     }
 
     async fn follow(&self, start: Arc<MetadataImage>, mut shutdown: watch::Receiver<bool>) {
