@@ -14,27 +14,13 @@ use fjord_broker::storage::node_identity::{self, NodeIdentity};
 use fjord_broker::storage::{RecoverError, RecoveryAction, TopicPartition, topic_id};
 use fjord_broker::{Broker, BrokerHandle};
 use fjord_protocol::ErrorCode;
-use serde_json::Value;
 
 mod common;
 use common::blocking_client::values;
 use common::http_client::get;
 use common::native_client::{NativeClient, values_batch};
+use common::pre_raft::{check_fixture_contents, copy_fixture, copy_tree};
 use common::{BrokerProcess, PROCESS_PATIENCE};
-
-/// Copies the directory tree `from` into `to` (created).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -316,60 +302,13 @@ async fn a_start_with_another_node_id_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_directory_of_the_pre_raft_release_opens_intact() {
     let root = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-raft-data-dir");
-    copy_tree(&fixture, root.path());
+    copy_fixture(root.path());
     assert!(!root.path().join(node_identity::FILE_NAME).exists());
 
     let broker = start(root.path()).await;
-    let http = broker.http_addr();
-    let topics = get(http, "/v1/topics").await.json();
-    let names: Vec<&str> = topics["topics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|topic| topic["name"].as_str().unwrap())
-        .collect();
-    assert!(names.contains(&"orders"), "{topics}");
-    assert!(!names.contains(&"audit"), "{topics}");
-
-    let orders = get(http, "/v1/topics/orders").await.json();
-    let partitions = orders["partitions"].as_array().unwrap();
-    let ends: Vec<i64> = partitions
-        .iter()
-        .map(|partition| partition["log_end_offset"].as_i64().unwrap())
-        .collect();
-    assert_eq!(ends, [18, 12, 0], "{orders}");
-    assert_eq!(
-        orders["config"]["retention.ms"],
-        Value::from(604_800_000),
-        "{orders}"
-    );
+    check_fixture_contents(broker.http_addr()).await;
     let mut client = NativeClient::connect(broker.client_addr()).await;
     assert_eq!(fetch_values(&mut client, "orders", 1).await.len(), 12);
-
-    let billing = get(http, "/v1/groups/billing").await.json();
-    let mut committed: Vec<(String, i64, i64)> = billing["offsets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|offset| {
-            (
-                offset["topic"].as_str().unwrap().to_owned(),
-                offset["partition"].as_i64().unwrap(),
-                offset["committed_offset"].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    committed.sort();
-    assert_eq!(
-        committed,
-        [
-            ("orders".to_owned(), 0, 18),
-            ("orders".to_owned(), 1, 2),
-            ("orders".to_owned(), 2, 0)
-        ],
-        "{billing}"
-    );
 
     let identity = NodeIdentity::load(root.path()).unwrap().unwrap();
     assert_eq!(identity.node_id, 0);

@@ -5,6 +5,7 @@
 pub mod blocking_client;
 pub mod http_client;
 pub mod native_client;
+pub mod pre_raft;
 pub mod process;
 pub mod raw_client;
 
