@@ -274,6 +274,35 @@ mod tests {
     use crate::storage::{LogManager, SystemClock};
     use crate::topics::MetadataView;
 
+    /// What a `TopicAdmin` stands on, over real files in `dir`: a log manager, a quorum of
+    /// one, its controller and the partitions found through its images.
+    struct Pieces {
+        logs: Arc<LogManager>,
+        metadata_log: Arc<MetadataLog>,
+        controller: Arc<Controller>,
+        partitions: Partitions,
+    }
+
+    async fn pieces(dir: &std::path::Path) -> Pieces {
+        let config = BrokerConfig::for_tests(dir);
+        let logs = Arc::new(LogManager::open(dir, Arc::new(SystemClock)).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metadata_log = Arc::new(MetadataLog::start(&config, listener).await.unwrap());
+        let controller = Arc::new(
+            Controller::start(&config, metadata_log.clone(), "127.0.0.1", 9192)
+                .await
+                .unwrap(),
+        );
+        let view = MetadataView::new(controller.subscribe());
+        let partitions = Partitions::new(view, logs.clone(), Arc::new(config));
+        Pieces {
+            logs,
+            metadata_log,
+            controller,
+            partitions,
+        }
+    }
+
     /// A reconciler following the images of `partitions`, until the sender is dropped.
     fn running_reconciler(
         partitions: &Partitions,
@@ -292,17 +321,12 @@ mod tests {
     #[tokio::test]
     async fn changes_reach_the_logs_and_the_view() {
         let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig::for_tests(dir.path());
-        let logs = Arc::new(LogManager::open(dir.path(), Arc::new(SystemClock)).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let metadata_log = Arc::new(MetadataLog::start(&config, listener).await.unwrap());
-        let controller = Arc::new(
-            Controller::start(&config, metadata_log.clone(), "127.0.0.1", 9192)
-                .await
-                .unwrap(),
-        );
-        let view = MetadataView::new(controller.subscribe());
-        let partitions = Partitions::new(view, logs.clone(), Arc::new(config.clone()));
+        let Pieces {
+            logs,
+            metadata_log,
+            controller,
+            partitions,
+        } = pieces(dir.path()).await;
         let (reconciler, _stop) = running_reconciler(&partitions);
         let admin = TopicAdmin::new(
             controller.clone(),
@@ -359,17 +383,12 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_creation_finishes() {
         let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig::for_tests(dir.path());
-        let logs = Arc::new(LogManager::open(dir.path(), Arc::new(SystemClock)).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let metadata_log = Arc::new(MetadataLog::start(&config, listener).await.unwrap());
-        let controller = Arc::new(
-            Controller::start(&config, metadata_log.clone(), "127.0.0.1", 9192)
-                .await
-                .unwrap(),
-        );
-        let view = MetadataView::new(controller.subscribe());
-        let partitions = Partitions::new(view, logs.clone(), Arc::new(config.clone()));
+        let Pieces {
+            logs,
+            metadata_log,
+            controller,
+            partitions,
+        } = pieces(dir.path()).await;
         let (reconciler, _stop) = running_reconciler(&partitions);
         let admin = TopicAdmin::new(
             controller,
