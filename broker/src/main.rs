@@ -69,6 +69,7 @@ fn main() -> ExitCode {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(freed_memory::on_worker_park)
         .build()
         .expect("cannot start the tokio runtime");
     let workers = runtime.metrics().num_workers();

@@ -69,6 +69,23 @@ impl BrokerProcess {
         kib * 1024
     }
 
+    /// What a failed memory check needs to tell an allocator that kept memory from
+    /// data still held: the kinds of resident memory, the threads, and the broker's
+    /// open connections.
+    async fn memory_report(&self) -> String {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.process.id())).unwrap();
+        let kinds: Vec<&str> = status
+            .lines()
+            .filter(|line| line.starts_with("Rss") || line.starts_with("Threads:"))
+            .collect();
+        let connections = self.metric("fjord_connections_active").await;
+        format!(
+            "{}; connections still open: {connections}",
+            kinds.join(", ").replace('\t', " ")
+        )
+    }
+
     fn log_text(&self) -> String {
         self.process.log()
     }
@@ -88,12 +105,10 @@ impl BrokerProcess {
         peak
     }
 
-    /// Waits (up to 60 s) until the resident memory is at most `limit`; returns the
-    /// last sample.
-    /// Waits up to about three minutes: the broker gives freed memory back every 10 s
-    /// (see `freed_memory.rs`), and on a machine whose cores are all busy a round can
-    /// miss a worker (seen once in six `.ci/run`s beside `stress-ng --cpu 2`: still
-    /// 344 MiB after a minute).
+    /// Waits (up to about three minutes) until the resident memory is at most `limit`;
+    /// returns the last sample. The broker gives freed memory back every 10 s (see
+    /// `freed_memory.rs`); the margin is for a machine whose cores are all busy, where
+    /// a worker may not run for a while.
     async fn rss_settles_below(&self, limit: u64) -> u64 {
         let mut rss = self.rss_bytes();
         for _ in 0..1_800 {
@@ -293,8 +308,9 @@ async fn unread_fetch_responses_keep_memory_bounded() {
     );
     assert!(
         settled <= baseline + 128 * MIB,
-        "memory not given back: {:.0} MiB",
-        mib(settled)
+        "memory not given back: {:.0} MiB ({})",
+        mib(settled),
+        broker.memory_report().await
     );
 }
 
@@ -508,7 +524,8 @@ async fn many_readers_from_the_start_share_the_response_budget() {
     assert!(peak <= baseline + 1024 * MIB, "peak {:.0} MiB", mib(peak));
     assert!(
         settled <= baseline + 64 * MIB,
-        "memory not given back: {:.0} MiB",
-        mib(settled)
+        "memory not given back: {:.0} MiB ({})",
+        mib(settled),
+        broker.memory_report().await
     );
 }
