@@ -24,8 +24,9 @@
 //! - A broker whose session expired (no heartbeat for `session_timeout_ms`) is fenced.
 //!
 //! Pure: time is a number of milliseconds passed in, nothing reads a clock, and
-//! effects are returned, not carried out. Not wired to the network yet: the controller
-//! shell that will feed it heartbeats comes with the cluster's internal listener.
+//! effects are returned, not carried out. Its shell is
+//! [`broker_sessions`](super::broker_sessions), which the [`Controller`](super::Controller)
+//! owns; brokers call it through [`heartbeats`](super::heartbeats).
 //! Requests may be proposed more than once (a heartbeat, or a tick, before the first
 //! proposal is applied): the front end turns a repeat into no records.
 
@@ -37,8 +38,9 @@ use std::collections::BTreeMap;
 use super::front_end::{BrokerRegistration, MetadataRequest};
 use super::image::MetadataImage;
 
-/// Why a broker's registration or heartbeat was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a broker's registration or heartbeat was refused. Serializable, so that a
+/// refusal can travel back to a broker that called the controller over the network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum MembershipError {
     #[error("invalid node id {0}: node ids are 0 or more")]
     InvalidNodeId(i32),
@@ -78,7 +80,7 @@ pub enum MembershipError {
 }
 
 /// A broker's heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Heartbeat {
     pub node_id: i32,
     /// The epoch of the registration the broker holds.
@@ -147,6 +149,20 @@ impl Membership {
                 (broker.node_id, session)
             })
             .collect();
+    }
+
+    /// The process `incarnation_id` of `node_id` is known to be gone (this controller
+    /// is that node, in a newer process): its session protects nothing, and the node's
+    /// new process must not wait for it to expire to register. Does nothing to the
+    /// session of another incarnation.
+    pub fn end_session(&mut self, node_id: i32, incarnation_id: uuid::Uuid) {
+        if self
+            .sessions
+            .get(&node_id)
+            .is_some_and(|session| session.incarnation_id == incarnation_id)
+        {
+            self.sessions.remove(&node_id);
+        }
     }
 
     /// Whether `node_id` has a live session at `now_ms`.

@@ -369,6 +369,28 @@ fn a_new_controller_gives_every_broker_a_fresh_session() {
     );
 }
 
+/// A process known to be gone (the controller's own node, now in a newer process)
+/// loses its session at once: the new process registers without waiting for it to
+/// expire. Ending the session of another incarnation does nothing.
+#[test]
+fn an_ended_session_lets_the_next_process_register_at_once() {
+    let mut cluster = Cluster::new(true);
+    cluster.join(1);
+    cluster.membership.became_active(&cluster.image, 100);
+    cluster.now_ms = 200;
+    assert!(matches!(
+        cluster.register(1, 11),
+        Err(MembershipError::DuplicateNodeId { node_id: 1, .. })
+    ));
+    cluster.membership.end_session(1, uuid::Uuid::from_u128(99));
+    assert!(cluster.membership.has_live_session(1, 200));
+    cluster.membership.end_session(1, uuid::Uuid::from_u128(1));
+    assert!(!cluster.membership.has_live_session(1, 200));
+    cluster.register(1, 11).unwrap();
+    assert_eq!(cluster.epoch(1), 2);
+    assert!(cluster.membership.has_live_session(1, 200));
+}
+
 /// A broker that asks for a controlled shutdown is fenced, which moves its
 /// leaderships away; it is told it may exit once that is applied, is not unfenced by
 /// its own later heartbeats, and its next process may register at once.
