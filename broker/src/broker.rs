@@ -84,8 +84,9 @@ pub struct BrokerHandle {
     http_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    /// This broker's heartbeats to the active controller.
-    heartbeats: HeartbeatsHandle,
+    /// This broker's heartbeats to the active controller; `None` when the metadata
+    /// could not be written at start (see [`Broker::start`]).
+    heartbeats: Option<HeartbeatsHandle>,
     /// The HTTP server stops last, so that `/readyz` answers 503 (shutting down) for as
     /// long as the rest of the broker is stopping.
     http_shutdown: watch::Sender<bool>,
@@ -194,7 +195,7 @@ impl Broker {
         let registration = BrokerRegistration {
             node_id: config.node_id,
             incarnation_id,
-            host,
+            host: host.clone(),
             port,
             rack: None,
         };
@@ -206,7 +207,21 @@ impl Broker {
         )
         .await
         {
-            Ok(heartbeats) => heartbeats,
+            Ok(heartbeats) => Some(heartbeats),
+            // On a full disk the new registration cannot be written. A broker that the
+            // metadata shows serving at this address (its previous process, stopped
+            // gracefully) still starts and serves reads, as before registrations had
+            // incarnations; its metadata stays read-only until it is restarted.
+            Err(error)
+                if error.is_metadata_unwritable()
+                    && serves_at(&controller.image(), config.node_id, &host, port) =>
+            {
+                tracing::error!(
+                    %error,
+                    "cannot record this process's registration; serving under the previous process's until restarted"
+                );
+                None
+            }
             Err(error) => {
                 metadata_log.shutdown().await;
                 return Err(error.into());
@@ -413,6 +428,14 @@ async fn start_controller(
     Ok(controller)
 }
 
+/// Whether the image shows `node_id` registered unfenced at `host:port`.
+fn serves_at(image: &MetadataImage, node_id: i32, host: &str, port: u16) -> bool {
+    image
+        .brokers
+        .get(&node_id)
+        .is_some_and(|broker| !broker.fenced && broker.host == host && broker.port == port)
+}
+
 impl BrokerHandle {
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
@@ -432,23 +455,26 @@ impl BrokerHandle {
     }
 
     /// Graceful shutdown: a controlled shutdown (the controller moves this broker's
-    /// leaderships away, for at most half of `shutdown_timeout_ms`), stop accepting,
-    /// finish in-flight requests, flush and checkpoint every log, and only then stop
-    /// the HTTP server (whose `/readyz` answers 503 meanwhile).
+    /// leaderships to other in-sync replicas, for at most half of
+    /// `shutdown_timeout_ms`; a single broker has none and keeps them), stop
+    /// accepting, finish in-flight requests, flush and checkpoint every log, and only
+    /// then stop the HTTP server (whose `/readyz` answers 503 meanwhile).
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.broker.lifecycle.set(Phase::ShuttingDown);
-        let limit = Duration::from_millis(self.broker.config.shutdown_timeout_ms / 2);
-        let asked = Instant::now();
-        if self.heartbeats.controlled_shutdown(limit).await {
-            tracing::info!(
-                elapsed_ms = asked.elapsed().as_millis(),
-                "controlled shutdown done"
-            );
-        } else {
-            tracing::warn!(
-                limit_ms = limit.as_millis(),
-                "the controller did not confirm the controlled shutdown in time; stopping anyway"
-            );
+        if let Some(heartbeats) = &mut self.heartbeats {
+            let limit = Duration::from_millis(self.broker.config.shutdown_timeout_ms / 2);
+            let asked = Instant::now();
+            if heartbeats.controlled_shutdown(limit).await {
+                tracing::info!(
+                    elapsed_ms = asked.elapsed().as_millis(),
+                    "controlled shutdown done"
+                );
+            } else {
+                tracing::warn!(
+                    limit_ms = limit.as_millis(),
+                    "the controller did not confirm the controlled shutdown in time; stopping anyway"
+                );
+            }
         }
         self.shutdown.send_replace(true);
         for task in self.tasks {

@@ -101,7 +101,8 @@ pub struct Registered {
 pub struct HeartbeatAnswer {
     /// The broker is fenced: it leads nothing and takes no new replicas.
     pub fenced: bool,
-    /// The broker asked to shut down, is fenced and leads nothing: it may exit.
+    /// The broker asked to shut down and nothing it leads could move any more: it
+    /// may exit.
     pub controlled_shutdown_done: bool,
     /// The controller's applied metadata index; a broker that has applied as much is
     /// caught up (its next heartbeat says so).

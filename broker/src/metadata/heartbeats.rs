@@ -13,7 +13,8 @@
 //! every `broker_heartbeat_interval_ms` and registers again when the controller no
 //! longer knows the registration (a stale broker epoch). On shutdown
 //! ([`HeartbeatsHandle::controlled_shutdown`]) it heartbeats asking to shut down until
-//! the controller says the broker's leaderships have moved away, then stops.
+//! the controller says the broker's leaderships have moved away (those that can: a
+//! single broker keeps them), then stops.
 //!
 //! The controller is reached through [`ControllerLink`]: [`LocalController`] calls this
 //! node's own [`Controller`]; a link to a controller on another node carries the same
@@ -102,17 +103,17 @@ impl HeartbeatTiming {
 pub enum StartError {
     #[error(
         "broker {node_id} was refused registration for {waited_ms} ms (about one session \
-         timeout, broker_session_timeout_ms): {source}"
+         timeout, broker_session_timeout_ms): {refusal}"
     )]
     DuplicateNodeId {
         node_id: i32,
         waited_ms: u128,
-        source: MembershipCallError,
+        refusal: MembershipCallError,
     },
-    #[error("broker {node_id} cannot register with the controller: {source}")]
+    #[error("broker {node_id} cannot register with the controller: {refusal}")]
     Refused {
         node_id: i32,
-        source: MembershipCallError,
+        refusal: MembershipCallError,
     },
     #[error("broker {node_id} was not registered and unfenced within {waited_ms} ms: {last}")]
     TimedOut {
@@ -120,6 +121,23 @@ pub enum StartError {
         waited_ms: u128,
         last: String,
     },
+}
+
+impl StartError {
+    /// The controller could not write the metadata at all (its storage failed, say
+    /// on a full disk): retrying in this process cannot help.
+    pub fn is_metadata_unwritable(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused {
+                refusal: MembershipCallError::Metadata {
+                    retriable: false,
+                    ..
+                },
+                ..
+            }
+        )
+    }
 }
 
 /// What the heartbeat task is asked to do.
@@ -276,7 +294,7 @@ impl BrokerHeartbeats {
             if !error.is_retriable() {
                 return Err(StartError::Refused {
                     node_id,
-                    source: error,
+                    refusal: error,
                 });
             }
             let now = Instant::now();
@@ -286,7 +304,7 @@ impl BrokerHeartbeats {
                     return Err(StartError::DuplicateNodeId {
                         node_id,
                         waited_ms: (now - since).as_millis(),
-                        source: error,
+                        refusal: error,
                     });
                 }
             } else {
@@ -343,7 +361,9 @@ async fn heartbeat(
         let wants_shutdown = *modes.borrow_and_update() == Mode::ShuttingDown;
         match member.call(wants_shutdown).await {
             Ok(Some(answer)) if answer.controlled_shutdown_done => {
-                tracing::info!("controlled shutdown done: this broker leads nothing any more");
+                tracing::info!(
+                    "controlled shutdown done: no leadership of this broker can move any more"
+                );
                 done.send_replace(true);
                 return;
             }
@@ -368,9 +388,9 @@ impl HeartbeatsHandle {
         self.broker_epoch
     }
 
-    /// Heartbeats asking to shut down until the controller says this broker leads
-    /// nothing any more, for at most `limit`; then stops heartbeating. Returns whether
-    /// the controller said so.
+    /// Heartbeats asking to shut down until the controller says no leadership of this
+    /// broker can move any more, for at most `limit`; then stops heartbeating. Returns
+    /// whether the controller said so.
     pub async fn controlled_shutdown(&mut self, limit: Duration) -> bool {
         self.mode.send_replace(Mode::ShuttingDown);
         let done = tokio::time::timeout(limit, self.done.wait_for(|done| *done))

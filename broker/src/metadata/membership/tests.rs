@@ -599,7 +599,9 @@ impl Cluster {
                     .heartbeat(&self.image, heartbeat, self.now_ms)
                 {
                     self.submit(&reply.propose).unwrap();
-                    if reply.controlled_shutdown_done {
+                    // Done and fenced, the session ends; done while unfenced (nothing
+                    // could move), the session goes on until it expires.
+                    if reply.controlled_shutdown_done && !self.image.is_unfenced(node) {
                         model.last_accepted_ms.remove(&node);
                     } else {
                         model.last_accepted_ms.insert(node, self.now_ms);
