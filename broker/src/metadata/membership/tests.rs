@@ -438,6 +438,39 @@ fn controlled_shutdown_moves_leaderships_then_lets_the_broker_go() {
     assert_eq!(cluster.epoch(1), 2);
 }
 
+/// A broker whose partitions have no other live in-sync replica (a single broker, or
+/// replicas of one) has nothing to move: its controlled shutdown is done at once,
+/// without fencing it, and its session goes on, so that it is fenced once that expires.
+#[test]
+fn a_controlled_shutdown_with_nothing_to_move_is_done_at_once() {
+    let mut cluster = Cluster::new(true);
+    cluster.join(1);
+    cluster.join(2);
+    cluster.submit(&[create("orders", 2, 1)]).unwrap();
+    assert!(cluster.image.leads_any_partition(1));
+    cluster.now_ms = 100;
+    let reply = cluster.heartbeat(1, true, true).unwrap();
+    assert!(!reply.fenced && reply.controlled_shutdown_done && reply.propose.is_empty());
+    assert!(cluster.image.is_unfenced(1) && cluster.image.leads_any_partition(1));
+    assert!(cluster.membership.has_live_session(1, 100));
+    // Its next process waits for that session, like any quick restart.
+    assert!(matches!(
+        cluster.register(1, 12),
+        Err(MembershipError::DuplicateNodeId { node_id: 1, .. })
+    ));
+    cluster.heartbeat(2, true, false).unwrap();
+    cluster.now_ms = 100 + SESSION_TIMEOUT_MS / 2;
+    cluster.heartbeat(2, true, false).unwrap();
+    assert_eq!(
+        cluster.tick(100 + SESSION_TIMEOUT_MS),
+        [MetadataRequest::FenceBroker {
+            node_id: 1,
+            broker_epoch: 1
+        }]
+    );
+    assert!(!cluster.image.leads_any_partition(1));
+}
+
 /// With automatic leader rebalancing off, a returning broker leads only the
 /// partitions that had no leader.
 #[test]
