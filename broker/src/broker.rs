@@ -10,11 +10,13 @@
 //! serving the admin HTTP API at once, so that `/healthz` and `/readyz` answer during a
 //! long recovery; take the data directory, start this broker's metadata quorum member on
 //! the internal listener (a quorum of one, leading at once, its image rebuilt from its
-//! snapshot and log), migrate a pre-Raft metadata log, register the broker, open and
-//! recover every partition log, create `__consumer_offsets` if missing and replay it
-//! into the group coordinator, then accept client connections. Shutdown reverses it:
-//! report not ready, stop accepting, let connections finish their in-flight requests,
-//! flush and close every log, then stop the quorum member.
+//! snapshot and log), migrate a pre-Raft metadata log, register the broker with the
+//! active controller (with an incarnation id drawn at start) and heartbeat until it is
+//! unfenced, open and recover every partition log, create `__consumer_offsets` if
+//! missing and replay it into the group coordinator, then accept client connections.
+//! Shutdown reverses it: report not ready, ask the controller for a controlled shutdown
+//! (its leaderships move away), stop accepting, let connections finish their in-flight
+//! requests, flush and close every log, then stop the quorum member.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
@@ -32,6 +34,10 @@ use crate::group::{GroupService, OFFSETS_TOPIC};
 use crate::http::HttpState;
 use crate::http::state::ApiHandles;
 use crate::lifecycle::{Lifecycle, Phase};
+use crate::metadata::front_end::BrokerRegistration;
+use crate::metadata::heartbeats::{
+    BrokerHeartbeats, HeartbeatTiming, HeartbeatsHandle, LocalController,
+};
 use crate::metadata::{
     Controller, CreateTopic, MetadataImage, MetadataLog, PartitionImage, TopicError, TopicImage,
 };
@@ -78,6 +84,9 @@ pub struct BrokerHandle {
     http_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// This broker's heartbeats to the active controller; `None` when the metadata
+    /// could not be written at start (see [`Broker::start`]).
+    heartbeats: Option<HeartbeatsHandle>,
     /// The HTTP server stops last, so that `/readyz` answers 503 (shutting down) for as
     /// long as the rest of the broker is stopping.
     http_shutdown: watch::Sender<bool>,
@@ -169,12 +178,53 @@ impl Broker {
                 .await
                 .context("cannot start the metadata quorum")?,
         );
-        let controller = match start_controller(&config, &metadata_log, identity, &host, port).await
+        // This process: a restart is a new incarnation of the node.
+        let incarnation_id = uuid::Uuid::new_v4();
+        let controller =
+            match start_controller(&config, &metadata_log, identity, incarnation_id).await {
+                Ok(controller) => Arc::new(controller),
+                Err(error) => {
+                    metadata_log.shutdown().await;
+                    return Err(error);
+                }
+            };
+        tasks.push(tokio::spawn(controller.clone().run_broker_sessions(
+            Duration::from_millis(config.broker_heartbeat_interval_ms),
+            shutdown_receiver.clone(),
+        )));
+        let registration = BrokerRegistration {
+            node_id: config.node_id,
+            incarnation_id,
+            host: host.clone(),
+            port,
+            rack: None,
+        };
+        let heartbeats = match BrokerHeartbeats::start(
+            Arc::new(LocalController(controller.clone())),
+            registration,
+            HeartbeatTiming::from_config(&config),
+            controller.subscribe(),
+        )
+        .await
         {
-            Ok(controller) => controller,
+            Ok(heartbeats) => Some(heartbeats),
+            // On a full disk the new registration cannot be written. A broker that the
+            // metadata shows serving at this address (its previous process, stopped
+            // gracefully) still starts and serves reads, as before registrations had
+            // incarnations; its metadata stays read-only until it is restarted.
+            Err(error)
+                if error.is_metadata_unwritable()
+                    && serves_at(&controller.image(), config.node_id, &host, port) =>
+            {
+                tracing::error!(
+                    %error,
+                    "cannot record this process's registration; serving under the previous process's until restarted"
+                );
+                None
+            }
             Err(error) => {
                 metadata_log.shutdown().await;
-                return Err(error);
+                return Err(error.into());
             }
         };
         logs.set_parallelism(config.recovery_threads);
@@ -183,7 +233,7 @@ impl Broker {
         let partitions = Partitions::new(metadata, logs.clone(), Arc::new(config.clone()));
         let reconciler = Reconciler::new(partitions.clone());
         let admin = TopicAdmin::new(
-            Arc::new(controller),
+            controller,
             partitions.clone(),
             reconciler.clone(),
             config.auto_create_topics,
@@ -289,6 +339,7 @@ impl Broker {
             http_addr,
             shutdown,
             tasks,
+            heartbeats,
             http_shutdown,
             http_task,
         })
@@ -359,23 +410,30 @@ impl Broker {
 }
 
 /// Migrates a data directory of the pre-Raft release, then starts the controller
-/// (which initialises a new cluster and registers this broker) and records the
-/// cluster in the data directory's identity.
+/// (which initialises a new cluster) and records the cluster in the data directory's
+/// identity.
 async fn start_controller(
     config: &BrokerConfig,
     metadata_log: &Arc<MetadataLog>,
     mut identity: NodeIdentity,
-    host: &str,
-    port: u16,
+    incarnation_id: uuid::Uuid,
 ) -> anyhow::Result<Controller> {
     crate::metadata::migration::migrate(&config.data_dir, metadata_log).await?;
-    let controller = Controller::start(config, metadata_log.clone(), host, port)
+    let controller = Controller::start(config, metadata_log.clone(), incarnation_id)
         .await
-        .context("cannot record this broker in the metadata")?;
+        .context("cannot initialise the cluster's metadata")?;
     let data_dir = config.data_dir.clone();
     let cluster_id = controller.image().cluster_id.clone();
     tokio::task::spawn_blocking(move || identity.confirm_cluster(&data_dir, &cluster_id)).await??;
     Ok(controller)
+}
+
+/// Whether the image shows `node_id` registered unfenced at `host:port`.
+fn serves_at(image: &MetadataImage, node_id: i32, host: &str, port: u16) -> bool {
+    image
+        .brokers
+        .get(&node_id)
+        .is_some_and(|broker| !broker.fenced && broker.host == host && broker.port == port)
 }
 
 impl BrokerHandle {
@@ -396,11 +454,28 @@ impl BrokerHandle {
         &self.broker
     }
 
-    /// Graceful shutdown: stop accepting, finish in-flight requests, flush and
-    /// checkpoint every log, and only then stop the HTTP server (whose `/readyz`
-    /// answers 503 meanwhile).
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    /// Graceful shutdown: a controlled shutdown (the controller moves this broker's
+    /// leaderships to other in-sync replicas, for at most half of
+    /// `shutdown_timeout_ms`; a single broker has none and keeps them), stop
+    /// accepting, finish in-flight requests, flush and checkpoint every log, and only
+    /// then stop the HTTP server (whose `/readyz` answers 503 meanwhile).
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.broker.lifecycle.set(Phase::ShuttingDown);
+        if let Some(heartbeats) = &mut self.heartbeats {
+            let limit = Duration::from_millis(self.broker.config.shutdown_timeout_ms / 2);
+            let asked = Instant::now();
+            if heartbeats.controlled_shutdown(limit).await {
+                tracing::info!(
+                    elapsed_ms = asked.elapsed().as_millis(),
+                    "controlled shutdown done"
+                );
+            } else {
+                tracing::warn!(
+                    limit_ms = limit.as_millis(),
+                    "the controller did not confirm the controlled shutdown in time; stopping anyway"
+                );
+            }
+        }
         self.shutdown.send_replace(true);
         for task in self.tasks {
             if let Err(error) = task.await {

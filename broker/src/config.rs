@@ -85,6 +85,10 @@ settings! {
     internal_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9194)), "FJORD_INTERNAL_LISTEN";
     /// Voters of the metadata quorum, `id@host:port` of each one's internal listener, separated by commas. Empty = a quorum of one: this node, at its internal listener. Every node is both broker and controller, so this node must be listed. This release runs a quorum of one only: a list naming other nodes is refused at start.
     controller_quorum_voters: String = String::new(), "FJORD_CONTROLLER_QUORUM_VOTERS";
+    /// How often this broker heartbeats to the active controller, which renews its session; at start-up it registers and heartbeats until it is unfenced, and on shutdown it heartbeats until its leaderships have moved away.
+    broker_heartbeat_interval_ms: u64 = 1_000, "FJORD_BROKER_HEARTBEAT_INTERVAL_MS";
+    /// A broker whose heartbeats stop for this long is fenced by the active controller (its leaderships move away). A new process of the same node is refused while the old one's session lives. Must be more than twice `broker_heartbeat_interval_ms`.
+    broker_session_timeout_ms: u64 = 6_000, "FJORD_BROKER_SESSION_TIMEOUT_MS";
     /// File to which the broker writes the addresses its listeners bound (one `setting=address` line each), replaced atomically once all are bound; useful with port 0. Empty = none.
     bound_addresses_file: PathBuf = PathBuf::new(), "FJORD_BOUND_ADDRESSES_FILE";
     /// Create unknown topics on produce and metadata requests.
@@ -233,6 +237,18 @@ impl BrokerConfig {
                 "a quorum of several voters is not supported by this release yet; list only this node",
             );
         }
+        if self.broker_heartbeat_interval_ms == 0 {
+            return invalid("broker_heartbeat_interval_ms", "must be at least 1");
+        }
+        if self.broker_session_timeout_ms <= 2 * self.broker_heartbeat_interval_ms {
+            return invalid(
+                "broker_session_timeout_ms",
+                &format!(
+                    "{} ms must be more than twice broker_heartbeat_interval_ms ({} ms), or one late heartbeat would fence a live broker",
+                    self.broker_session_timeout_ms, self.broker_heartbeat_interval_ms
+                ),
+            );
+        }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");
         }
@@ -378,6 +394,14 @@ mod tests {
         };
         let error = BrokerConfig::load(None, overrides).unwrap_err().to_string();
         assert!(error.contains("max_in_flight_requests"), "{error}");
+
+        let overrides = ConfigOverrides {
+            broker_heartbeat_interval_ms: Some(3_000),
+            ..Default::default()
+        };
+        let error = BrokerConfig::load(None, overrides).unwrap_err().to_string();
+        assert!(error.contains("broker_session_timeout_ms"), "{error}");
+        assert!(error.contains("more than twice"), "{error}");
 
         // This node alone may be listed; a list of several is refused until brokers
         // forward metadata changes to the quorum's leader.

@@ -169,6 +169,9 @@ pub const METRICS: &[MetricDescription] = &[
     // Consumer groups (group/).
     metric("fjord_group_rebalances_total", Counter, Count, &["group", "reason"], Event,
         "Consumer group rebalances (group epoch increases, each computing a new target assignment), by group and reason."),
+    // Broker membership (metadata/heartbeats.rs).
+    metric("fjord_broker_heartbeats_total", Counter, Count, &["outcome"], Event,
+        "Heartbeats this broker sent to the active controller, by outcome: ok, refused (by membership, such as a stale broker epoch) or failed (the controller could not answer)."),
     // Sampled at scrape time.
     metric("fjord_partition_log_start_offset", Gauge, Offset, PARTITION_LABELS, Scrape,
         "First offset still stored in the partition log."),

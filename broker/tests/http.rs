@@ -389,6 +389,13 @@ async fn a_deleted_partition_directory_is_offline_until_the_loss_is_accepted() {
     let topic = get(addr, "/v1/topics/vanish").await.json();
     let partition = &topic["partitions"][0];
     assert_eq!(partition["state"], "offline", "{topic}");
+    // The restart moved the leadership away and back (a controlled shutdown fenced
+    // the broker, the new process was unfenced), each a new leader epoch.
+    assert!(
+        partition["leader_epoch"].as_i64().unwrap() > epoch,
+        "{topic}"
+    );
+    let epoch = partition["leader_epoch"].as_i64().unwrap();
     let reason = partition["offline_reason"].as_str().unwrap();
     assert!(
         reason.contains("vanish-0") && reason.contains("missing"),
@@ -678,6 +685,8 @@ async fn cluster_and_brokers_describe_the_running_broker() {
                 "port": broker.client_addr().port(),
                 "rack": null,
                 "fenced": false,
+                "broker_epoch": metadata.brokers[&0].broker_epoch,
+                "incarnation_id": metadata.brokers[&0].incarnation_id.to_string(),
             }],
             "version": env!("CARGO_PKG_VERSION"),
             "quorum": {
@@ -708,6 +717,8 @@ async fn cluster_and_brokers_describe_the_running_broker() {
             "port": broker.client_addr().port(),
             "rack": null,
             "fenced": false,
+            "broker_epoch": 1,
+            "incarnation_id": metadata.brokers[&0].incarnation_id.to_string(),
         }]})
     );
     broker.shutdown().await.unwrap();

@@ -102,9 +102,16 @@ pub struct BrokerNode {
     pub port: u16,
     /// The rack it set, if any.
     pub rack: Option<String>,
-    /// A fenced broker (its session expired, or it has not caught up since it
-    /// registered) leads nothing and takes no new replicas; `false` is alive.
+    /// A fenced broker (its session expired, it has not caught up since it
+    /// registered, or it shut down) leads nothing and takes no new replicas; `false`
+    /// is alive.
     pub fenced: bool,
+    /// The epoch of its current registration: one more with every process's
+    /// registration (0 for a registration from before incarnations).
+    pub broker_epoch: u64,
+    /// The id the registered process drew at its start (the nil id for a
+    /// registration from before incarnations).
+    pub incarnation_id: String,
 }
 
 impl From<&BrokerInfo> for BrokerNode {
@@ -115,6 +122,8 @@ impl From<&BrokerInfo> for BrokerNode {
             port: broker.port,
             rack: broker.rack.clone(),
             fenced: broker.fenced,
+            broker_epoch: broker.broker_epoch,
+            incarnation_id: broker.incarnation_id.to_string(),
         }
     }
 }

@@ -7,15 +7,25 @@
 //! The lock is held from the front end's decision until the records are applied, so that
 //! no two requests are decided against the same image. On a single broker this is the
 //! only controller; with several, only the quorum's leader can carry out a change.
+//!
+//! It also keeps the brokers' sessions ([`BrokerSessions`]): brokers register and
+//! heartbeat here (this broker too, through [`super::heartbeats`]), and a task of the
+//! broker's ticks it so that brokers whose sessions expire are fenced.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Mutex, watch};
 
-use super::front_end::{self, Inputs, MetadataRequest, Randomness};
+use super::broker_sessions::{
+    BrokerSessions, HeartbeatAnswer, MembershipCallError, MonotonicClock, Registered, SessionClock,
+    applied_index,
+};
+use super::front_end::{self, BrokerRegistration, Inputs, MetadataRequest, Randomness};
 pub use super::front_end::{CreateTopic, TOPIC_PARTITIONS_MAX, TopicError, validate_topic_name};
 use super::image::{MetadataImage, TopicImage};
+use super::membership::{Heartbeat, MembershipError};
 use super::metadata_log::MetadataLog;
 use super::position::LogPosition;
 use super::records::MetadataRecord;
@@ -66,32 +76,46 @@ pub struct Controller {
     log: Arc<MetadataLog>,
     /// Held from a request's decision until its records are applied.
     deciding: Mutex<()>,
+    /// The brokers' sessions, kept while this node's quorum member leads.
+    sessions: BrokerSessions,
 }
 
 impl Controller {
-    /// Takes over the metadata log, initialises a new cluster (a log without a cluster
-    /// id) and registers this broker at `host:port`.
+    /// Takes over the metadata log and initialises a new cluster (a log without a
+    /// cluster id). `incarnation_id` is this process's: its broker registers with it
+    /// (see [`super::heartbeats`]), like every other broker.
     pub async fn start(
         config: &BrokerConfig,
         log: Arc<MetadataLog>,
-        host: &str,
-        port: u16,
+        incarnation_id: uuid::Uuid,
     ) -> Result<Self, TopicError> {
+        Self::start_with_clock(config, log, incarnation_id, Arc::new(MonotonicClock::new())).await
+    }
+
+    /// [`start`](Self::start) with the clock broker sessions are timed by.
+    pub async fn start_with_clock(
+        config: &BrokerConfig,
+        log: Arc<MetadataLog>,
+        incarnation_id: uuid::Uuid,
+        clock: Arc<dyn SessionClock>,
+    ) -> Result<Self, TopicError> {
+        let sessions = BrokerSessions::new(
+            config.node_id,
+            incarnation_id,
+            config.broker_session_timeout_ms,
+            log.leadership(),
+            clock,
+        );
         let controller = Self {
             defaults: config.clone(),
             partitions_max: crate::resources::partitions_max(config),
             log,
             deciding: Mutex::new(()),
+            sessions,
         };
-        let startup = [
-            MetadataRequest::InitializeCluster,
-            MetadataRequest::RegisterBroker {
-                node_id: config.node_id,
-                host: host.to_owned(),
-                port,
-            },
-        ];
-        controller.submit(&startup).await?;
+        controller
+            .submit(&[MetadataRequest::InitializeCluster])
+            .await?;
         Ok(controller)
     }
 
@@ -119,7 +143,8 @@ impl Controller {
         let mut after = image.clone();
         let mut records = Vec::new();
         for request in requests {
-            // Without heartbeats yet, every registered broker counts as live.
+            // Every registered broker; the front end skips those the image shows fenced
+            // (their sessions expired, or they have not caught up yet).
             let live_brokers: BTreeSet<i32> = after.brokers.keys().copied().collect();
             let inputs = Inputs {
                 defaults: &self.defaults,
@@ -214,6 +239,137 @@ impl Controller {
     }
 }
 
+impl Controller {
+    /// A broker process registers (see [`super::membership`]): it is recorded fenced,
+    /// with the next broker epoch, which is returned once applied. Refused while
+    /// another process of the node has a live session.
+    pub async fn register_broker(
+        &self,
+        registration: &BrokerRegistration,
+    ) -> Result<Registered, MembershipCallError> {
+        let requests = self.sessions.register(&self.image(), registration)?;
+        let (_, after) = self.submit(&requests).await?;
+        let node_id = registration.node_id;
+        match after.brokers.get(&node_id) {
+            Some(broker) if broker.incarnation_id == registration.incarnation_id => {
+                Ok(Registered {
+                    broker_epoch: broker.broker_epoch,
+                    metadata_index: applied_index(&after),
+                })
+            }
+            // Another process of the node registered between the decision and now.
+            other => Err(MembershipError::DuplicateNodeId {
+                node_id,
+                live_incarnation: other
+                    .map(|broker| broker.incarnation_id)
+                    .unwrap_or_default(),
+            }
+            .into()),
+        }
+    }
+
+    /// A broker's heartbeat: renews its session, and unfences it (caught up) or fences
+    /// it (shutting down) as membership decides. What that calls for is applied before
+    /// the answer, which is then given from the image it made, so that a broker is
+    /// unfenced, or told its controlled shutdown is done, by one heartbeat.
+    pub async fn broker_heartbeat(
+        &self,
+        heartbeat: Heartbeat,
+    ) -> Result<HeartbeatAnswer, MembershipCallError> {
+        let mut image = self.image();
+        let mut reply = self.sessions.heartbeat(&image, heartbeat)?;
+        if !reply.propose.is_empty() {
+            image = self.submit(&reply.propose).await?.1;
+            // Asked again of the new image: what the first answer called for is done,
+            // so this one calls for nothing more (or a later heartbeat proposes it).
+            reply = self.sessions.heartbeat(&image, heartbeat)?;
+        }
+        Ok(HeartbeatAnswer {
+            fenced: reply.fenced,
+            controlled_shutdown_done: reply.controlled_shutdown_done,
+            metadata_index: applied_index(&image),
+        })
+    }
+
+    /// Fences the brokers whose sessions expired, when this node is the active
+    /// controller; returns how many requests that took.
+    pub async fn expire_broker_sessions(&self) -> Result<usize, MembershipCallError> {
+        let requests = self.sessions.tick(&self.image());
+        if !requests.is_empty() {
+            self.submit(&requests).await?;
+        }
+        Ok(requests.len())
+    }
+
+    /// Every `interval` until `shutdown` turns true (or its sender is dropped): fences
+    /// the brokers whose sessions expired, while this node is the active controller.
+    /// A node that starts leading gives every broker a fresh session first.
+    pub async fn run_broker_sessions(
+        self: Arc<Self>,
+        interval: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                stop = shutdown.wait_for(|stop| *stop) => {
+                    let _stopped = stop;
+                    return;
+                }
+            }
+            match self.expire_broker_sessions().await {
+                Ok(0) => {}
+                Ok(fenced) => tracing::info!(fenced, "fenced brokers whose sessions expired"),
+                Err(error) => tracing::warn!(%error, "cannot fence brokers whose sessions expired"),
+            }
+        }
+    }
+}
+
+/// For tests elsewhere in the crate: a started controller whose own broker is
+/// registered at `host:port` and unfenced, as `Broker::start` leaves it.
+#[cfg(test)]
+impl Controller {
+    pub(crate) async fn start_registered(
+        config: &BrokerConfig,
+        log: Arc<MetadataLog>,
+        host: &str,
+        port: u16,
+    ) -> Self {
+        let incarnation_id = uuid::Uuid::new_v4();
+        let controller = Self::start(config, log.clone(), incarnation_id)
+            .await
+            .expect("the controller starts");
+        let registration = BrokerRegistration {
+            node_id: config.node_id,
+            incarnation_id,
+            host: host.to_owned(),
+            port,
+            rack: None,
+        };
+        let registered = controller
+            .register_broker(&registration)
+            .await
+            .expect("the broker registers");
+        let answer = controller
+            .broker_heartbeat(Heartbeat {
+                node_id: config.node_id,
+                broker_epoch: registered.broker_epoch,
+                caught_up: true,
+                wants_shutdown: false,
+            })
+            .await
+            .expect("the broker heartbeats");
+        assert!(
+            !answer.fenced,
+            "a caught-up broker is unfenced by one heartbeat"
+        );
+        controller
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,9 +380,7 @@ mod tests {
     async fn start(config: &BrokerConfig, port: u16) -> (Arc<MetadataLog>, Controller) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let log = Arc::new(MetadataLog::start(config, listener).await.unwrap());
-        let controller = Controller::start(config, log.clone(), "127.0.0.1", port)
-            .await
-            .unwrap();
+        let controller = Controller::start_registered(config, log.clone(), "127.0.0.1", port).await;
         (log, controller)
     }
 
@@ -316,8 +470,8 @@ mod tests {
     /// A validate-only creation answers with the topic it would make and changes
     /// nothing; each change is one entry of the log, after which the image names this
     /// broker as the controller; the image rebuilt on restart (from the snapshot and the
-    /// log after it) is the one published before, and a broker at a new address is
-    /// registered again.
+    /// log after it) is the one published before, and a new process at a new address
+    /// is registered at it with the next broker epoch.
     #[tokio::test]
     async fn restart_gives_the_published_image() {
         let dir = tempfile::tempdir().unwrap();
@@ -354,7 +508,12 @@ mod tests {
                 .is_file()
         );
 
-        let (log, controller) = start(&config, 9192).await;
+        // Started without registering its broker, which would change the image.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let log = Arc::new(MetadataLog::start(&config, listener).await.unwrap());
+        let controller = Controller::start(&config, log.clone(), uuid::Uuid::new_v4())
+            .await
+            .unwrap();
         let restarted = controller.image();
         assert_eq!(restarted.snapshot().records, published.snapshot().records);
         assert_eq!(restarted.records_applied, published.records_applied);
@@ -362,6 +521,7 @@ mod tests {
         log.shutdown().await;
         let (log, controller) = start(&config, 9999).await;
         assert_eq!(controller.image().brokers[&3].port, 9999);
+        assert_eq!(controller.image().brokers[&3].broker_epoch, 2);
         log.shutdown().await;
     }
 

@@ -42,14 +42,6 @@ pub struct CreateTopic {
 pub enum MetadataRequest {
     /// Give a new cluster its identity; nothing to do when it has one.
     InitializeCluster,
-    /// Record the address of a broker that is its own controller (the single-node
-    /// broker): registered unfenced, as it needs no session to be alive; nothing to do
-    /// when it is registered at that address.
-    RegisterBroker {
-        node_id: i32,
-        host: String,
-        port: u16,
-    },
     /// A broker process registers with the active controller (see
     /// [`super::membership`]): a new registration, fenced until it heartbeats caught
     /// up, with the next broker epoch. Should the node's previous registration still
@@ -93,7 +85,7 @@ pub enum MetadataRequest {
 }
 
 /// What a broker process says about itself when it registers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BrokerRegistration {
     pub node_id: i32,
     /// Drawn by the process when it starts; a restart is a new incarnation.
@@ -236,11 +228,6 @@ pub fn records_for(
 ) -> Result<Vec<MetadataRecord>, TopicError> {
     match request {
         MetadataRequest::InitializeCluster => Ok(initialize_cluster(image, random)),
-        MetadataRequest::RegisterBroker {
-            node_id,
-            host,
-            port,
-        } => Ok(register_broker(image, *node_id, host, *port)),
         MetadataRequest::RegisterIncarnation(registration) => {
             Ok(register_incarnation(image, registration))
         }
@@ -275,30 +262,6 @@ fn initialize_cluster(image: &MetadataImage, random: &mut dyn Randomness) -> Vec
     }
     vec![MetadataRecord::ClusterInitialized {
         cluster_id: random.new_id().to_string(),
-    }]
-}
-
-fn register_broker(
-    image: &MetadataImage,
-    node_id: i32,
-    host: &str,
-    port: u16,
-) -> Vec<MetadataRecord> {
-    let registered = image.brokers.get(&node_id);
-    if registered.is_some_and(|broker| broker.host == host && broker.port == port) {
-        return Vec::new();
-    }
-    vec![MetadataRecord::BrokerRegistered {
-        node_id,
-        host: host.to_owned(),
-        port,
-        incarnation_id: registered
-            .map(|broker| broker.incarnation_id)
-            .unwrap_or_default()
-            .to_string(),
-        rack: registered.and_then(|broker| broker.rack.clone()),
-        broker_epoch: next_broker_epoch(image, node_id),
-        fenced: false,
     }]
 }
 

@@ -20,12 +20,16 @@
 //!   registration is refused. It renews the session. A fenced broker that says it is
 //!   caught up with the metadata is unfenced; one that asks for a controlled shutdown
 //!   is fenced, which moves its leaderships away, and is told the shutdown is done once
-//!   the image shows it fenced.
+//!   the image shows it fenced. When no partition it leads has another live in-sync
+//!   replica (a single broker), there is nothing to move: it is told at once that it
+//!   is done, stays unfenced and leading until it exits, and is fenced when its
+//!   session expires (or replaced by its next process's registration).
 //! - A broker whose session expired (no heartbeat for `session_timeout_ms`) is fenced.
 //!
 //! Pure: time is a number of milliseconds passed in, nothing reads a clock, and
-//! effects are returned, not carried out. Not wired to the network yet: the controller
-//! shell that will feed it heartbeats comes with the cluster's internal listener.
+//! effects are returned, not carried out. Its shell is
+//! [`broker_sessions`](super::broker_sessions), which the [`Controller`](super::Controller)
+//! owns; brokers call it through [`heartbeats`](super::heartbeats).
 //! Requests may be proposed more than once (a heartbeat, or a tick, before the first
 //! proposal is applied): the front end turns a repeat into no records.
 
@@ -37,8 +41,9 @@ use std::collections::BTreeMap;
 use super::front_end::{BrokerRegistration, MetadataRequest};
 use super::image::MetadataImage;
 
-/// Why a broker's registration or heartbeat was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a broker's registration or heartbeat was refused. Serializable, so that a
+/// refusal can travel back to a broker that called the controller over the network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum MembershipError {
     #[error("invalid node id {0}: node ids are 0 or more")]
     InvalidNodeId(i32),
@@ -78,7 +83,7 @@ pub enum MembershipError {
 }
 
 /// A broker's heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Heartbeat {
     pub node_id: i32,
     /// The epoch of the registration the broker holds.
@@ -110,6 +115,22 @@ struct Session {
     expires_at_ms: u64,
     /// Once asked, a controlled shutdown stays asked for until the process is gone.
     wants_shutdown: bool,
+}
+
+/// Whether `node_id` leads a partition that another unfenced in-sync replica could
+/// lead instead: what a controlled shutdown moves.
+fn leads_movable_partition(image: &MetadataImage, node_id: i32) -> bool {
+    image
+        .topics
+        .values()
+        .flat_map(|topic| &topic.partitions)
+        .filter(|partition| partition.leader == node_id)
+        .any(|partition| {
+            partition
+                .isr
+                .iter()
+                .any(|&replica| replica != node_id && image.is_unfenced(replica))
+        })
 }
 
 /// The active controller's view of broker sessions.
@@ -147,6 +168,20 @@ impl Membership {
                 (broker.node_id, session)
             })
             .collect();
+    }
+
+    /// The process `incarnation_id` of `node_id` is known to be gone (this controller
+    /// is that node, in a newer process): its session protects nothing, and the node's
+    /// new process must not wait for it to expire to register. Does nothing to the
+    /// session of another incarnation.
+    pub fn end_session(&mut self, node_id: i32, incarnation_id: uuid::Uuid) {
+        if self
+            .sessions
+            .get(&node_id)
+            .is_some_and(|session| session.incarnation_id == incarnation_id)
+        {
+            self.sessions.remove(&node_id);
+        }
     }
 
     /// Whether `node_id` has a live session at `now_ms`.
@@ -244,7 +279,8 @@ impl Membership {
         session.wants_shutdown |= heartbeat.wants_shutdown;
         let wants_shutdown = session.wants_shutdown;
         let broker_epoch = broker.broker_epoch;
-        let propose = if wants_shutdown && !broker.fenced {
+        let movable = leads_movable_partition(image, node_id);
+        let propose = if wants_shutdown && !broker.fenced && movable {
             vec![MetadataRequest::FenceBroker {
                 node_id,
                 broker_epoch,
@@ -258,11 +294,15 @@ impl Membership {
         } else {
             Vec::new()
         };
-        let controlled_shutdown_done =
-            wants_shutdown && broker.fenced && !image.leads_any_partition(node_id);
-        if controlled_shutdown_done {
+        // Done once nothing it leads could move: a fenced broker leads nothing, and
+        // an unfenced one whose partitions have no other live in-sync replica keeps
+        // them until it exits (fencing it would only take them offline sooner, under
+        // the requests it is still finishing).
+        let controlled_shutdown_done = wants_shutdown && !movable;
+        if controlled_shutdown_done && broker.fenced {
             // The process is about to exit: its session protects nothing any more,
-            // and its successor should not wait for it to expire to register.
+            // and its successor should not wait for it to expire to register. An
+            // unfenced broker keeps its session, to be fenced when it expires.
             self.sessions.remove(&node_id);
         }
         Ok(HeartbeatReply {

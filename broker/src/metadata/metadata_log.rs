@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 
 use super::image::MetadataImage;
 use super::log::METADATA_DIR;
-use super::raft::{AppliedImage, Leadership, QuorumConfig, QuorumNode, QuorumTiming};
-pub use super::raft::{ProposeError, QuorumError, QuorumStatus, Role, VoterStatus};
+use super::raft::{AppliedImage, QuorumConfig, QuorumNode, QuorumTiming};
+pub use super::raft::{Leadership, ProposeError, QuorumError, QuorumStatus, Role, VoterStatus};
 use super::records::MetadataRecord;
 use crate::config::BrokerConfig;
 
@@ -94,6 +94,12 @@ impl MetadataLog {
     /// A receiver of the current image and every later one.
     pub fn images(&self) -> watch::Receiver<Arc<MetadataImage>> {
         self.images.clone()
+    }
+
+    /// Who leads the quorum as this broker's member sees it (the active controller),
+    /// in which term, and a way to wait for a change.
+    pub fn leadership(&self) -> Leadership {
+        self.node.leadership()
     }
 
     /// The quorum as this broker sees it: leader, term, positions, voters.

@@ -12,7 +12,12 @@
 //!   restore.
 //! - [`membership`]: pure: the active controller's view of broker sessions: registration
 //!   with an incarnation id, heartbeats, fencing on session expiry, unfencing, controlled
-//!   shutdown; its effects are front end requests (not wired to the network yet).
+//!   shutdown; its effects are front end requests.
+//! - [`broker_sessions`]: its shell on the controller: a clock, the quorum's leadership
+//!   (sessions are kept by the node that leads, afresh from when it starts leading), and
+//!   the serializable calls and answers brokers exchange with it.
+//! - [`heartbeats`]: the broker's side: register with an incarnation id, heartbeat,
+//!   controlled shutdown, through a [`heartbeats::ControllerLink`].
 //! - [`metadata_log`]: [`MetadataLog`], the seam between the controller and the
 //!   quorum: propose records and wait until they are applied, watch the images they
 //!   make. Behind it is this broker's member of the metadata quorum ([`raft`]); a single
@@ -26,8 +31,10 @@
 //! - [`log`] and [`migration`]: the local metadata log of the pre-Raft release, read
 //!   once to migrate its data directory into the quorum.
 
+pub mod broker_sessions;
 pub mod controller;
 pub mod front_end;
+pub mod heartbeats;
 pub mod image;
 pub mod log;
 pub mod membership;

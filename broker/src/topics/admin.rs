@@ -289,9 +289,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metadata_log = Arc::new(MetadataLog::start(&config, listener).await.unwrap());
         let controller = Arc::new(
-            Controller::start(&config, metadata_log.clone(), "127.0.0.1", 9192)
-                .await
-                .unwrap(),
+            Controller::start_registered(&config, metadata_log.clone(), "127.0.0.1", 9192).await,
         );
         let view = MetadataView::new(controller.subscribe());
         let partitions = Partitions::new(view, logs.clone(), Arc::new(config));

@@ -213,36 +213,6 @@ fn cases() -> Vec<Case> {
             MetadataRequest::InitializeCluster,
             Records(vec![]),
         ),
-        case(
-            "a new broker registers",
-            three_brokers(),
-            MetadataRequest::RegisterBroker {
-                node_id: 4,
-                host: "10.0.0.4".into(),
-                port: 9092,
-            },
-            Records(vec![registered(4, "10.0.0.4", 9092, 0, 1, false)]),
-        ),
-        case(
-            "a broker at its registered address changes nothing",
-            three_brokers(),
-            MetadataRequest::RegisterBroker {
-                node_id: 2,
-                host: "127.0.0.1".into(),
-                port: 9292,
-            },
-            Records(vec![]),
-        ),
-        case(
-            "a broker that moved registers again",
-            three_brokers(),
-            MetadataRequest::RegisterBroker {
-                node_id: 2,
-                host: "127.0.0.1".into(),
-                port: 9999,
-            },
-            Records(vec![registered(2, "127.0.0.1", 9999, 0, 2, false)]),
-        ),
         // Creating topics: placement.
         case(
             "six partitions of three replicas go round the brokers from the chosen start",

@@ -369,6 +369,28 @@ fn a_new_controller_gives_every_broker_a_fresh_session() {
     );
 }
 
+/// A process known to be gone (the controller's own node, now in a newer process)
+/// loses its session at once: the new process registers without waiting for it to
+/// expire. Ending the session of another incarnation does nothing.
+#[test]
+fn an_ended_session_lets_the_next_process_register_at_once() {
+    let mut cluster = Cluster::new(true);
+    cluster.join(1);
+    cluster.membership.became_active(&cluster.image, 100);
+    cluster.now_ms = 200;
+    assert!(matches!(
+        cluster.register(1, 11),
+        Err(MembershipError::DuplicateNodeId { node_id: 1, .. })
+    ));
+    cluster.membership.end_session(1, uuid::Uuid::from_u128(99));
+    assert!(cluster.membership.has_live_session(1, 200));
+    cluster.membership.end_session(1, uuid::Uuid::from_u128(1));
+    assert!(!cluster.membership.has_live_session(1, 200));
+    cluster.register(1, 11).unwrap();
+    assert_eq!(cluster.epoch(1), 2);
+    assert!(cluster.membership.has_live_session(1, 200));
+}
+
 /// A broker that asks for a controlled shutdown is fenced, which moves its
 /// leaderships away; it is told it may exit once that is applied, is not unfenced by
 /// its own later heartbeats, and its next process may register at once.
@@ -414,6 +436,39 @@ fn controlled_shutdown_moves_leaderships_then_lets_the_broker_go() {
     assert!(reply.fenced && reply.controlled_shutdown_done && reply.propose.is_empty());
     cluster.register(1, 12).unwrap();
     assert_eq!(cluster.epoch(1), 2);
+}
+
+/// A broker whose partitions have no other live in-sync replica (a single broker, or
+/// replicas of one) has nothing to move: its controlled shutdown is done at once,
+/// without fencing it, and its session goes on, so that it is fenced once that expires.
+#[test]
+fn a_controlled_shutdown_with_nothing_to_move_is_done_at_once() {
+    let mut cluster = Cluster::new(true);
+    cluster.join(1);
+    cluster.join(2);
+    cluster.submit(&[create("orders", 2, 1)]).unwrap();
+    assert!(cluster.image.leads_any_partition(1));
+    cluster.now_ms = 100;
+    let reply = cluster.heartbeat(1, true, true).unwrap();
+    assert!(!reply.fenced && reply.controlled_shutdown_done && reply.propose.is_empty());
+    assert!(cluster.image.is_unfenced(1) && cluster.image.leads_any_partition(1));
+    assert!(cluster.membership.has_live_session(1, 100));
+    // Its next process waits for that session, like any quick restart.
+    assert!(matches!(
+        cluster.register(1, 12),
+        Err(MembershipError::DuplicateNodeId { node_id: 1, .. })
+    ));
+    cluster.heartbeat(2, true, false).unwrap();
+    cluster.now_ms = 100 + SESSION_TIMEOUT_MS / 2;
+    cluster.heartbeat(2, true, false).unwrap();
+    assert_eq!(
+        cluster.tick(100 + SESSION_TIMEOUT_MS),
+        [MetadataRequest::FenceBroker {
+            node_id: 1,
+            broker_epoch: 1
+        }]
+    );
+    assert!(!cluster.image.leads_any_partition(1));
 }
 
 /// With automatic leader rebalancing off, a returning broker leads only the
@@ -577,7 +632,9 @@ impl Cluster {
                     .heartbeat(&self.image, heartbeat, self.now_ms)
                 {
                     self.submit(&reply.propose).unwrap();
-                    if reply.controlled_shutdown_done {
+                    // Done and fenced, the session ends; done while unfenced (nothing
+                    // could move), the session goes on until it expires.
+                    if reply.controlled_shutdown_done && !self.image.is_unfenced(node) {
                         model.last_accepted_ms.remove(&node);
                     } else {
                         model.last_accepted_ms.insert(node, self.now_ms);
