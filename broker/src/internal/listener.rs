@@ -1,8 +1,10 @@
 //! The server side of the internal listener: accepts peers' connections and answers
 //! each request frame with the response its service gives.
 //!
-//! A connection's requests are answered one at a time, in order (the caller matches
-//! answers by request id all the same). Anything that is not a well-formed request
+//! A connection's requests are answered concurrently, up to [`IN_FLIGHT_MAX`] at once,
+//! each as soon as it is ready (the caller matches answers by request id), so that a
+//! slow request (a metadata change waiting for the quorum) does not hold up the quick
+//! ones behind it (heartbeats, Raft messages). Anything that is not a well-formed request
 //! (bad length, magic, version or checksum, a response kind, a kind no service knows, a
 //! body that does not read as its kind's message) closes that connection with a
 //! warning; other connections go on. Connections beyond [`CONNECTIONS_MAX`] are closed
@@ -15,8 +17,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::frame::{Frame, RESPONSE_BIT};
@@ -25,6 +28,9 @@ use super::read_frame;
 /// Open connections at most: a quorum has a handful of peers, each with one connection
 /// (a few more while reconnecting).
 pub const CONNECTIONS_MAX: usize = 64;
+/// Requests of one connection being answered at once; beyond it the connection is not
+/// read until one is answered.
+pub const IN_FLIGHT_MAX: usize = 32;
 /// A connection with no frame for this long is closed, so that connections that say
 /// nothing cannot hold the slots of [`CONNECTIONS_MAX`] for ever. A peer with something
 /// to say connects again.
@@ -141,9 +147,33 @@ async fn serve_connection<S: InternalService>(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
     }
-    let (mut reader, mut writer) = stream.into_split();
-    let mut buffer = BytesMut::new();
+    let (reader, writer) = stream.into_split();
+    let (answers, to_write) = mpsc::channel(IN_FLIGHT_MAX);
+    // Whichever ends first ends the connection; the other is dropped with it, and so are
+    // the requests still being answered.
+    tokio::select! {
+        () = read_requests(reader, peer, service, answers) => {}
+        () = write_answers(writer, peer, to_write) => {}
+    }
+}
+
+/// Reads requests and answers each in a task of its own, at most [`IN_FLIGHT_MAX`] at
+/// once; returns when the connection is closed, idle or sends something wrong.
+async fn read_requests<S: InternalService>(
+    mut reader: OwnedReadHalf,
+    peer: SocketAddr,
+    service: Arc<S>,
+    answers: mpsc::Sender<Result<Frame, ServiceError>>,
+) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
+    let mut answering = JoinSet::new();
     loop {
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        while answering.try_join_next().is_some() {}
         let read = tokio::time::timeout(CONNECTION_IDLE_TIMEOUT, read_frame(&mut reader));
         let request = match read.await {
             Err(_) => {
@@ -161,7 +191,26 @@ async fn serve_connection<S: InternalService>(
             tracing::warn!(%peer, kind = request.kind, "internal listener: closing a connection that sent a response as a request");
             return;
         }
-        let response = match service.handle(request).await {
+        let (service, answers) = (service.clone(), answers.clone());
+        answering.spawn(async move {
+            let answer = service.handle(request).await;
+            // Gone only when the connection ended.
+            let _sent = answers.send(answer).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Writes answers as they come; returns when the peer went away or a request was
+/// refused (the peer is not speaking the protocol).
+async fn write_answers(
+    mut writer: OwnedWriteHalf,
+    peer: SocketAddr,
+    mut to_write: mpsc::Receiver<Result<Frame, ServiceError>>,
+) {
+    let mut buffer = BytesMut::new();
+    while let Some(answer) = to_write.recv().await {
+        let response = match answer {
             Ok(response) => response,
             Err(error) => {
                 tracing::warn!(%peer, %error, "internal listener: closing a connection that sent a bad request");

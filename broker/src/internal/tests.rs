@@ -12,12 +12,24 @@ use super::*;
 const ECHO: u8 = 0x20;
 /// Answered only after a long pause.
 const SLOW_ECHO: u8 = 0x21;
+/// Answered only once the test opens the service's gate.
+const GATED_ECHO: u8 = 0x22;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Echoes bodies back; counts the requests it sees.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Echo {
     requests: AtomicUsize,
+    gate: tokio::sync::Semaphore,
+}
+
+impl Default for Echo {
+    fn default() -> Self {
+        Self {
+            requests: AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
+        }
+    }
 }
 
 impl InternalService for Echo {
@@ -26,6 +38,7 @@ impl InternalService for Echo {
         match request.kind {
             ECHO => {}
             SLOW_ECHO => tokio::time::sleep(Duration::from_secs(2)).await,
+            GATED_ECHO => drop(self.gate.acquire().await),
             kind => return Err(ServiceError::UnknownKind { kind }),
         }
         Ok(Frame {
@@ -70,6 +83,30 @@ async fn concurrent_calls_share_one_connection_and_get_their_own_answers() {
     for call in calls.collect::<Vec<_>>() {
         call.await.unwrap();
     }
+    assert_eq!(peer.connections_opened(), 1);
+    running.shutdown().await;
+}
+
+/// Requests of one connection are answered as each is ready: a request held up (as a
+/// metadata change waiting for the quorum is) does not hold up the ones behind it.
+#[tokio::test]
+async fn a_held_up_request_does_not_hold_up_the_next_on_its_connection() {
+    let (socket, address) = bound();
+    let service = Arc::new(Echo::default());
+    let running = serve(&socket, service.clone());
+    let peer = Arc::new(PeerClient::new(address, Duration::from_secs(5)));
+    let held = {
+        let peer = peer.clone();
+        tokio::spawn(async move { peer.call(GATED_ECHO, b"held".to_vec(), PATIENCE).await })
+    };
+    for number in 0..3 {
+        let body = format!("quick {number}").into_bytes();
+        let answer = peer.call(ECHO, body.clone(), PATIENCE).await;
+        assert_eq!(answer, Ok(body), "a quick call waited behind the held one");
+    }
+    assert!(!held.is_finished());
+    service.gate.add_permits(1);
+    assert_eq!(held.await.unwrap().unwrap(), b"held");
     assert_eq!(peer.connections_opened(), 1);
     running.shutdown().await;
 }
