@@ -41,6 +41,27 @@ pub const HTTP_PROBE_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// answered is closed.
 pub const HTTP_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a connection may move no byte before it is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Between requests, on a connection served every route.
+    pub idle: Duration,
+    /// On a connection kept for the health probes.
+    pub probe_idle: Duration,
+    /// While a request is being received or answered.
+    pub stall: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            idle: HTTP_IDLE_TIMEOUT,
+            probe_idle: HTTP_PROBE_IDLE_TIMEOUT,
+            stall: HTTP_STALL_TIMEOUT,
+        }
+    }
+}
+
 /// Which routes a connection is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionKind {
@@ -63,6 +84,7 @@ pub struct LimitedListener {
     listener: TcpListener,
     slots: Arc<Semaphore>,
     probe_slots: Arc<Semaphore>,
+    timeouts: Timeouts,
 }
 
 impl LimitedListener {
@@ -70,11 +92,13 @@ impl LimitedListener {
         listener: TcpListener,
         connections_max: usize,
         probe_connections_max: usize,
+        timeouts: Timeouts,
     ) -> Self {
         Self {
             listener,
             slots: Arc::new(Semaphore::new(connections_max)),
             probe_slots: Arc::new(Semaphore::new(probe_connections_max)),
+            timeouts,
         }
     }
 }
@@ -87,7 +111,8 @@ impl Listener for LimitedListener {
         // axum's accept retries (and logs) failures such as running out of descriptors.
         let (stream, peer) = <TcpListener as Listener>::accept(&mut self.listener).await;
         if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            return (LimitedStream::new(stream, slot, ConnectionKind::Full), peer);
+            let stream = LimitedStream::new(stream, slot, ConnectionKind::Full, self.timeouts);
+            return (stream, peer);
         }
         // Probe connections are short-lived: waiting for one to end takes at most
         // about HTTP_PROBE_IDLE_TIMEOUT.
@@ -98,7 +123,7 @@ impl Listener for LimitedListener {
             .await
             .expect("the connection semaphore is never closed");
         (
-            LimitedStream::new(stream, slot, ConnectionKind::ProbesOnly),
+            LimitedStream::new(stream, slot, ConnectionKind::ProbesOnly, self.timeouts),
             peer,
         )
     }
@@ -114,6 +139,7 @@ pub struct LimitedStream {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
     kind: ConnectionKind,
+    timeouts: Timeouts,
     /// Between a request's first bytes and its response's last (as far as the stream
     /// can tell): the stall timeout applies, else the idle one.
     in_request: bool,
@@ -121,31 +147,32 @@ pub struct LimitedStream {
 }
 
 impl LimitedStream {
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, kind: ConnectionKind) -> Self {
-        Self {
+    fn new(
+        stream: TcpStream,
+        slot: OwnedSemaphorePermit,
+        kind: ConnectionKind,
+        timeouts: Timeouts,
+    ) -> Self {
+        let mut stream = Self {
             stream,
             _slot: slot,
             kind,
+            timeouts,
             in_request: false,
-            idle: Box::pin(tokio::time::sleep(Self::idle_timeout(kind))),
-        }
-    }
-
-    fn idle_timeout(kind: ConnectionKind) -> Duration {
-        match kind {
-            ConnectionKind::Full => HTTP_IDLE_TIMEOUT,
-            ConnectionKind::ProbesOnly => HTTP_PROBE_IDLE_TIMEOUT,
-        }
+            idle: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        };
+        stream.progressed(false);
+        stream
     }
 
     /// Moves the deadline after the stream made progress: reading starts (or continues)
     /// a request, writing answers it.
     fn progressed(&mut self, reading: bool) {
         self.in_request = reading;
-        let timeout = if self.in_request {
-            HTTP_STALL_TIMEOUT
-        } else {
-            Self::idle_timeout(self.kind)
+        let timeout = match (self.in_request, self.kind) {
+            (true, _) => self.timeouts.stall,
+            (false, ConnectionKind::Full) => self.timeouts.idle,
+            (false, ConnectionKind::ProbesOnly) => self.timeouts.probe_idle,
         };
         self.idle.as_mut().reset(Instant::now() + timeout);
     }
@@ -220,11 +247,80 @@ impl AsyncWrite for LimitedStream {
 
     fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let poll = Pin::new(&mut this.stream).poll_flush(context);
-        this.track(context, false, poll)
+        // A flush moves no byte (the server flushes after reading a request too, before
+        // any answer exists): it neither starts nor ends the wait for an answer.
+        match Pin::new(&mut this.stream).poll_flush(context) {
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending => this.waiting(context),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves `router` behind a listener with the given timeouts; returns its address.
+    async fn serve(router: Router, timeouts: Timeouts) -> SocketAddr {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = tcp.local_addr().unwrap();
+        let listener = LimitedListener::new(tcp, 4, 1, timeouts);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        address
+    }
+
+    /// Sends one request and reads until the server closes the connection.
+    async fn request(address: SocketAddr, path: &str) -> String {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: fjord\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut response));
+        read.await.expect("no answer within 60 s").unwrap();
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_request_answered_after_the_idle_timeout_is_answered() {
+        let idle = Duration::from_millis(200);
+        let slow = move || async move {
+            tokio::time::sleep(idle * 5).await;
+            "slow answer"
+        };
+        let timeouts = Timeouts {
+            idle,
+            probe_idle: idle,
+            stall: Duration::from_secs(60),
+        };
+        let address = serve(Router::new().route("/slow", get(slow)), timeouts).await;
+        let response = request(address, "/slow").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+        assert!(response.ends_with("slow answer"), "{response:?}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_sends_nothing_is_closed_after_the_idle_timeout() {
+        let timeouts = Timeouts {
+            idle: Duration::from_millis(200),
+            probe_idle: Duration::from_millis(200),
+            stall: Duration::from_secs(60),
+        };
+        let address = serve(Router::new(), timeouts).await;
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(60), stream.read(&mut byte));
+        let read = read
+            .await
+            .expect("the idle connection was not closed within 60 s");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        println!("closed after {:?}", started.elapsed());
     }
 }

@@ -123,6 +123,7 @@ pub async fn serve(
         listener,
         listener::HTTP_CONNECTIONS_MAX,
         listener::HTTP_PROBE_CONNECTIONS_MAX,
+        listener::Timeouts::default(),
     );
     let mut stop = shutdown.clone();
     let service = router(state).into_make_service_with_connect_info::<listener::ConnectionKind>();
