@@ -34,6 +34,7 @@ use crate::group::{GroupService, OFFSETS_TOPIC};
 use crate::http::HttpState;
 use crate::http::state::ApiHandles;
 use crate::lifecycle::{Lifecycle, Phase};
+use crate::metadata::forwarding::ControllerEndpoint;
 use crate::metadata::front_end::BrokerRegistration;
 use crate::metadata::heartbeats::{
     BrokerHeartbeats, HeartbeatTiming, HeartbeatsHandle, LocalController,
@@ -75,6 +76,39 @@ pub struct Broker {
     recovery_reports: OnceLock<Vec<(TopicPartition, RecoveryReport)>>,
 }
 
+/// The broker's three listeners, bound.
+#[derive(Debug)]
+pub struct Listeners {
+    pub client: TcpListener,
+    pub internal: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses of `listen`, `internal_listen` and `http_listen`.
+    pub async fn bind(config: &BrokerConfig) -> anyhow::Result<Self> {
+        let client = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot bind the client listener to {}", config.listen))?;
+        let internal = TcpListener::bind(config.internal_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot bind the internal listener to {}",
+                    config.internal_listen
+                )
+            })?;
+        let http = TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("cannot bind the HTTP listener to {}", config.http_listen))?;
+        Ok(Self {
+            client,
+            internal,
+            http,
+        })
+    }
+}
+
 /// A started broker: its addresses, and the way to stop it.
 #[derive(Debug)]
 pub struct BrokerHandle {
@@ -97,20 +131,23 @@ impl Broker {
     /// Starts a broker and returns once it accepts connections.
     pub async fn start(config: BrokerConfig) -> anyhow::Result<BrokerHandle> {
         config.validate()?;
-        let client_listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot bind the client listener to {}", config.listen))?;
-        let internal_listener = TcpListener::bind(config.internal_listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot bind the internal listener to {}",
-                    config.internal_listen
-                )
-            })?;
-        let http_listener = TcpListener::bind(config.http_listen)
-            .await
-            .with_context(|| format!("cannot bind the HTTP listener to {}", config.http_listen))?;
+        let listeners = Listeners::bind(&config).await?;
+        Self::start_on(config, listeners).await
+    }
+
+    /// [`start`](Self::start) on listeners already bound (the settings' addresses are
+    /// not bound again): a cluster's voters must know each other's internal addresses
+    /// before any of them starts.
+    pub async fn start_on(
+        config: BrokerConfig,
+        listeners: Listeners,
+    ) -> anyhow::Result<BrokerHandle> {
+        config.validate()?;
+        let Listeners {
+            client: client_listener,
+            internal: internal_listener,
+            http: http_listener,
+        } = listeners;
         let client_addr = client_listener.local_addr()?;
         let internal_addr = internal_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
@@ -173,8 +210,11 @@ impl Broker {
             .await??
         };
         let (logs, identity) = opened;
+        // Other brokers call this node's controller (when it is the active one) on the
+        // internal listener from the start; the calls wait until it exists.
+        let controller_endpoint = Arc::new(ControllerEndpoint::new());
         let metadata_log = Arc::new(
-            MetadataLog::start(&config, internal_listener)
+            MetadataLog::start_serving(&config, internal_listener, controller_endpoint.clone())
                 .await
                 .context("cannot start the metadata quorum")?,
         );
@@ -188,6 +228,7 @@ impl Broker {
                     return Err(error);
                 }
             };
+        controller_endpoint.serve(&controller);
         tasks.push(tokio::spawn(controller.clone().run_broker_sessions(
             Duration::from_millis(config.broker_heartbeat_interval_ms),
             shutdown_receiver.clone(),

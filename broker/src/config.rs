@@ -83,7 +83,7 @@ settings! {
     http_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9193)), "FJORD_HTTP_LISTEN";
     /// Address of the broker-to-broker listener, where the metadata quorum's members talk (a single broker serves its quorum of one there).
     internal_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9194)), "FJORD_INTERNAL_LISTEN";
-    /// Voters of the metadata quorum, `id@host:port` of each one's internal listener, separated by commas. Empty = a quorum of one: this node, at its internal listener. Every node is both broker and controller, so this node must be listed. This release runs a quorum of one only: a list naming other nodes is refused at start.
+    /// Voters of the metadata quorum, `id@host:port` of each one's internal listener, separated by commas. Empty = a quorum of one: this node, at its internal listener. Every node is both broker and controller, so this node must be listed. With several voters, start every node with the same list; a broker waits at start until a majority of them run and have elected a leader.
     controller_quorum_voters: String = String::new(), "FJORD_CONTROLLER_QUORUM_VOTERS";
     /// How often this broker heartbeats to the active controller, which renews its session; at start-up it registers and heartbeats until it is unfenced, and on shutdown it heartbeats until its leaderships have moved away.
     broker_heartbeat_interval_ms: u64 = 1_000, "FJORD_BROKER_HEARTBEAT_INTERVAL_MS";
@@ -221,21 +221,10 @@ impl BrokerConfig {
         if self.node_id < 0 {
             return invalid("node_id", "must be 0 or more");
         }
-        let voters =
-            crate::quorum_voters::parse(&self.controller_quorum_voters).and_then(|voters| {
-                crate::quorum_voters::check_member(self.node_id, &voters).map(|()| voters)
-            });
-        let voters = match voters {
-            Ok(voters) => voters,
-            Err(error) => return invalid("controller_quorum_voters", &error.to_string()),
-        };
-        if voters.len() > 1 {
-            // Only the leader can take metadata changes until brokers forward them to
-            // it; a member that started as a follower could not even register.
-            return invalid(
-                "controller_quorum_voters",
-                "a quorum of several voters is not supported by this release yet; list only this node",
-            );
+        let voters = crate::quorum_voters::parse(&self.controller_quorum_voters)
+            .and_then(|voters| crate::quorum_voters::check_member(self.node_id, &voters));
+        if let Err(error) = voters {
+            return invalid("controller_quorum_voters", &error.to_string());
         }
         if self.broker_heartbeat_interval_ms == 0 {
             return invalid("broker_heartbeat_interval_ms", "must be at least 1");
@@ -403,19 +392,18 @@ mod tests {
         assert!(error.contains("broker_session_timeout_ms"), "{error}");
         assert!(error.contains("more than twice"), "{error}");
 
-        // This node alone may be listed; a list of several is refused until brokers
-        // forward metadata changes to the quorum's leader.
+        // The voters must include this node.
         let voters = |node_id, list: &str| ConfigOverrides {
             node_id: Some(node_id),
             controller_quorum_voters: Some(list.to_owned()),
             ..Default::default()
         };
         BrokerConfig::load(None, voters(1, "1@127.0.0.1:9194")).unwrap();
-        let error = BrokerConfig::load(None, voters(1, "1@127.0.0.1:9194,2@127.0.0.1:9294"))
+        BrokerConfig::load(None, voters(2, "1@127.0.0.1:9194,2@127.0.0.1:9294")).unwrap();
+        let error = BrokerConfig::load(None, voters(3, "1@127.0.0.1:9194,2@127.0.0.1:9294"))
             .unwrap_err()
             .to_string();
         assert!(error.contains("controller_quorum_voters"), "{error}");
-        assert!(error.contains("several voters"), "{error}");
         assert!(
             describe_settings()
                 .iter()

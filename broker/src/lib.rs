@@ -32,4 +32,4 @@ pub mod server;
 pub mod storage;
 pub mod topics;
 
-pub use broker::{Broker, BrokerHandle};
+pub use broker::{Broker, BrokerHandle, Listeners};

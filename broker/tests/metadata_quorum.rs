@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fjord_broker::internal::InternalListener;
+use fjord_broker::internal::{InternalListener, NoService};
 use fjord_broker::metadata::MetadataRecord;
 use fjord_broker::metadata::raft::{
     AppliedImage, ProposeError, QuorumConfig, QuorumError, QuorumNode, QuorumTiming, Role,
@@ -93,7 +94,9 @@ impl Cluster {
             timing: timing(),
             snapshot_every_entries: self.snapshot_every_entries,
         };
-        let node = QuorumNode::start(config, listener).await.unwrap();
+        let node = QuorumNode::start(config, listener, Arc::new(NoService))
+            .await
+            .unwrap();
         self.nodes.insert(id, node);
     }
 
@@ -485,7 +488,7 @@ async fn a_single_voter_restarts_with_its_image_and_refuses_other_voters() {
         InternalListener::from_listener(tokio::net::TcpListener::from_std(socket).unwrap())
     };
 
-    let node = QuorumNode::start(config(&[(1, &address)]), listener())
+    let node = QuorumNode::start(config(&[(1, &address)]), listener(), Arc::new(NoService))
         .await
         .unwrap();
     let applied = wait_until("a quorum of one commits", || async {
@@ -496,7 +499,7 @@ async fn a_single_voter_restarts_with_its_image_and_refuses_other_voters() {
     assert_eq!(before.applied_index, Some(applied.index));
     node.shutdown().await;
 
-    let node = QuorumNode::start(config(&[(1, &address)]), listener())
+    let node = QuorumNode::start(config(&[(1, &address)]), listener(), Arc::new(NoService))
         .await
         .unwrap();
     let mut watch = node.image();
@@ -513,7 +516,7 @@ async fn a_single_voter_restarts_with_its_image_and_refuses_other_voters() {
         (2, "127.0.0.1:1"),
         (3, "127.0.0.1:2"),
     ];
-    match QuorumNode::start(config(&others), listener()).await {
+    match QuorumNode::start(config(&others), listener(), Arc::new(NoService)).await {
         Err(error @ QuorumError::VotersDiffer { .. }) => println!("refused: {error}"),
         other => panic!("expected the voters to be refused, got {other:?}"),
     }

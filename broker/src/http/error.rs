@@ -191,7 +191,8 @@ impl From<TopicError> for ApiError {
             TopicError::Storage(_) => ErrorCode::StorageError,
             TopicError::Metadata(
                 ProposeError::NotLeader { .. } | ProposeError::TimedOut { .. },
-            ) => ErrorCode::QuorumUnavailable,
+            )
+            | TopicError::ControllerUnreachable { .. } => ErrorCode::QuorumUnavailable,
             TopicError::Metadata(ProposeError::ShutDown) => ErrorCode::NotReady,
             TopicError::Metadata(ProposeError::Failed(_)) => ErrorCode::StorageError,
         };

@@ -35,12 +35,21 @@ pub const RESPONSE_BIT: u8 = 0x80;
 const _: () = assert!(HEADER_BYTES < FRAME_BYTES_MAX);
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
 
-/// Request kinds. 0x01–0x1f are the metadata quorum's; 0x20–0x7f are free for later
-/// users of the listener (partition replication).
+/// Request kinds, in ranges by who answers them (see [`super::dispatch`]): 0x01–0x1f
+/// the metadata quorum's Raft messages, 0x20–0x2f calls to the active controller;
+/// 0x30–0x7f are free for later users of the listener (partition replication).
 pub mod kind {
+    use std::ops::RangeInclusive;
+
+    pub const QUORUM: RangeInclusive<u8> = 0x01..=0x1f;
     pub const RAFT_VOTE: u8 = 0x01;
     pub const RAFT_APPEND_ENTRIES: u8 = 0x02;
     pub const RAFT_INSTALL_SNAPSHOT: u8 = 0x03;
+
+    pub const CONTROLLER: RangeInclusive<u8> = 0x20..=0x2f;
+    /// A broker's call to the active controller (a metadata change, a registration,
+    /// a heartbeat) from a node that does not lead the quorum.
+    pub const CONTROLLER_CALL: u8 = 0x20;
 }
 
 /// One frame, decoded.

@@ -4,12 +4,15 @@
 //!   body), encoded and decoded without I/O.
 //! - [`listener`]: accepts peers' connections and hands each request to a service; a
 //!   peer that sends something that is not a frame is disconnected.
+//! - [`dispatch`]: one listener for several services, each owning a range of kinds.
 //! - [`peer`]: the client side: one connection per peer, reused by every call and
 //!   reopened after a failure, with a timeout on connecting and on each call.
 //!
-//! The metadata quorum (`metadata::raft::network`) is its first user; its request kinds
-//! are in [`frame::kind`], with room for the kinds of partition replication.
+//! The metadata quorum (`metadata::raft::network`) and the calls of brokers to the
+//! active controller (`metadata::forwarding`) are its users; their request kinds are in
+//! [`frame::kind`], with room for the kinds of partition replication.
 
+pub mod dispatch;
 pub mod frame;
 pub mod listener;
 pub mod peer;
@@ -18,6 +21,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+pub use dispatch::{Dispatch, NoService};
 pub use frame::{Frame, FrameError};
 pub use listener::{InternalListener, InternalService, RunningListener, ServiceError};
 pub use peer::{CallError, PeerClient};

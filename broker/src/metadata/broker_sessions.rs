@@ -118,6 +118,12 @@ pub enum MembershipCallError {
     /// Only the node whose quorum member leads keeps broker sessions.
     #[error("node {node_id} is not the active controller")]
     NotController { node_id: i32 },
+    /// No node is known to lead the quorum: too few voters run, or an election is
+    /// under way.
+    #[error(
+        "no active controller is known to node {node_id}: a majority of controller_quorum_voters must be running"
+    )]
+    NoActiveController { node_id: i32 },
     /// The records it called for were not applied.
     #[error("the controller could not record the change: {message}")]
     Metadata { message: String, retriable: bool },
@@ -132,7 +138,7 @@ impl MembershipCallError {
                 refusal,
                 MembershipError::InvalidNodeId(_) | MembershipError::ConflictingRegistration { .. }
             ),
-            Self::NotController { .. } => true,
+            Self::NotController { .. } | Self::NoActiveController { .. } => true,
             Self::Metadata { retriable, .. } => *retriable,
         }
     }
@@ -152,6 +158,7 @@ impl From<TopicError> for MembershipCallError {
     fn from(error: TopicError) -> Self {
         let retriable = match &error {
             TopicError::Metadata(propose) => propose.is_retriable(),
+            TopicError::ControllerUnreachable { .. } => true,
             _ => false,
         };
         Self::Metadata {

@@ -6,7 +6,10 @@
 //!
 //! The lock is held from the front end's decision until the records are applied, so that
 //! no two requests are decided against the same image. On a single broker this is the
-//! only controller; with several, only the quorum's leader can carry out a change.
+//! only controller; with several, only the node whose quorum member leads (the active
+//! controller) decides: every other node [forwards](super::forwarding) its requests
+//! there, retrying with a backoff while no leader is known or the leader moves, and
+//! answers once its own image holds the change.
 //!
 //! It also keeps the brokers' sessions ([`BrokerSessions`]): brokers register and
 //! heartbeat here (this broker too, through [`super::heartbeats`]), and a task of the
@@ -17,16 +20,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, watch};
+use tokio::time::Instant;
 
 use super::broker_sessions::{
     BrokerSessions, HeartbeatAnswer, MembershipCallError, MonotonicClock, Registered, SessionClock,
     applied_index,
 };
+use super::forwarding::{ControllerCall, ControllerClient, ControllerReply, ForwardError};
 use super::front_end::{self, BrokerRegistration, Inputs, MetadataRequest, Randomness};
 pub use super::front_end::{CreateTopic, TOPIC_PARTITIONS_MAX, TopicError, validate_topic_name};
 use super::image::{MetadataImage, TopicImage};
 use super::membership::{Heartbeat, MembershipError};
-use super::metadata_log::MetadataLog;
+use super::metadata_log::{MetadataLog, ProposeError};
 use super::position::LogPosition;
 use super::records::MetadataRecord;
 use crate::config::BrokerConfig;
@@ -68,8 +73,20 @@ fn apply_preview(image: &mut MetadataImage, records: &[MetadataRecord]) {
         .expect("the next index always follows the applied position");
 }
 
+/// First wait before trying a forwarded call again; it doubles up to
+/// [`FORWARD_BACKOFF_MAX`].
+const FORWARD_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const FORWARD_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long start-up waits for the quorum to give the cluster its identity (a leader
+/// must be elected, which needs a majority of the voters running).
+const INITIALIZE_WAIT_MAX: Duration = Duration::from_secs(120);
+
+/// A change and the images before and after it.
+type Applied = (Arc<MetadataImage>, Arc<MetadataImage>);
+
 #[derive(Debug)]
 pub struct Controller {
+    node_id: i32,
     defaults: BrokerConfig,
     /// Most partitions this broker may hold.
     partitions_max: usize,
@@ -78,6 +95,8 @@ pub struct Controller {
     deciding: Mutex<()>,
     /// The brokers' sessions, kept while this node's quorum member leads.
     sessions: BrokerSessions,
+    /// Calls to the active controller when it is another node.
+    forwarding: ControllerClient,
 }
 
 impl Controller {
@@ -107,16 +126,38 @@ impl Controller {
             clock,
         );
         let controller = Self {
+            node_id: config.node_id,
             defaults: config.clone(),
             partitions_max: crate::resources::partitions_max(config),
+            forwarding: ControllerClient::new(log.connect_timeout()),
             log,
             deciding: Mutex::new(()),
             sessions,
         };
-        controller
-            .submit(&[MetadataRequest::InitializeCluster])
-            .await?;
+        controller.initialize_cluster().await?;
         Ok(controller)
+    }
+
+    /// Gives a new cluster its identity, waiting (at most [`INITIALIZE_WAIT_MAX`]) for
+    /// a quorum leader to do it at; nothing to do once the image has one.
+    async fn initialize_cluster(&self) -> Result<(), TopicError> {
+        let started = Instant::now();
+        loop {
+            if !self.image().cluster_id.is_empty() {
+                return Ok(());
+            }
+            match self.submit(&[MetadataRequest::InitializeCluster]).await {
+                Ok(_) => return Ok(()),
+                Err(error) if is_retriable(&error) && started.elapsed() < INITIALIZE_WAIT_MAX => {
+                    tracing::warn!(
+                        %error,
+                        waited_ms = started.elapsed().as_millis(),
+                        "waiting for the metadata quorum to initialize the cluster (a majority of controller_quorum_voters must be running)"
+                    );
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// The current image.
@@ -158,14 +199,129 @@ impl Controller {
         Ok((records, after))
     }
 
-    /// Carries out requests as one entry of the log and returns the image before and
-    /// after. The lock is held from the front end's decision until the entry is
-    /// applied, so two concurrent requests (two creations of one name, two config
-    /// changes of one topic) cannot both be decided against the same image.
-    async fn submit(
+    /// Who leads the quorum now, as this node knows it.
+    fn active_controller(&self) -> Option<i32> {
+        self.log.leadership().leader()
+    }
+
+    /// Carries out requests as one entry of the log, here when this node is the
+    /// active controller and at the active controller otherwise, and returns the image
+    /// before and after (this node's, which holds the change). While no leader is
+    /// known, the leader moves or cannot be reached, it tries again with a backoff
+    /// until the propose timeout has passed.
+    async fn submit(&self, requests: &[MetadataRequest]) -> Result<Applied, TopicError> {
+        let before = self.image();
+        let timeout = self.log.propose_timeout();
+        let deadline = Instant::now() + timeout;
+        let mut backoff = FORWARD_BACKOFF_MIN;
+        loop {
+            let retry = match self.active_controller() {
+                Some(leader) if leader == self.node_id => match self.submit_here(requests).await {
+                    Err(TopicError::Metadata(error @ ProposeError::NotLeader { .. })) => {
+                        TopicError::Metadata(error)
+                    }
+                    done => return done,
+                },
+                Some(leader) => match self.forward_submit(leader, requests, deadline).await {
+                    Ok(index) => {
+                        let after = self.wait_applied(index, deadline, timeout).await?;
+                        return Ok((before, after));
+                    }
+                    Err(Forwarded::Final(error)) => return Err(error),
+                    Err(Forwarded::Retry(error)) => error,
+                },
+                None => TopicError::Metadata(ProposeError::NotLeader {
+                    node_id: self.node_id,
+                    leader: None,
+                }),
+            };
+            if Instant::now() + backoff >= deadline {
+                return Err(retry);
+            }
+            tracing::debug!(error = %retry, retry_in_ms = backoff.as_millis(), "metadata change not carried out yet; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(FORWARD_BACKOFF_MAX);
+        }
+    }
+
+    /// Sends requests to the active controller `leader`; its answer is the index the
+    /// change was applied at.
+    async fn forward_submit(
+        &self,
+        leader: i32,
+        requests: &[MetadataRequest],
+        deadline: Instant,
+    ) -> Result<u64, Forwarded> {
+        let call = ControllerCall::Submit(requests.to_vec());
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        match self.call_controller(leader, &call, timeout).await {
+            Ok(ControllerReply::Submitted(Ok(index))) => Ok(index),
+            // It stopped leading, or is stopping: the next leader will take it.
+            Ok(ControllerReply::Submitted(Err(TopicError::Metadata(
+                error @ (ProposeError::NotLeader { .. } | ProposeError::ShutDown),
+            )))) => Err(Forwarded::Retry(TopicError::Metadata(error))),
+            Ok(ControllerReply::Submitted(Err(error))) => Err(Forwarded::Final(error)),
+            Ok(ControllerReply::NotReady) => Err(Forwarded::Retry(unreachable_controller(
+                leader,
+                "its controller is still starting",
+            ))),
+            Ok(other) => Err(Forwarded::Final(unreachable_controller(
+                leader,
+                &format!("it answered a change with {other:?}"),
+            ))),
+            Err(error) => Err(Forwarded::Retry(unreachable_controller(
+                leader,
+                &error.to_string(),
+            ))),
+        }
+    }
+
+    /// Sends a call to the controller of node `leader`.
+    async fn call_controller(
+        &self,
+        leader: i32,
+        call: &ControllerCall,
+        timeout: Duration,
+    ) -> Result<ControllerReply, ForwardError> {
+        let Some(address) = self.log.voter_address(leader) else {
+            return Err(ForwardError::BadReply {
+                node_id: leader,
+                reason: "it is not among controller_quorum_voters".to_owned(),
+            });
+        };
+        self.forwarding.call(leader, &address, call, timeout).await
+    }
+
+    /// Waits until this node has applied the log up to `index` (a change the active
+    /// controller made), at most until `deadline`.
+    async fn wait_applied(
+        &self,
+        index: u64,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Arc<MetadataImage>, TopicError> {
+        let mut images = self.subscribe();
+        let applied = tokio::time::timeout_at(
+            deadline,
+            images.wait_for(|image| applied_index(image) >= index),
+        )
+        .await;
+        match applied {
+            Ok(Ok(image)) => Ok(image.clone()),
+            Ok(Err(_)) => Err(TopicError::Metadata(ProposeError::ShutDown)),
+            Err(_) => Err(TopicError::Metadata(ProposeError::TimedOut { timeout })),
+        }
+    }
+
+    /// Carries out requests as one entry of the log, on this node, which must be the
+    /// active controller, and returns the image before and after. The lock is held from
+    /// the front end's decision until the entry is applied, so two concurrent requests
+    /// (two creations of one name, two config changes of one topic) cannot both be
+    /// decided against the same image.
+    pub(crate) async fn submit_here(
         &self,
         requests: &[MetadataRequest],
-    ) -> Result<(Arc<MetadataImage>, Arc<MetadataImage>), TopicError> {
+    ) -> Result<Applied, TopicError> {
         let _deciding = self.deciding.lock().await;
         let before = self.image();
         let (records, _) = self.records_for(&before, requests)?;
@@ -189,17 +345,16 @@ impl Controller {
         } else {
             self.submit(std::slice::from_ref(&create)).await?.1
         };
-        Ok(after.topic(&request.name).expect("just created").clone())
+        topic_of(&after, &request.name)
     }
 
-    /// Deletes a topic; returns what it was.
-    pub async fn delete_topic(&self, name: &str) -> Result<Arc<TopicImage>, TopicError> {
-        let (before, _) = self
-            .submit(&[MetadataRequest::DeleteTopic {
-                name: name.to_owned(),
-            }])
-            .await?;
-        Ok(before.topic(name).expect("just deleted").clone())
+    /// Deletes a topic.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
+        self.submit(&[MetadataRequest::DeleteTopic {
+            name: name.to_owned(),
+        }])
+        .await?;
+        Ok(())
     }
 
     /// Bumps a partition's leader epoch, keeping its leader and in-sync set: its log
@@ -212,11 +367,10 @@ impl Controller {
                 partition,
             }])
             .await?;
-        let topic = after.topic(name).expect("just changed");
-        Ok(topic
+        topic_of(&after, name)?
             .partition(partition)
-            .expect("just changed")
-            .leader_epoch)
+            .map(|partition| partition.leader_epoch)
+            .ok_or_else(|| TopicError::UnknownTopic(name.to_owned()))
     }
 
     /// Changes a topic's config overrides incrementally, like Kafka's
@@ -235,7 +389,51 @@ impl Controller {
                 changes: changes.clone(),
             }])
             .await?;
-        Ok(after.topic(name).expect("just changed").clone())
+        topic_of(&after, name)
+    }
+}
+
+/// The topic named `name` in an image that holds a change of it: gone only when a
+/// later change (another request) deleted it meanwhile.
+fn topic_of(image: &MetadataImage, name: &str) -> Result<Arc<TopicImage>, TopicError> {
+    image
+        .topic(name)
+        .cloned()
+        .ok_or_else(|| TopicError::UnknownTopic(name.to_owned()))
+}
+
+/// A membership call answered with something else than its answer: a controller
+/// that does not speak this release's protocol.
+fn unexpected_reply(leader: i32, reply: &ControllerReply) -> MembershipCallError {
+    MembershipCallError::Metadata {
+        message: format!("the active controller, node {leader}, answered {reply:?}"),
+        retriable: false,
+    }
+}
+
+/// Whether the same change may succeed when asked again (at the same or a new
+/// leader).
+fn is_retriable(error: &TopicError) -> bool {
+    match error {
+        TopicError::Metadata(error) => error.is_retriable(),
+        TopicError::ControllerUnreachable { .. } => true,
+        _ => false,
+    }
+}
+
+/// What a forwarded change came to, when it did not succeed.
+enum Forwarded {
+    /// Worth trying again (at the same or a new leader).
+    Retry(TopicError),
+    /// The active controller's answer.
+    Final(TopicError),
+}
+
+/// The error of a change the active controller could not be asked to make.
+fn unreachable_controller(leader: i32, reason: &str) -> TopicError {
+    TopicError::ControllerUnreachable {
+        node_id: leader,
+        reason: reason.to_owned(),
     }
 }
 
@@ -247,8 +445,29 @@ impl Controller {
         &self,
         registration: &BrokerRegistration,
     ) -> Result<Registered, MembershipCallError> {
+        match self.active_controller() {
+            Some(leader) if leader == self.node_id => self.register_here(registration).await,
+            Some(leader) => {
+                let call = ControllerCall::Register(registration.clone());
+                match self.forward_membership(leader, &call).await? {
+                    ControllerReply::Registered(answer) => answer,
+                    other => Err(unexpected_reply(leader, &other)),
+                }
+            }
+            None => Err(MembershipCallError::NoActiveController {
+                node_id: self.node_id,
+            }),
+        }
+    }
+
+    /// [`register_broker`](Self::register_broker) on this node, which must be the
+    /// active controller.
+    pub(crate) async fn register_here(
+        &self,
+        registration: &BrokerRegistration,
+    ) -> Result<Registered, MembershipCallError> {
         let requests = self.sessions.register(&self.image(), registration)?;
-        let (_, after) = self.submit(&requests).await?;
+        let (_, after) = self.submit_here(&requests).await?;
         let node_id = registration.node_id;
         match after.brokers.get(&node_id) {
             Some(broker) if broker.incarnation_id == registration.incarnation_id => {
@@ -276,10 +495,31 @@ impl Controller {
         &self,
         heartbeat: Heartbeat,
     ) -> Result<HeartbeatAnswer, MembershipCallError> {
+        match self.active_controller() {
+            Some(leader) if leader == self.node_id => self.heartbeat_here(heartbeat).await,
+            Some(leader) => {
+                let call = ControllerCall::Heartbeat(heartbeat);
+                match self.forward_membership(leader, &call).await? {
+                    ControllerReply::Heartbeat(answer) => answer,
+                    other => Err(unexpected_reply(leader, &other)),
+                }
+            }
+            None => Err(MembershipCallError::NoActiveController {
+                node_id: self.node_id,
+            }),
+        }
+    }
+
+    /// [`broker_heartbeat`](Self::broker_heartbeat) on this node, which must be the
+    /// active controller.
+    pub(crate) async fn heartbeat_here(
+        &self,
+        heartbeat: Heartbeat,
+    ) -> Result<HeartbeatAnswer, MembershipCallError> {
         let mut image = self.image();
         let mut reply = self.sessions.heartbeat(&image, heartbeat)?;
         if !reply.propose.is_empty() {
-            image = self.submit(&reply.propose).await?.1;
+            image = self.submit_here(&reply.propose).await?.1;
             // Asked again of the new image: what the first answer called for is done,
             // so this one calls for nothing more (or a later heartbeat proposes it).
             reply = self.sessions.heartbeat(&image, heartbeat)?;
@@ -291,12 +531,34 @@ impl Controller {
         })
     }
 
+    /// Sends a registration or heartbeat to the active controller `leader`, once: the
+    /// broker's heartbeats retry on their own schedule. Waits at most the propose
+    /// timeout, which bounds what the controller does for it.
+    async fn forward_membership(
+        &self,
+        leader: i32,
+        call: &ControllerCall,
+    ) -> Result<ControllerReply, MembershipCallError> {
+        let timeout = self.log.propose_timeout() + FORWARD_BACKOFF_MAX;
+        match self.call_controller(leader, call, timeout).await {
+            Ok(ControllerReply::NotReady) => Err(MembershipCallError::Metadata {
+                message: format!("the controller of node {leader} is still starting"),
+                retriable: true,
+            }),
+            Ok(reply) => Ok(reply),
+            Err(error) => Err(MembershipCallError::Metadata {
+                message: error.to_string(),
+                retriable: true,
+            }),
+        }
+    }
+
     /// Fences the brokers whose sessions expired, when this node is the active
     /// controller; returns how many requests that took.
     pub async fn expire_broker_sessions(&self) -> Result<usize, MembershipCallError> {
         let requests = self.sessions.tick(&self.image());
         if !requests.is_empty() {
-            self.submit(&requests).await?;
+            self.submit_here(&requests).await?;
         }
         Ok(requests.len())
     }

@@ -29,7 +29,7 @@ use crate::storage::StorageError;
 pub use crate::config::TOPIC_PARTITIONS_MAX;
 
 /// A request to create a topic; `None` takes the broker's default.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CreateTopic {
     pub name: String,
     pub partitions: Option<i32>,
@@ -37,8 +37,9 @@ pub struct CreateTopic {
     pub config: BTreeMap<String, String>,
 }
 
-/// A change asked of the metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A change asked of the metadata. Plain data, so that a broker whose node does not
+/// lead the quorum can send it to the active controller (see [`super::forwarding`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MetadataRequest {
     /// Give a new cluster its identity; nothing to do when it has one.
     InitializeCluster,
@@ -119,7 +120,9 @@ pub struct Inputs<'a> {
 }
 
 /// Why a topic operation was refused.
-#[derive(Debug, thiserror::Error)]
+/// Travels (as JSON) from the active controller to the broker that forwarded the
+/// request; a local storage failure never does (see [`TopicError::for_the_wire`]).
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TopicError {
     #[error("topic '{0}' already exists")]
     AlreadyExists(String),
@@ -156,10 +159,15 @@ pub enum TopicError {
     InconsistentConfig(String),
     /// The records could not be made durable (never from the front end itself).
     #[error("metadata storage failed: {0}")]
+    #[serde(skip)]
     Storage(#[from] StorageError),
     /// The metadata log did not apply the change (never from the front end itself).
     #[error(transparent)]
     Metadata(#[from] ProposeError),
+    /// The active controller is another node, and it could not be asked within the
+    /// propose timeout (never from the front end itself).
+    #[error("cannot reach the active controller, node {node_id}: {reason}")]
+    ControllerUnreachable { node_id: i32, reason: String },
 }
 
 impl TopicError {
@@ -183,6 +191,19 @@ impl TopicError {
             Self::Metadata(ProposeError::TimedOut { .. }) => ErrorCode::RequestTimedOut,
             Self::Metadata(ProposeError::ShutDown) => ErrorCode::BrokerShuttingDown,
             Self::Metadata(ProposeError::Failed(_)) => ErrorCode::StorageError,
+            Self::ControllerUnreachable { .. } => ErrorCode::RequestTimedOut,
+        }
+    }
+}
+
+impl TopicError {
+    /// This error as another broker can receive it: a storage failure, which holds
+    /// the local error, becomes the quorum failure it is to them.
+    pub fn for_the_wire(self) -> Self {
+        // (`ControllerUnreachable` never crosses: the endpoint does not forward.)
+        match self {
+            Self::Storage(error) => Self::Metadata(ProposeError::Failed(error.to_string())),
+            other => other,
         }
     }
 }

@@ -23,6 +23,7 @@ use super::raft::{AppliedImage, QuorumConfig, QuorumNode, QuorumTiming};
 pub use super::raft::{Leadership, ProposeError, QuorumError, QuorumStatus, Role, VoterStatus};
 use super::records::MetadataRecord;
 use crate::config::BrokerConfig;
+use crate::internal::{InternalService, NoService};
 
 /// This broker's way to the metadata: its quorum member and the images it publishes.
 #[derive(Debug)]
@@ -40,6 +41,17 @@ impl MetadataLog {
     /// listener's address. A quorum of one leads as soon as this returns; a member of
     /// several voters returns once it has joined, and learns its leader by election.
     pub async fn start(config: &BrokerConfig, listener: TcpListener) -> Result<Self, QuorumError> {
+        Self::start_serving(config, listener, Arc::new(NoService)).await
+    }
+
+    /// [`start`](Self::start), with `controller` answering the calls other brokers
+    /// make to this node's controller on the internal listener (see
+    /// [`super::forwarding`]).
+    pub async fn start_serving<C: InternalService>(
+        config: &BrokerConfig,
+        listener: TcpListener,
+        controller: Arc<C>,
+    ) -> Result<Self, QuorumError> {
         let address = listener.local_addr().map_err(QuorumError::Listener)?;
         let mut voters = crate::quorum_voters::parse(&config.controller_quorum_voters)
             .map_err(|error| QuorumError::Config(error.to_string()))?;
@@ -54,7 +66,7 @@ impl MetadataLog {
             snapshot_every_entries: config.metadata_snapshot_entries,
         };
         let listener = crate::internal::InternalListener::from_listener(listener);
-        let node = QuorumNode::start(quorum, listener).await?;
+        let node = QuorumNode::start(quorum, listener, controller).await?;
         let mut applied = node.image();
         let mut leadership = node.leadership();
         let (publish, images) =
@@ -100,6 +112,22 @@ impl MetadataLog {
     /// in which term, and a way to wait for a change.
     pub fn leadership(&self) -> Leadership {
         self.node.leadership()
+    }
+
+    /// The internal listener address of voter `node_id`, where its controller is
+    /// called.
+    pub fn voter_address(&self, node_id: i32) -> Option<String> {
+        self.node.voter_address(node_id).map(str::to_owned)
+    }
+
+    /// How long a proposal waits to be committed before it fails.
+    pub fn propose_timeout(&self) -> std::time::Duration {
+        self.node.propose_timeout()
+    }
+
+    /// How long connecting to another voter may take.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        self.node.connect_timeout()
     }
 
     /// The quorum as this broker sees it: leader, term, positions, voters.

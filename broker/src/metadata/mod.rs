@@ -16,6 +16,9 @@
 //! - [`broker_sessions`]: its shell on the controller: a clock, the quorum's leadership
 //!   (sessions are kept by the node that leads, afresh from when it starts leading), and
 //!   the serializable calls and answers brokers exchange with it.
+//! - [`forwarding`]: calls of brokers whose node does not lead the quorum to the
+//!   active controller (changes, registrations, heartbeats), over the internal
+//!   listener.
 //! - [`heartbeats`]: the broker's side: register with an incarnation id, heartbeat,
 //!   controlled shutdown, through a [`heartbeats::ControllerLink`].
 //! - [`metadata_log`]: [`MetadataLog`], the seam between the controller and the
@@ -24,7 +27,7 @@
 //!   broker is a quorum of one.
 //! - [`controller`]: the shell around the front end: serialises requests, supplies real
 //!   ids and limits, proposes the records to the metadata log and answers from the image
-//!   they made.
+//!   they made; on a node that does not lead, forwards requests to the one that does.
 //! - [`topic_config`]: per-topic settings and their validation.
 //! - [`raft`]: the metadata quorum's Raft log, vote and state machine storage and its
 //!   node, behind openraft.
@@ -33,6 +36,7 @@
 
 pub mod broker_sessions;
 pub mod controller;
+pub mod forwarding;
 pub mod front_end;
 pub mod heartbeats;
 pub mod image;

@@ -270,6 +270,9 @@ fn errors_say_whether_to_retry() {
         not_controller.to_string(),
         "node 3 is not the active controller"
     );
+    let no_leader = MembershipCallError::NoActiveController { node_id: 2 };
+    assert!(no_leader.is_retriable());
+    assert!(no_leader.to_string().contains("controller_quorum_voters"));
     let invalid = MembershipCallError::Refused(MembershipError::InvalidNodeId(-1));
     assert!(!invalid.is_retriable());
     let timed_out = MembershipCallError::from(ProposeError::TimedOut {

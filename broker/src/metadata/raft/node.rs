@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use super::network::{Network, RaftService};
 use super::state_machine::AppliedImage;
 use super::{Applied, ImageStateMachine, LogStore, MetadataRaft, QuorumMember, RaftStoreError};
-use crate::internal::{InternalListener, RunningListener};
+use crate::internal::{Dispatch, InternalListener, InternalService, RunningListener};
 use crate::metadata::records::MetadataRecord;
 
 /// The timing of the quorum. The defaults leave room for a loaded machine with slow
@@ -107,7 +107,7 @@ pub enum QuorumError {
 }
 
 /// The quorum's leader, as far as this node knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LeaderHint {
     pub node_id: i32,
     pub address: String,
@@ -115,7 +115,7 @@ pub struct LeaderHint {
 
 /// Why a proposal was not applied. [`ProposeError::is_retriable`] says whether trying
 /// again (on the leader) may succeed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ProposeError {
     /// Proposals go to the leader; retry there (or later, when no leader is known).
     #[error("node {node_id} is not the metadata quorum's leader; {}", describe_leader(.leader))]
@@ -143,7 +143,8 @@ fn describe_leader(leader: &Option<LeaderHint>) -> String {
             "the leader is node {} at {}",
             leader.node_id, leader.address
         ),
-        None => "no leader is known now".to_owned(),
+        None => "no leader is known now (a majority of controller_quorum_voters must be running)"
+            .to_owned(),
     }
 }
 
@@ -207,6 +208,9 @@ pub struct QuorumNode {
     listener: Mutex<Option<RunningListener>>,
     image: watch::Receiver<AppliedImage>,
     propose_timeout: Duration,
+    connect_timeout: Duration,
+    /// Every voter's internal listener address.
+    voters: BTreeMap<i32, String>,
 }
 
 impl std::fmt::Debug for QuorumNode {
@@ -291,11 +295,13 @@ impl QuorumConfig {
 }
 
 impl QuorumNode {
-    /// Opens the node's files, serves the quorum on `listener` and joins the quorum,
-    /// initializing it when this directory (and so the cluster) is new.
-    pub async fn start(
+    /// Opens the node's files, serves the quorum on `listener` (and the calls to the
+    /// active controller, with `controller`) and joins the quorum, initializing it when
+    /// this directory (and so the cluster) is new.
+    pub async fn start<C: InternalService>(
         config: QuorumConfig,
         listener: InternalListener,
+        controller: Arc<C>,
     ) -> Result<Self, QuorumError> {
         config.validate()?;
         let raft_config = Arc::new(config.raft_config()?);
@@ -309,7 +315,8 @@ impl QuorumNode {
         let raft = Raft::new(id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|error| QuorumError::Raft(error.to_string()))?;
-        let listener = match listener.serve(Arc::new(RaftService::new(raft.clone()))) {
+        let service = Dispatch::new(Arc::new(RaftService::new(raft.clone())), controller);
+        let listener = match listener.serve(Arc::new(service)) {
             Ok(listener) => listener,
             Err(error) => {
                 stop_raft(&raft).await;
@@ -322,6 +329,8 @@ impl QuorumNode {
             listener: Mutex::new(Some(listener)),
             image,
             propose_timeout: config.timing.propose_timeout,
+            connect_timeout: config.timing.connect_timeout,
+            voters: config.voters.clone(),
         };
         let mut joined = node.join(&config).await;
         if joined.is_ok() && config.voters.len() == 1 {
@@ -405,6 +414,21 @@ impl QuorumNode {
             });
         }
         Ok(())
+    }
+
+    /// The internal listener address of voter `node_id`.
+    pub fn voter_address(&self, node_id: i32) -> Option<&str> {
+        self.voters.get(&node_id).map(String::as_str)
+    }
+
+    /// How long a proposal may wait to be committed.
+    pub fn propose_timeout(&self) -> Duration {
+        self.propose_timeout
+    }
+
+    /// How long connecting to another voter may take.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     pub fn node_id(&self) -> i32 {

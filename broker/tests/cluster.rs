@@ -1,0 +1,386 @@
+//! Three brokers that are voters of one metadata quorum, in this process, over real TCP
+//! on 127.0.0.1: they agree on an active controller, register with it and are
+//! unfenced; a topic created and deleted through a broker that is not the controller is
+//! carried out by the controller (forwarded over the internal listener) and is known to
+//! the broker that took the request as soon as it answers; every broker serves the
+//! partitions it leads; a broker that shuts down is fenced in the others' view, and
+//! comes back unfenced with a new broker epoch; without a majority, changes are refused
+//! with a retriable error and the last known metadata is still served.
+
+mod common;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::http_client::{get, http, send_json};
+use common::native_client::{NativeClient, values_batch};
+use fjord_broker::config::BrokerConfig;
+use fjord_broker::metadata::MetadataImage;
+use fjord_broker::{Broker, BrokerHandle, Listeners};
+use fjord_protocol::ErrorCode;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+/// Generous: elections take seconds, and the machine may be loaded.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+async fn wait_until<F: Future<Output = bool>>(what: &str, mut condition: impl FnMut() -> F) {
+    let started = Instant::now();
+    while !condition().await {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "not within {PATIENCE:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("{what}: {:?}", started.elapsed());
+}
+
+fn config(data_dir: &Path, node_id: i32, voters: &str) -> BrokerConfig {
+    let mut config = BrokerConfig::for_tests(data_dir);
+    config.node_id = node_id;
+    config.controller_quorum_voters = voters.to_owned();
+    config.broker_heartbeat_interval_ms = 250;
+    config.broker_session_timeout_ms = 2_000;
+    config
+}
+
+async fn ephemeral() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.unwrap()
+}
+
+/// Binds `address` again (a restarted voter keeps its address); another test may hold
+/// the port for a moment, so it retries for a while.
+async fn rebind(address: SocketAddr) -> TcpListener {
+    let started = Instant::now();
+    loop {
+        match TcpListener::bind(address).await {
+            Ok(listener) => return listener,
+            Err(error) => {
+                assert!(
+                    started.elapsed() < PATIENCE,
+                    "cannot bind {address} again: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Every broker of `brokers` registered and unfenced, and every one of them naming
+/// the same active controller, in `image`.
+fn all_unfenced(image: &MetadataImage, brokers: &[i32]) -> bool {
+    brokers.iter().all(|node_id| {
+        image
+            .brokers
+            .get(node_id)
+            .is_some_and(|broker| !broker.fenced)
+    }) && image.controller_id != -1
+}
+
+struct Cluster {
+    _dirs: Vec<tempfile::TempDir>,
+    data_dirs: Vec<std::path::PathBuf>,
+    voters: String,
+    internal: Vec<SocketAddr>,
+    brokers: Vec<Option<BrokerHandle>>,
+}
+
+impl Cluster {
+    /// Starts three voters at once (each waits for the others to elect a leader).
+    async fn start() -> Self {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let data_dirs: Vec<_> = dirs.iter().map(|dir| dir.path().join("data")).collect();
+        let mut internal_listeners = Vec::new();
+        for _ in 0..3 {
+            internal_listeners.push(ephemeral().await);
+        }
+        let internal: Vec<SocketAddr> = internal_listeners
+            .iter()
+            .map(|listener| listener.local_addr().unwrap())
+            .collect();
+        let voters = (1..=3)
+            .zip(&internal)
+            .map(|(node_id, address)| format!("{node_id}@{address}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let started = Instant::now();
+        let mut starting = Vec::new();
+        for ((node_id, data_dir), internal) in (1..=3).zip(&data_dirs).zip(internal_listeners) {
+            let config = config(data_dir, node_id, &voters);
+            let listeners = Listeners {
+                client: ephemeral().await,
+                internal,
+                http: ephemeral().await,
+            };
+            starting.push(tokio::spawn(Broker::start_on(config, listeners)));
+        }
+        let mut brokers = Vec::new();
+        for start in starting {
+            brokers.push(Some(start.await.unwrap().expect("a voter starts")));
+        }
+        println!("three voters started in {:?}", started.elapsed());
+        Self {
+            _dirs: dirs,
+            data_dirs,
+            voters,
+            internal,
+            brokers,
+        }
+    }
+
+    fn broker(&self, node_id: i32) -> &BrokerHandle {
+        self.brokers[(node_id - 1) as usize]
+            .as_ref()
+            .expect("the broker runs")
+    }
+
+    fn image(&self, node_id: i32) -> Arc<MetadataImage> {
+        self.broker(node_id).broker().metadata()
+    }
+
+    fn running(&self) -> Vec<i32> {
+        (1..=3)
+            .filter(|node_id| self.brokers[(*node_id - 1) as usize].is_some())
+            .collect()
+    }
+
+    /// Waits until every running broker sees all three brokers unfenced and the same
+    /// controller; returns the controller.
+    async fn settled(&self) -> i32 {
+        wait_until(
+            "every broker sees three unfenced brokers and one controller",
+            || {
+                let images: Vec<_> = self
+                    .running()
+                    .into_iter()
+                    .map(|node_id| self.image(node_id))
+                    .collect();
+                let agreed = images.iter().all(|image| all_unfenced(image, &[1, 2, 3]))
+                    && images
+                        .iter()
+                        .all(|image| image.controller_id == images[0].controller_id);
+                async move { agreed }
+            },
+        )
+        .await;
+        self.image(self.running()[0]).controller_id
+    }
+
+    async fn stop(&mut self, node_id: i32) {
+        let broker = self.brokers[(node_id - 1) as usize]
+            .take()
+            .expect("the broker runs");
+        broker.shutdown().await.unwrap();
+    }
+
+    async fn restart(&mut self, node_id: i32) {
+        let index = (node_id - 1) as usize;
+        let config = config(&self.data_dirs[index], node_id, &self.voters);
+        let listeners = Listeners {
+            client: ephemeral().await,
+            internal: rebind(self.internal[index]).await,
+            http: ephemeral().await,
+        };
+        let started = Instant::now();
+        let broker = Broker::start_on(config, listeners).await.unwrap();
+        println!("broker {node_id} restarted in {:?}", started.elapsed());
+        self.brokers[index] = Some(broker);
+    }
+
+    async fn shutdown(mut self) {
+        for node_id in self.running() {
+            self.stop(node_id).await;
+        }
+    }
+}
+
+/// Changes made through brokers that are not the active controller are carried out by
+/// it, answered once the broker that took them knows them, and followed by every
+/// broker; a broker that shuts down is fenced and comes back unfenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_forward_changes_to_the_active_controller() {
+    let mut cluster = Cluster::start().await;
+    let controller = cluster.settled().await;
+    let follower = (1..=3).find(|id| *id != controller).unwrap();
+    let other = (1..=3)
+        .find(|id| *id != controller && *id != follower)
+        .unwrap();
+    println!("controller {controller}, follower {follower}, other {other}");
+
+    // Created through a follower: known to it as soon as it answers.
+    let http_addr = cluster.broker(follower).http_addr();
+    let created = send_json(
+        http_addr,
+        "POST",
+        "/v1/topics",
+        &json!({"name": "orders", "partitions": 6}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let image = cluster.image(follower);
+    let topic = image
+        .topic("orders")
+        .expect("known when the creation answers");
+    let leaders: std::collections::BTreeSet<i32> = topic
+        .partitions
+        .iter()
+        .map(|partition| partition.leader)
+        .collect();
+    assert_eq!(leaders, [1, 2, 3].into(), "{topic:?}");
+    let described = get(http_addr, "/v1/topics/orders").await;
+    assert_eq!(described.status, 200, "{}", described.text());
+
+    // Every partition is served by its leader, whichever broker that is.
+    let topic = topic.clone();
+    wait_until("every broker knows the topic", || {
+        let known = (1..=3).all(|node_id| cluster.image(node_id).topic("orders").is_some());
+        async move { known }
+    })
+    .await;
+    for partition in &topic.partitions {
+        let leader = cluster.broker(partition.leader);
+        let mut client = NativeClient::connect(leader.client_addr()).await;
+        let value = format!("p{}", partition.partition);
+        let produced = client
+            .produce("orders", partition.partition, values_batch(&value, 1))
+            .await;
+        assert_eq!(produced, ErrorCode::None, "partition {partition:?}");
+        let fetched = client.fetch("orders", partition.partition, 0).await;
+        assert_eq!(fetched.error_code, ErrorCode::None);
+        assert_eq!(fetched.high_watermark, 1);
+        assert!(!fetched.records.is_empty());
+    }
+
+    // The same name again, through the other follower: refused by the controller.
+    let again = send_json(
+        cluster.broker(other).http_addr(),
+        "POST",
+        "/v1/topics",
+        &json!({"name": "orders", "partitions": 1}),
+    )
+    .await;
+    assert_eq!(again.status, 409, "{}", again.text());
+
+    // Deleted through a follower: gone there when it answers, then everywhere.
+    let deleted = http(http_addr, "DELETE", "/v1/topics/orders", None).await;
+    assert!(
+        deleted.status < 300,
+        "{} {}",
+        deleted.status,
+        deleted.text()
+    );
+    assert!(cluster.image(follower).topic("orders").is_none());
+    wait_until("every broker forgot the topic", || {
+        let gone = (1..=3).all(|node_id| cluster.image(node_id).topic("orders").is_none());
+        async move { gone }
+    })
+    .await;
+
+    // A follower that shuts down is fenced in the survivors' view; restarted, it is
+    // a new registration, unfenced.
+    let epoch_before = cluster.image(controller).brokers[&follower].broker_epoch;
+    let stopping = Instant::now();
+    cluster.stop(follower).await;
+    println!("broker {follower} stopped in {:?}", stopping.elapsed());
+    wait_until("the survivors see the stopped broker fenced", || {
+        let fenced = [controller, other]
+            .iter()
+            .all(|node_id| cluster.image(*node_id).brokers[&follower].fenced);
+        async move { fenced }
+    })
+    .await;
+    cluster.restart(follower).await;
+    cluster.settled().await;
+    let epoch_after = cluster.image(controller).brokers[&follower].broker_epoch;
+    assert!(
+        epoch_after > epoch_before,
+        "{epoch_before} -> {epoch_after}"
+    );
+
+    // Two of three gone: a change fails with a retriable error within the propose
+    // timeout (an answer with a body, not a dropped connection), and the last known
+    // metadata is still read.
+    cluster.stop(controller).await;
+    cluster.stop(other).await;
+    let http_addr = cluster.broker(follower).http_addr();
+    let asked = Instant::now();
+    let refused = send_json(
+        http_addr,
+        "POST",
+        "/v1/topics",
+        &json!({"name": "payments", "partitions": 1}),
+    )
+    .await;
+    println!(
+        "creation without a quorum answered {} after {:?}: {}",
+        refused.status,
+        asked.elapsed(),
+        refused.text()
+    );
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        refused.text().contains("quorum_unavailable"),
+        "{}",
+        refused.text()
+    );
+    let listed = get(http_addr, "/v1/topics").await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    cluster.shutdown().await;
+}
+
+/// A voter alone among three cannot make a cluster: its start-up waits for a leader
+/// (it does not give up at the first propose timeout), and once the others come it
+/// joins them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_alone_waits_for_the_others() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut internal = Vec::new();
+    for _ in 0..3 {
+        internal.push(ephemeral().await);
+    }
+    let voters = (1..=3)
+        .zip(&internal)
+        .map(|(node_id, listener)| format!("{node_id}@{}", listener.local_addr().unwrap()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut internal = internal.into_iter();
+    let mut start = |node_id: i32| {
+        let config = config(
+            &dirs[(node_id - 1) as usize].path().join("data"),
+            node_id,
+            &voters,
+        );
+        let internal = internal.next().unwrap();
+        tokio::spawn(async move {
+            let listeners = Listeners {
+                client: ephemeral().await,
+                internal,
+                http: ephemeral().await,
+            };
+            Broker::start_on(config, listeners).await
+        })
+    };
+    let first = start(1);
+    // Longer than a propose timeout (10 s): the start must still be waiting.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert!(!first.is_finished(), "a voter alone finished starting");
+    let (second, third) = (start(2), start(3));
+    let mut brokers = Vec::new();
+    for broker in [first, second, third] {
+        brokers.push(broker.await.unwrap().expect("the voter starts"));
+    }
+    wait_until("all three unfenced", || {
+        let done = brokers
+            .iter()
+            .all(|broker| all_unfenced(&broker.broker().metadata(), &[1, 2, 3]));
+        async move { done }
+    })
+    .await;
+    for broker in brokers {
+        broker.shutdown().await.unwrap();
+    }
+}
