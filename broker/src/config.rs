@@ -17,6 +17,12 @@ use crate::storage::{Durability, LogConfig};
 /// Most partitions one topic may have (the internal offsets topic included).
 pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
 
+/// Most replicas a partition may have with this release: partitions are not
+/// replicated yet, so each is kept by its leader alone. A partition with followers
+/// that copy nothing would be reported in sync and, once its leader is fenced, led by
+/// an empty log: acknowledged records would vanish.
+pub const REPLICATION_FACTOR_MAX: i16 = 1;
+
 /// The durability policy names used in configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -95,7 +101,7 @@ settings! {
     auto_create_topics: bool = false, "FJORD_AUTO_CREATE_TOPICS";
     /// Partitions of a topic created without a count.
     default_partitions: i32 = 1, "FJORD_DEFAULT_PARTITIONS";
-    /// Replication factor of a topic created without one.
+    /// Replication factor of a topic created without one. Must be 1: this release does not replicate partitions yet.
     default_replication_factor: i16 = 1, "FJORD_DEFAULT_REPLICATION_FACTOR";
     /// Most client connections at once; a connection beyond it gets BROKER_BUSY in answer to its first request, then is closed.
     max_connections: usize = 10_000, "FJORD_MAX_CONNECTIONS";
@@ -247,8 +253,13 @@ impl BrokerConfig {
         if self.default_partitions < 1 {
             return invalid("default_partitions", "must be at least 1");
         }
-        if self.default_replication_factor < 1 {
-            return invalid("default_replication_factor", "must be at least 1");
+        if !(1..=REPLICATION_FACTOR_MAX).contains(&self.default_replication_factor) {
+            return invalid(
+                "default_replication_factor",
+                &format!(
+                    "must be between 1 and {REPLICATION_FACTOR_MAX}: this release does not replicate partitions"
+                ),
+            );
         }
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");
@@ -391,6 +402,14 @@ mod tests {
         let error = BrokerConfig::load(None, overrides).unwrap_err().to_string();
         assert!(error.contains("broker_session_timeout_ms"), "{error}");
         assert!(error.contains("more than twice"), "{error}");
+
+        // Partitions are not replicated yet: more copies than one are refused.
+        let overrides = ConfigOverrides {
+            default_replication_factor: Some(2),
+            ..Default::default()
+        };
+        let error = BrokerConfig::load(None, overrides).unwrap_err().to_string();
+        assert!(error.contains("default_replication_factor"), "{error}");
 
         // The voters must include this node.
         let voters = |node_id, list: &str| ConfigOverrides {

@@ -21,6 +21,7 @@
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -282,6 +283,13 @@ impl BrokerSessions {
         })
         .ok_or_else(|| self.not_controller())?
         .map_err(MembershipCallError::from)
+    }
+
+    /// The brokers shutting down (see [`Membership::leaving`]); none when this node
+    /// does not lead.
+    pub fn leaving(&self, image: &MetadataImage) -> BTreeSet<i32> {
+        self.when_active(image, |membership, _| membership.leaving())
+            .unwrap_or_default()
     }
 
     /// Time passed: the requests that fence brokers whose session expired; none when

@@ -181,16 +181,24 @@ impl Controller {
         // Only this broker's budget is known here; in a cluster every broker will
         // report its own.
         let partition_budgets = BTreeMap::from([(self.defaults.node_id, self.partitions_max)]);
+        let leaving = self.sessions.leaving(image);
         let mut after = image.clone();
         let mut records = Vec::new();
         for request in requests {
-            // Every registered broker; the front end skips those the image shows fenced
-            // (their sessions expired, or they have not caught up yet).
-            let live_brokers: BTreeSet<i32> = after.brokers.keys().copied().collect();
+            // Every registered broker that is not shutting down; the front end skips
+            // those the image shows fenced (their sessions expired, or they have not
+            // caught up yet).
+            let live_brokers: BTreeSet<i32> = after
+                .brokers
+                .keys()
+                .copied()
+                .filter(|node_id| !leaving.contains(node_id))
+                .collect();
             let inputs = Inputs {
                 defaults: &self.defaults,
                 live_brokers: &live_brokers,
                 partition_budgets: &partition_budgets,
+                replication_factor_max: crate::config::REPLICATION_FACTOR_MAX,
             };
             let more = front_end::records_for(request, &after, &inputs, &mut SystemRandomness)?;
             apply_preview(&mut after, &more);

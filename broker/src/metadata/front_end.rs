@@ -117,6 +117,8 @@ pub struct Inputs<'a> {
     pub live_brokers: &'a BTreeSet<i32>,
     /// Most partitions each broker may hold, for the brokers whose budget is known.
     pub partition_budgets: &'a BTreeMap<i32, usize>,
+    /// Most replicas a new partition may have ([`crate::config::REPLICATION_FACTOR_MAX`]).
+    pub replication_factor_max: i16,
 }
 
 /// Why a topic operation was refused.
@@ -405,6 +407,12 @@ fn create_topic(
             requested: replication_factor,
             available: brokers.len(),
         });
+    }
+    if replication_factor > inputs.replication_factor_max {
+        return Err(TopicError::InvalidReplicationFactor(format!(
+            "{replication_factor}; this release keeps one copy of each partition (no replication yet): at most {}",
+            inputs.replication_factor_max
+        )));
     }
     let replicas = placement::place_replicas(
         &brokers,

@@ -36,7 +36,7 @@
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::front_end::{BrokerRegistration, MetadataRequest};
 use super::image::MetadataImage;
@@ -182,6 +182,16 @@ impl Membership {
         {
             self.sessions.remove(&node_id);
         }
+    }
+
+    /// The brokers whose processes asked to shut down: they take no replicas of new
+    /// partitions (they would only lead them until they exit), like fenced ones.
+    pub fn leaving(&self) -> BTreeSet<i32> {
+        self.sessions
+            .iter()
+            .filter(|(_, session)| session.wants_shutdown)
+            .map(|(node_id, _)| *node_id)
+            .collect()
     }
 
     /// Whether `node_id` has a live session at `now_ms`.

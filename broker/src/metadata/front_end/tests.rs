@@ -175,6 +175,8 @@ struct Case {
     /// Brokers that may take replicas; `None`: every registered broker.
     live_brokers: Option<BTreeSet<i32>>,
     partition_budgets: BTreeMap<i32, usize>,
+    /// Unbounded unless a case says.
+    replication_factor_max: i16,
 }
 
 fn case(
@@ -190,6 +192,7 @@ fn case(
         expected,
         live_brokers: None,
         partition_budgets: BTreeMap::new(),
+        replication_factor_max: i16::MAX,
     }
 }
 
@@ -336,6 +339,18 @@ fn cases() -> Vec<Case> {
                 )
             }),
         ),
+        Case {
+            replication_factor_max: 1,
+            ..case(
+                "more replicas than this release keeps",
+                three_brokers(),
+                create("events", Some(1), Some(2)),
+                Refused(|error| {
+                    matches!(error, TopicError::InvalidReplicationFactor(message)
+                        if message.contains("no replication"))
+                }),
+            )
+        },
         Case {
             live_brokers: Some(BTreeSet::from([2])),
             ..case(
@@ -546,6 +561,7 @@ fn requests_against_images() {
             defaults: &defaults,
             live_brokers: case.live_brokers.as_ref().unwrap_or(&registered),
             partition_budgets: &case.partition_budgets,
+            replication_factor_max: case.replication_factor_max,
         };
         let mut random = Scripted {
             next_id: 0,
@@ -583,6 +599,7 @@ fn applied_records_make_the_requested_topic() {
         defaults: &defaults,
         live_brokers: &live_brokers,
         partition_budgets: &BTreeMap::new(),
+        replication_factor_max: i16::MAX,
     };
     let mut random = Scripted {
         next_id: 0,

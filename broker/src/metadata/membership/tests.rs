@@ -63,12 +63,15 @@ impl Cluster {
     fn submit(&mut self, requests: &[MetadataRequest]) -> Result<Vec<MetadataRecord>, TopicError> {
         let defaults = BrokerConfig::default();
         let mut all = Vec::new();
+        let leaving = self.membership.leaving();
         for request in requests {
             let live_brokers: BTreeSet<i32> = self.image.brokers.keys().copied().collect();
+            let live_brokers = &live_brokers - &leaving;
             let inputs = Inputs {
                 defaults: &defaults,
                 live_brokers: &live_brokers,
                 partition_budgets: &BTreeMap::new(),
+                replication_factor_max: i16::MAX,
             };
             let records = front_end::records_for(request, &self.image, &inputs, &mut self.random)?;
             self.apply(&records);
@@ -431,6 +434,11 @@ fn controlled_shutdown_moves_leaderships_then_lets_the_broker_go() {
             .all(|p| p.leader == 2 && p.isr == [2])
     );
 
+    // Shutting down, it takes no replicas of new partitions.
+    cluster.submit(&[create("payments", 2, 1)]).unwrap();
+    let payments = cluster.image.topic("payments").unwrap();
+    assert!(payments.partitions.iter().all(|p| p.replicas == [2]));
+
     // Caught up, but shutting down: it stays fenced, and may go.
     let reply = cluster.heartbeat(1, true, false).unwrap();
     assert!(reply.fenced && reply.controlled_shutdown_done && reply.propose.is_empty());
@@ -453,6 +461,11 @@ fn a_controlled_shutdown_with_nothing_to_move_is_done_at_once() {
     assert!(!reply.fenced && reply.controlled_shutdown_done && reply.propose.is_empty());
     assert!(cluster.image.is_unfenced(1) && cluster.image.leads_any_partition(1));
     assert!(cluster.membership.has_live_session(1, 100));
+    // Unfenced, but leaving: new partitions go elsewhere.
+    assert_eq!(cluster.membership.leaving(), BTreeSet::from([1]));
+    cluster.submit(&[create("payments", 2, 1)]).unwrap();
+    let payments = cluster.image.topic("payments").unwrap();
+    assert!(payments.partitions.iter().all(|p| p.replicas == [2]));
     // Its next process waits for that session, like any quick restart.
     assert!(matches!(
         cluster.register(1, 12),
@@ -583,11 +596,14 @@ fn leaderships(image: &MetadataImage) -> BTreeMap<(uuid::Uuid, i32), (i32, i32)>
 /// What the test itself knows, independently of the membership: when each broker
 /// was last accepted (a registration or heartbeat that was not refused). A broker is
 /// alive, by this model, for a session timeout after that; one told it may shut down
-/// is not alive any more.
+/// is not alive any more. A broker that asked to shut down is leaving until it
+/// registers again: it may be fenced by any later heartbeat, once its leaderships have
+/// moved (the broker's own heartbeats keep asking, but membership remembers either way).
 #[derive(Default)]
 struct Model {
     incarnations: u128,
     last_accepted_ms: BTreeMap<i32, u64>,
+    leaving: BTreeSet<i32>,
 }
 
 impl Model {
@@ -613,6 +629,7 @@ impl Cluster {
                 };
                 if self.register(node, incarnation).is_ok() {
                     model.last_accepted_ms.insert(node, self.now_ms);
+                    model.leaving.remove(&node);
                 }
             }
             Event::Heartbeat {
@@ -632,6 +649,9 @@ impl Cluster {
                     .heartbeat(&self.image, heartbeat, self.now_ms)
                 {
                     self.submit(&reply.propose).unwrap();
+                    if wants_shutdown {
+                        model.leaving.insert(node);
+                    }
                     // Done and fenced, the session ends; done while unfenced (nothing
                     // could move), the session goes on until it expires.
                     if reply.controlled_shutdown_done && !self.image.is_unfenced(node) {
@@ -741,7 +761,7 @@ impl Cluster {
                     ..
                 } => n == node && wants_shutdown,
                 _ => false,
-            };
+            } || model.leaving.contains(&node);
             if !left && model.alive(node, self.now_ms) {
                 prop_assert!(
                     self.image.is_unfenced(node),

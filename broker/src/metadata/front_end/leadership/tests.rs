@@ -123,6 +123,7 @@ fn decide(request: &MetadataRequest, image: &MetadataImage) -> Vec<MetadataRecor
         defaults: &defaults,
         live_brokers: &live_brokers,
         partition_budgets: &BTreeMap::new(),
+        replication_factor_max: i16::MAX,
     };
     records_for(request, image, &inputs, &mut Never).unwrap()
 }
@@ -322,6 +323,7 @@ fn placement_skips_fenced_brokers() {
         defaults: &defaults,
         live_brokers: &live_brokers,
         partition_budgets: &BTreeMap::new(),
+        replication_factor_max: i16::MAX,
     };
     assert!(matches!(
         records_for(&create(3), &image, &inputs, &mut Never),
