@@ -43,7 +43,7 @@ use crate::metadata::{
     Controller, CreateTopic, MetadataImage, MetadataLog, PartitionImage, TopicError, TopicImage,
 };
 use crate::server::{Handles, ServerSettings};
-use crate::storage::manager::BackgroundIntervals;
+use crate::storage::manager::{BackgroundIntervals, FoundDir};
 use crate::storage::node_identity::NodeIdentity;
 use crate::storage::{LogManager, PartitionLog, RecoveryReport, SystemClock, TopicPartition};
 use crate::topics::{MetadataView, Partitions, Reconciler, TopicAdmin};
@@ -391,11 +391,21 @@ impl Broker {
     /// Returns the image the logs now follow.
     fn open_logs(&self) -> anyhow::Result<Arc<MetadataImage>> {
         let image = self.metadata();
+        let node_id = self.config.node_id;
         let reports = self.logs.open_all(|partition| {
-            image
-                .topic(&partition.topic)
-                .filter(|topic| topic.partition(partition.partition).is_some())
-                .map(|topic| (topic.topic_id, self.partitions.topic_config(topic).log))
+            let Some(topic) = image.topic(&partition.topic) else {
+                return FoundDir::Unknown;
+            };
+            match topic.partition(partition.partition) {
+                Some(held) if held.replicas.contains(&node_id) => FoundDir::Held {
+                    topic_id: topic.topic_id,
+                    config: self.partitions.topic_config(topic).log,
+                },
+                Some(_) => FoundDir::NotHeld {
+                    topic_id: topic.topic_id,
+                },
+                None => FoundDir::Unknown,
+            }
         })?;
         for (partition, report) in &reports {
             if !report.clean_shutdown {

@@ -90,6 +90,18 @@ struct OpenLog {
     log: Arc<PartitionLog>,
 }
 
+/// What the metadata says of a partition directory found at start-up (see
+/// [`LogManager::open_all`]).
+#[derive(Debug, Clone)]
+pub enum FoundDir {
+    /// A partition this broker holds a replica of, of the topic `topic_id`.
+    Held { topic_id: Uuid, config: LogConfig },
+    /// A partition of the topic `topic_id` that this broker holds no replica of.
+    NotHeld { topic_id: Uuid },
+    /// No topic of the metadata has this partition.
+    Unknown,
+}
+
 #[derive(Debug)]
 pub struct LogManager {
     data_dir: PathBuf,
@@ -210,11 +222,12 @@ impl LogManager {
         results.into_iter().map(|(_, result)| result).collect()
     }
 
-    /// Opens every partition directory whose partition `config_for` knows, giving its
-    /// topic's id and log config. Directories it does not know are left untouched, with
-    /// a warning: losing metadata must never delete data. A directory of an earlier
-    /// topic of the same name is removed and the partition created empty (see
-    /// [`LogManager::claim_dir`]). A log that cannot be opened, or a damaged topic id
+    /// Opens every partition directory that `found` says this broker holds, with its
+    /// topic's id and log config. Directories of no known partition are left untouched,
+    /// with a warning: losing metadata must never delete data. A directory of an earlier
+    /// topic of the same name is removed, and the partition created empty when this
+    /// broker holds it (see [`LogManager::claim_dir`]); one of a partition it does not
+    /// hold, of the same topic, is left alone (not opened). A log that cannot be opened, or a damaged topic id
     /// record, leaves its partition offline, with the error as the reason; the others
     /// open.
     ///
@@ -223,16 +236,23 @@ impl LogManager {
     /// side.
     pub fn open_all(
         &self,
-        config_for: impl Fn(&TopicPartition) -> Option<(Uuid, LogConfig)>,
+        found: impl Fn(&TopicPartition) -> FoundDir,
     ) -> Result<Vec<(TopicPartition, RecoveryReport)>> {
         let mut known = Vec::new();
         for (name, path) in self.partition_dirs()? {
             let Some(partition) = TopicPartition::parse_dir_name(&name) else {
                 continue;
             };
-            let Some((topic_id, config)) = config_for(&partition) else {
-                tracing::warn!(dir = %path.display(), "partition directory of no known topic; leaving it alone");
-                continue;
+            let (topic_id, config) = match found(&partition) {
+                FoundDir::Held { topic_id, config } => (topic_id, config),
+                FoundDir::NotHeld { topic_id } => {
+                    self.remove_if_stale(&partition, &path, topic_id)?;
+                    continue;
+                }
+                FoundDir::Unknown => {
+                    tracing::warn!(dir = %path.display(), "partition directory of no known topic; leaving it alone");
+                    continue;
+                }
             };
             // One small read per directory, done before the parallel opening so that
             // removing a stale directory never races with recording log ends.
@@ -603,6 +623,28 @@ impl LogManager {
         fs::remove_dir_all(&doomed).map_err(|error| StorageError::io("delete", &doomed, error))
     }
 
+    /// A directory of a partition this broker holds no replica of: removed when it
+    /// records another topic than `topic_id` (the one of its name now), since that
+    /// topic was deleted while this broker was down; left alone otherwise.
+    fn remove_if_stale(
+        &self,
+        partition: &TopicPartition,
+        dir: &Path,
+        topic_id: Uuid,
+    ) -> Result<()> {
+        match topic_id::load(dir) {
+            Ok(Some(recorded)) if recorded != topic_id => {
+                tracing::warn!(%partition, recorded_topic_id = %recorded, %topic_id, "the partition directory holds an earlier topic of this name, deleted while this broker was down, and this broker holds no replica of the new one; removing it");
+                self.forget_stale_log_end(partition)?;
+                self.remove_dir(partition, dir)
+            }
+            _ => {
+                tracing::warn!(dir = %dir.display(), "directory of a partition this broker holds no replica of; leaving it alone");
+                Ok(())
+            }
+        }
+    }
+
     /// Makes `dir` the directory of `partition` of the topic `topic_id`; `recorded` is
     /// the id the directory records. The same id: nothing to do. Another id: the topic
     /// was deleted and a new one of the same name created while this broker was down,
@@ -801,7 +843,10 @@ mod tests {
 
         let manager = LogManager::open(dir.path(), Arc::new(SystemClock)).unwrap();
         manager
-            .open_all(|_| Some((new_id, LogConfig::default())))
+            .open_all(|_| FoundDir::Held {
+                topic_id: new_id,
+                config: LogConfig::default(),
+            })
             .unwrap();
         assert!(manager.offline_partitions().is_empty());
         assert_eq!(manager.get(&stale).unwrap().log_end_offset(), 0);
@@ -823,6 +868,43 @@ mod tests {
             names,
             ["orders-0", "orders-1"],
             "no .deleted directory is left"
+        );
+        manager.close_all().unwrap();
+    }
+
+    /// Directories of partitions this broker holds no replica of are not opened: one of
+    /// an earlier topic of the name (deleted while the broker was down) is removed with
+    /// its recorded log end; one of the current topic, or of no known topic, stays.
+    #[test]
+    fn directories_of_partitions_not_held_are_removed_only_when_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old_id, new_id) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let stale = TopicPartition::new("orders", 0);
+        let current = TopicPartition::new("orders", 1);
+        let unknown = TopicPartition::new("audit", 0);
+        let ends = BTreeMap::from([(stale.clone(), 7), (current.clone(), 3)]);
+        log_ends::store(dir.path(), &ends).unwrap();
+        for (partition, id) in [(&stale, old_id), (&current, new_id), (&unknown, old_id)] {
+            let partition_dir = dir.path().join(partition.to_string());
+            fs::create_dir_all(&partition_dir).unwrap();
+            topic_id::store(&partition_dir, id).unwrap();
+            fs::write(partition_dir.join("data"), b"records").unwrap();
+        }
+
+        let manager = LogManager::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        let reports = manager
+            .open_all(|partition| match partition.topic.as_str() {
+                "orders" => FoundDir::NotHeld { topic_id: new_id },
+                _ => FoundDir::Unknown,
+            })
+            .unwrap();
+        assert!(reports.is_empty() && manager.logs().is_empty());
+        assert!(!dir.path().join(stale.to_string()).exists());
+        assert!(dir.path().join(current.to_string()).join("data").exists());
+        assert!(dir.path().join(unknown.to_string()).join("data").exists());
+        assert_eq!(
+            log_ends::load(dir.path()).unwrap(),
+            BTreeMap::from([(current.clone(), 3)])
         );
         manager.close_all().unwrap();
     }
