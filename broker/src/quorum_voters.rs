@@ -5,6 +5,7 @@
 //! what is wrong with it in one line) before anything is opened or bound.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 
 /// Why a voter list cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,6 +20,14 @@ pub enum VotersError {
         "node {node_id} is not among the voters ({listed}); every node is a controller voter, so list it"
     )]
     NotAVoter { node_id: i32, listed: String },
+    #[error(
+        "node {node_id} is listed at {listed}, but its internal listener is bound to {bound}: a voter must listen where the other voters reach it (internal_listen), and a node id must be used by one process only"
+    )]
+    ElsewhereThanListed {
+        node_id: i32,
+        listed: String,
+        bound: SocketAddr,
+    },
 }
 
 /// Parses `id@host:port,…` into voter addresses by node id; an empty (or blank) text
@@ -64,6 +73,38 @@ pub fn check_member(node_id: i32, voters: &BTreeMap<i32, String>) -> Result<(), 
         .collect::<Vec<_>>()
         .join(", ");
     Err(VotersError::NotAVoter { node_id, listed })
+}
+
+/// Checks that this node's internal listener, bound to `bound`, is where the list says
+/// the other voters reach it: the same port, and the same IP when the list gives an IP
+/// and the listener is bound to a particular one (not `0.0.0.0` or `::`); a host name
+/// is not resolved. Else the other voters would talk to another process under this
+/// node's id (a second process started with an id in use) or to nobody, while this
+/// one campaigned in elections on its own. An empty list always passes.
+pub fn check_own_address(
+    node_id: i32,
+    voters: &BTreeMap<i32, String>,
+    bound: SocketAddr,
+) -> Result<(), VotersError> {
+    let Some(listed) = voters.get(&node_id) else {
+        return Ok(());
+    };
+    let (host, port) = listed.rsplit_once(':').unwrap_or((listed, ""));
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let same_port = port.parse::<u16>() == Ok(bound.port());
+    let same_ip = match host.parse::<IpAddr>() {
+        Ok(ip) => bound.ip().is_unspecified() || ip == bound.ip(),
+        Err(_) => true,
+    };
+    if same_port && same_ip {
+        Ok(())
+    } else {
+        Err(VotersError::ElsewhereThanListed {
+            node_id,
+            listed: listed.clone(),
+            bound,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -123,5 +164,25 @@ mod tests {
             error.to_string(),
             "node 3 is not among the voters (1, 2); every node is a controller voter, so list it"
         );
+    }
+
+    #[test]
+    fn a_voter_must_listen_where_it_is_listed() {
+        let voters = parse("1@127.0.0.1:9194,2@broker-2:9294,3@[::1]:9394").unwrap();
+        let at = |address: &str| address.parse::<SocketAddr>().unwrap();
+        check_own_address(1, &voters, at("127.0.0.1:9194")).unwrap();
+        check_own_address(1, &voters, at("0.0.0.0:9194")).unwrap();
+        check_own_address(2, &voters, at("10.0.0.2:9294")).unwrap();
+        check_own_address(3, &voters, at("[::1]:9394")).unwrap();
+        check_own_address(7, &BTreeMap::new(), at("127.0.0.1:1")).unwrap();
+        let error = check_own_address(1, &voters, at("127.0.0.1:40001")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "node 1 is listed at 127.0.0.1:9194, but its internal listener is bound to \
+             127.0.0.1:40001: a voter must listen where the other voters reach it \
+             (internal_listen), and a node id must be used by one process only"
+        );
+        assert!(check_own_address(1, &voters, at("127.0.0.2:9194")).is_err());
+        assert!(check_own_address(2, &voters, at("10.0.0.2:9295")).is_err());
     }
 }

@@ -55,6 +55,8 @@ impl MetadataLog {
         let address = listener.local_addr().map_err(QuorumError::Listener)?;
         let mut voters = crate::quorum_voters::parse(&config.controller_quorum_voters)
             .map_err(|error| QuorumError::Config(error.to_string()))?;
+        crate::quorum_voters::check_own_address(config.node_id, &voters, address)
+            .map_err(|error| QuorumError::Config(error.to_string()))?;
         if voters.is_empty() {
             voters.insert(config.node_id, address.to_string());
         }
@@ -332,12 +334,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = BrokerConfig::for_tests(dir.path());
         config.node_id = 2;
-        config.controller_quorum_voters = "2@localhost:9294".to_owned();
-        let (log, _) = start(&config).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        config.controller_quorum_voters = format!("2@localhost:{port}");
+        let log = MetadataLog::start(&config, listener).await.unwrap();
         let status = log.status().await;
         assert_eq!((status.role, status.leader), (Role::Leader, Some(2)));
         assert_eq!(status.voters.len(), 1);
-        assert_eq!(status.voters[0].address, "localhost:9294");
+        assert_eq!(status.voters[0].address, format!("localhost:{port}"));
         log.shutdown().await;
+
+        // Listed at another port than it listens on: refused, saying so.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let error = MetadataLog::start(&config, listener).await.unwrap_err();
+        assert!(error.to_string().contains("node 2 is listed at"), "{error}");
     }
 }
