@@ -347,6 +347,38 @@ pub fn respawn_on_blocking(
     }
 }
 
+/// A port for a listener whose address other processes must know before it starts: a
+/// voter of a metadata quorum is given every voter's internal address, so port 0
+/// cannot serve there. The port is taken below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`), where no port-0 listener of any test
+/// lands, from a start that depends on the process id, a different one at each call
+/// in a process, and is checked free by binding it once.
+pub fn port_below_the_ephemeral_range() -> u16 {
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .unwrap_or_else(|_| "32768 60999".to_owned());
+    let ephemeral_low: usize = range
+        .split_whitespace()
+        .next()
+        .and_then(|low| low.parse().ok())
+        .unwrap_or(32768);
+    const LOWEST: usize = 10_000;
+    assert!(
+        ephemeral_low > LOWEST + 1_000,
+        "the ephemeral port range starts at {ephemeral_low}: no room below it"
+    );
+    let span = ephemeral_low - LOWEST;
+    let start = (std::process::id() as usize * 7919) % span;
+    for _ in 0..span {
+        let port = LOWEST + (start + CALLS.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(port).expect("below the ephemeral range");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {LOWEST} and {ephemeral_low}");
+}
+
 /// Runs a helper command (e.g. `mount`) to its end with its output piped, killing and
 /// reaping it if it is still running after [`PROCESS_PATIENCE`]; `Err` if it cannot
 /// be started.
