@@ -279,7 +279,7 @@ impl Controller {
             ))),
             Err(error) => Err(Forwarded::Retry(unreachable_controller(
                 leader,
-                &error.to_string(),
+                &error.reason(),
             ))),
         }
     }

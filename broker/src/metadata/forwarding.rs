@@ -119,6 +119,16 @@ pub enum ForwardError {
     BadReply { node_id: i32, reason: String },
 }
 
+impl ForwardError {
+    /// What went wrong, without naming the node (for errors that name it already).
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Unreachable { error, .. } => error.to_string(),
+            Self::BadReply { reason, .. } => format!("its answer cannot be read: {reason}"),
+        }
+    }
+}
+
 /// The sending side: calls to the controller of another node.
 #[derive(Debug)]
 pub struct ControllerClient {
