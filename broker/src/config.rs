@@ -149,6 +149,12 @@ settings! {
     max_message_bytes: u32 = 8 << 20, "FJORD_MAX_MESSAGE_BYTES";
     /// Metadata log entries between two snapshots of the metadata image; the log behind a snapshot is removed.
     metadata_snapshot_entries: u64 = 1_000, "FJORD_METADATA_SNAPSHOT_ENTRIES";
+    /// A voter that hears no metadata quorum leader for a random time between this and twice this calls an election. A leader that stops is replaced after about two to three times this. Give every voter the same value.
+    metadata_election_timeout_ms: u64 = 1_500, "FJORD_METADATA_ELECTION_TIMEOUT_MS";
+    /// How often the metadata quorum's leader heartbeats to the other voters; at most a third of metadata_election_timeout_ms.
+    metadata_heartbeat_interval_ms: u64 = 300, "FJORD_METADATA_HEARTBEAT_INTERVAL_MS";
+    /// How long a metadata change (topic creation, deletion, config change) may wait for the quorum, forwarding to the active controller included, before it fails with a retriable error.
+    metadata_propose_timeout_ms: u64 = 10_000, "FJORD_METADATA_PROPOSE_TIMEOUT_MS";
     /// Partitions of the internal `__consumer_offsets` topic, used when the broker creates it (first start); group coordination is spread over them.
     offsets_topic_partitions: i32 = 8, "FJORD_OFFSETS_TOPIC_PARTITIONS";
     /// A group member that sends no heartbeat for this long is removed and its partitions reassigned.
@@ -249,6 +255,21 @@ impl BrokerConfig {
         }
         if self.metadata_snapshot_entries == 0 {
             return invalid("metadata_snapshot_entries", "must be at least 1");
+        }
+        if self.metadata_heartbeat_interval_ms < 10 {
+            return invalid("metadata_heartbeat_interval_ms", "must be at least 10");
+        }
+        if self.metadata_election_timeout_ms < 3 * self.metadata_heartbeat_interval_ms {
+            return invalid(
+                "metadata_election_timeout_ms",
+                &format!(
+                    "{} ms must be at least three times metadata_heartbeat_interval_ms ({} ms), or a live leader would be deposed",
+                    self.metadata_election_timeout_ms, self.metadata_heartbeat_interval_ms
+                ),
+            );
+        }
+        if self.metadata_propose_timeout_ms < 100 {
+            return invalid("metadata_propose_timeout_ms", "must be at least 100");
         }
         if self.default_partitions < 1 {
             return invalid("default_partitions", "must be at least 1");
@@ -402,6 +423,15 @@ mod tests {
         let error = BrokerConfig::load(None, overrides).unwrap_err().to_string();
         assert!(error.contains("broker_session_timeout_ms"), "{error}");
         assert!(error.contains("more than twice"), "{error}");
+
+        // A leader's heartbeats must come well within the election timeout.
+        let overrides = ConfigOverrides {
+            metadata_election_timeout_ms: Some(500),
+            metadata_heartbeat_interval_ms: Some(200),
+            ..Default::default()
+        };
+        let error = BrokerConfig::load(None, overrides).unwrap_err().to_string();
+        assert!(error.contains("metadata_election_timeout_ms"), "{error}");
 
         // Partitions are not replicated yet: more copies than one are refused.
         let overrides = ConfigOverrides {

@@ -45,8 +45,12 @@ fn config(data_dir: &Path, node_id: i32, voters: &str) -> BrokerConfig {
     config.controller_quorum_voters = voters.to_owned();
     config.broker_heartbeat_interval_ms = 250;
     config.broker_session_timeout_ms = 2_000;
+    config.metadata_propose_timeout_ms = PROPOSE_TIMEOUT.as_millis() as u64;
     config
 }
+
+/// Shorter than the default 10 s: the tests wait for it without a majority.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(4);
 
 async fn ephemeral() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.unwrap()
@@ -365,8 +369,8 @@ async fn a_voter_alone_waits_for_the_others() {
         })
     };
     let first = start(1);
-    // Longer than a propose timeout (10 s): the start must still be waiting.
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // Longer than a propose timeout: the start must still be waiting.
+    tokio::time::sleep(PROPOSE_TIMEOUT + Duration::from_secs(2)).await;
     assert!(!first.is_finished(), "a voter alone finished starting");
     let (second, third) = (start(2), start(3));
     let mut brokers = Vec::new();

@@ -12,6 +12,7 @@
 //! on every member, who leads is each member's own view.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -64,7 +65,7 @@ impl MetadataLog {
             node_id: config.node_id,
             data_dir: config.data_dir.join(METADATA_DIR),
             voters,
-            timing: QuorumTiming::default(),
+            timing: quorum_timing(config),
             snapshot_every_entries: config.metadata_snapshot_entries,
         };
         let listener = crate::internal::InternalListener::from_listener(listener);
@@ -186,6 +187,19 @@ async fn publish_images(
             }
             !same
         });
+    }
+}
+
+/// The quorum timing a broker's settings give: the election timeout ranges from
+/// `metadata_election_timeout_ms` to twice that.
+fn quorum_timing(config: &BrokerConfig) -> QuorumTiming {
+    let election_timeout = Duration::from_millis(config.metadata_election_timeout_ms);
+    QuorumTiming {
+        heartbeat_interval: Duration::from_millis(config.metadata_heartbeat_interval_ms),
+        election_timeout_min: election_timeout,
+        election_timeout_max: election_timeout * 2,
+        propose_timeout: Duration::from_millis(config.metadata_propose_timeout_ms),
+        ..QuorumTiming::default()
     }
 }
 
