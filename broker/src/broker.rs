@@ -240,32 +240,38 @@ impl Broker {
             port,
             rack: None,
         };
-        let heartbeats = match BrokerHeartbeats::start(
-            Arc::new(LocalController(controller.clone())),
-            registration,
-            HeartbeatTiming::from_config(&config),
-            controller.subscribe(),
-        )
-        .await
-        {
-            Ok(heartbeats) => Some(heartbeats),
-            // On a full disk the new registration cannot be written. A broker that the
-            // metadata shows serving at this address (its previous process, stopped
-            // gracefully) still starts and serves reads, as before registrations had
-            // incarnations; its metadata stays read-only until it is restarted.
-            Err(error)
-                if error.is_metadata_unwritable()
-                    && serves_at(&controller.image(), config.node_id, &host, port) =>
+        // A controller-only node does not register: it holds no partitions and
+        // coordinates no groups.
+        let heartbeats = if !config.roles().broker {
+            None
+        } else {
+            match BrokerHeartbeats::start(
+                Arc::new(LocalController(controller.clone())),
+                registration,
+                HeartbeatTiming::from_config(&config),
+                controller.subscribe(),
+            )
+            .await
             {
-                tracing::error!(
-                    %error,
-                    "cannot record this process's registration; serving under the previous process's until restarted"
-                );
-                None
-            }
-            Err(error) => {
-                metadata_log.shutdown().await;
-                return Err(error.into());
+                Ok(heartbeats) => Some(heartbeats),
+                // On a full disk the new registration cannot be written. A broker that the
+                // metadata shows serving at this address (its previous process, stopped
+                // gracefully) still starts and serves reads, as before registrations had
+                // incarnations; its metadata stays read-only until it is restarted.
+                Err(error)
+                    if error.is_metadata_unwritable()
+                        && serves_at(&controller.image(), config.node_id, &host, port) =>
+                {
+                    tracing::error!(
+                        %error,
+                        "cannot record this process's registration; serving under the previous process's until restarted"
+                    );
+                    None
+                }
+                Err(error) => {
+                    metadata_log.shutdown().await;
+                    return Err(error.into());
+                }
             }
         };
         logs.set_parallelism(config.recovery_threads);

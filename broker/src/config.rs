@@ -89,8 +89,10 @@ settings! {
     http_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9193)), "FJORD_HTTP_LISTEN";
     /// Address of the broker-to-broker listener, where the metadata quorum's members talk (a single broker serves its quorum of one there).
     internal_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9194)), "FJORD_INTERNAL_LISTEN";
-    /// Voters of the metadata quorum, `id@host:port` of each one's internal listener, separated by commas. Empty = a quorum of one: this node, at its internal listener. Every node is both broker and controller, so this node must be listed. With several voters, start every node with the same list; a broker waits at start until a majority of them run and have elected a leader.
+    /// Voters of the metadata quorum, `id@host:port` of each one's internal listener, separated by commas. Empty = a quorum of one: this node, at its internal listener. A node with the controller role must be listed, a broker-only one must not. With several voters, start every node with the same list; a node waits at start until a majority of them run and have elected a leader.
     controller_quorum_voters: String = String::new(), "FJORD_CONTROLLER_QUORUM_VOTERS";
+    /// What this node runs, comma-separated: `broker` (holds partitions, serves clients, registers with the active controller) and `controller` (a voter of the metadata quorum). A broker-only node follows the quorum's committed metadata without voting; a controller-only node holds no partitions.
+    process_roles: String = "broker,controller".to_owned(), "FJORD_PROCESS_ROLES";
     /// How often this broker heartbeats to the active controller, which renews its session; at start-up it registers and heartbeats until it is unfenced, and on shutdown it heartbeats until its leaderships have moved away.
     broker_heartbeat_interval_ms: u64 = 1_000, "FJORD_BROKER_HEARTBEAT_INTERVAL_MS";
     /// A broker whose heartbeats stop for this long is fenced by the active controller (its leaderships move away). A new process of the same node is refused while the old one's session lives. Must be more than twice `broker_heartbeat_interval_ms`.
@@ -187,7 +189,46 @@ pub enum ConfigError {
     },
 }
 
+/// The roles `process_roles` gives a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRoles {
+    /// Holds partitions, serves clients, registers with the active controller.
+    pub broker: bool,
+    /// Votes in the metadata quorum, and may become the active controller.
+    pub controller: bool,
+}
+
+impl ProcessRoles {
+    /// `broker`, `controller`, or both, comma-separated.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut roles = Self {
+            broker: false,
+            controller: false,
+        };
+        for role in text.split(',').map(str::trim) {
+            match role {
+                "broker" => roles.broker = true,
+                "controller" => roles.controller = true,
+                other => {
+                    return Err(format!(
+                        "`{other}` is not a role: give broker, controller, or both (broker,controller)"
+                    ));
+                }
+            }
+        }
+        Ok(roles)
+    }
+}
+
 impl BrokerConfig {
+    /// The roles of this node; the settings were validated, so they parse.
+    pub fn roles(&self) -> ProcessRoles {
+        ProcessRoles::parse(&self.process_roles).unwrap_or(ProcessRoles {
+            broker: true,
+            controller: true,
+        })
+    }
+
     /// File (if any), then overrides (flags and environment), then validation.
     pub fn load(file: Option<&Path>, overrides: ConfigOverrides) -> Result<Self, ConfigError> {
         let mut config = match file {
@@ -233,10 +274,37 @@ impl BrokerConfig {
         if self.node_id < 0 {
             return invalid("node_id", "must be 0 or more");
         }
-        let voters = crate::quorum_voters::parse(&self.controller_quorum_voters)
-            .and_then(|voters| crate::quorum_voters::check_member(self.node_id, &voters));
-        if let Err(error) = voters {
-            return invalid("controller_quorum_voters", &error.to_string());
+        let roles = match ProcessRoles::parse(&self.process_roles) {
+            Ok(roles) => roles,
+            Err(reason) => return invalid("process_roles", &reason),
+        };
+        let voters = match crate::quorum_voters::parse(&self.controller_quorum_voters) {
+            Ok(voters) => voters,
+            Err(error) => return invalid("controller_quorum_voters", &error.to_string()),
+        };
+        if roles.controller {
+            if let Err(error) = crate::quorum_voters::check_member(self.node_id, &voters) {
+                return invalid("controller_quorum_voters", &error.to_string());
+            }
+            if voters.is_empty() && !roles.broker {
+                return invalid(
+                    "process_roles",
+                    "a controller-only node needs controller_quorum_voters and brokers to control",
+                );
+            }
+        } else if voters.is_empty() || voters.contains_key(&self.node_id) {
+            return invalid(
+                "controller_quorum_voters",
+                &format!(
+                    "a broker-only node (process_roles = broker) follows the voters of controller_quorum_voters and must not be one of them; node {} is {}",
+                    self.node_id,
+                    if voters.is_empty() {
+                        "given no voters"
+                    } else {
+                        "listed"
+                    }
+                ),
+            );
         }
         if self.broker_heartbeat_interval_ms == 0 {
             return invalid("broker_heartbeat_interval_ms", "must be at least 1");
@@ -423,6 +491,38 @@ mod tests {
         let error = BrokerConfig::load(None, overrides).unwrap_err().to_string();
         assert!(error.contains("broker_session_timeout_ms"), "{error}");
         assert!(error.contains("more than twice"), "{error}");
+
+        // Roles: a broker-only node must not be a voter, a controller must be one.
+        let roles = |node_id, roles: &str, list: &str| ConfigOverrides {
+            node_id: Some(node_id),
+            process_roles: Some(roles.to_owned()),
+            controller_quorum_voters: Some(list.to_owned()),
+            ..Default::default()
+        };
+        let three = "1@127.0.0.1:9194,2@127.0.0.1:9294,3@127.0.0.1:9394";
+        let config = BrokerConfig::load(None, roles(4, "broker", three)).unwrap();
+        assert_eq!(
+            config.roles(),
+            ProcessRoles {
+                broker: true,
+                controller: false
+            }
+        );
+        BrokerConfig::load(None, roles(3, "controller", three)).unwrap();
+        BrokerConfig::load(None, roles(3, " controller , broker ", three)).unwrap();
+        for (node_id, text, list, setting) in [
+            (3, "broker", three, "controller_quorum_voters"),
+            (4, "broker", "", "controller_quorum_voters"),
+            (4, "controller", three, "controller_quorum_voters"),
+            (1, "controller", "", "process_roles"),
+            (1, "brokers", three, "process_roles"),
+            (1, "", three, "process_roles"),
+        ] {
+            let error = BrokerConfig::load(None, roles(node_id, text, list))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(setting), "{text} {list}: {error}");
+        }
 
         // A leader's heartbeats must come well within the election timeout.
         let overrides = ConfigOverrides {

@@ -388,3 +388,131 @@ async fn a_voter_alone_waits_for_the_others() {
         broker.shutdown().await.unwrap();
     }
 }
+
+/// Roles: node 3 is a controller only (a voter that holds no partitions) and node 4 a
+/// broker only (it follows the quorum as a learner, without voting). Node 4 joins the
+/// cluster, takes partitions and forwards changes like any broker; node 3 never
+/// registers. Restarted, node 4 joins again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_only_and_controller_only_nodes() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut internal = Vec::new();
+    for _ in 0..4 {
+        internal.push(ephemeral().await);
+    }
+    let addresses: Vec<SocketAddr> = internal.iter().map(|l| l.local_addr().unwrap()).collect();
+    let voters = (1..=3)
+        .zip(&addresses)
+        .map(|(node_id, address)| format!("{node_id}@{address}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let node_config = |node_id: i32| {
+        let mut config = config(
+            &dirs[(node_id - 1) as usize].path().join("data"),
+            node_id,
+            &voters,
+        );
+        config.process_roles = match node_id {
+            3 => "controller",
+            4 => "broker",
+            _ => "broker,controller",
+        }
+        .to_owned();
+        config
+    };
+    let mut starting = Vec::new();
+    for (node_id, internal) in (1..=4).zip(internal) {
+        let config = node_config(node_id);
+        starting.push(tokio::spawn(async move {
+            let listeners = Listeners {
+                client: ephemeral().await,
+                internal,
+                http: ephemeral().await,
+            };
+            Broker::start_on(config, listeners).await
+        }));
+    }
+    let mut brokers = Vec::new();
+    for start in starting {
+        brokers.push(Some(start.await.unwrap().expect("the node starts")));
+    }
+    let image = |brokers: &[Option<BrokerHandle>], node_id: i32| {
+        brokers[(node_id - 1) as usize]
+            .as_ref()
+            .unwrap()
+            .broker()
+            .metadata()
+    };
+    wait_until("brokers 1, 2 and 4 unfenced everywhere", || {
+        let done = (1..=4).all(|node_id| all_unfenced(&image(&brokers, node_id), &[1, 2, 4]));
+        async move { done }
+    })
+    .await;
+    for node_id in 1..=4 {
+        let registered: Vec<i32> = image(&brokers, node_id).brokers.keys().copied().collect();
+        assert_eq!(registered, [1, 2, 4], "as node {node_id} sees it");
+    }
+
+    // Node 4 follows as a learner; the quorum lists it apart from the voters.
+    let http_4 = brokers[3].as_ref().unwrap().http_addr();
+    let view = get(http_4, "/v1/cluster").await.json();
+    assert_eq!(view["quorum"]["role"], "learner", "{view}");
+    let voters: Vec<i64> = view["quorum"]["voters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|voter| voter["node_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(voters, [1, 2, 3], "{view}");
+    assert_eq!(view["quorum"]["learners"][0]["node_id"], 4, "{view}");
+
+    // A topic created through the broker-only node: partitions on 1, 2 and 4 only.
+    let created = send_json(
+        http_4,
+        "POST",
+        "/v1/topics",
+        &json!({"name": "orders", "partitions": 6}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let topic = image(&brokers, 4).topic("orders").unwrap().clone();
+    let leaders: std::collections::BTreeSet<i32> = topic
+        .partitions
+        .iter()
+        .map(|partition| partition.leader)
+        .collect();
+    assert_eq!(leaders, [1, 2, 4].into(), "{topic:?}");
+    wait_until("every node knows the topic", || {
+        let known = (1..=4).all(|node_id| image(&brokers, node_id).topic("orders").is_some());
+        async move { known }
+    })
+    .await;
+    for partition in topic.partitions.iter().filter(|p| p.leader == 4) {
+        let mut client = NativeClient::connect(brokers[3].as_ref().unwrap().client_addr()).await;
+        let produced = client
+            .produce("orders", partition.partition, values_batch("four", 2))
+            .await;
+        assert_eq!(produced, ErrorCode::None);
+    }
+
+    // Restarted on its address, the broker-only node joins again.
+    let epoch_before = image(&brokers, 1).brokers[&4].broker_epoch;
+    brokers[3].take().unwrap().shutdown().await.unwrap();
+    let listeners = Listeners {
+        client: ephemeral().await,
+        internal: rebind(addresses[3]).await,
+        http: ephemeral().await,
+    };
+    let started = Instant::now();
+    brokers[3] = Some(Broker::start_on(node_config(4), listeners).await.unwrap());
+    println!("broker-only node restarted in {:?}", started.elapsed());
+    wait_until("node 4 unfenced again with a new epoch", || {
+        let broker = image(&brokers, 1).brokers.get(&4).cloned();
+        async move { broker.is_some_and(|broker| !broker.fenced && broker.broker_epoch > epoch_before) }
+    })
+    .await;
+    assert!(image(&brokers, 4).topic("orders").is_some());
+    for broker in brokers.into_iter().flatten() {
+        broker.shutdown().await.unwrap();
+    }
+}

@@ -703,6 +703,7 @@ async fn cluster_and_brokers_describe_the_running_broker() {
                     "matched_index": applied.index,
                     "lag": 0,
                 }],
+                "learners": [],
             },
         })
     );

@@ -89,6 +89,7 @@ impl Cluster {
             InternalListener::from_listener(tokio::net::TcpListener::from_std(socket).unwrap());
         let config = QuorumConfig {
             node_id: id,
+            voter: true,
             data_dir: self.dir.path().join(format!("node-{id}")),
             voters: self.voters.clone(),
             timing: timing(),
@@ -475,6 +476,7 @@ async fn a_single_voter_restarts_with_its_image_and_refuses_other_voters() {
     let address = socket.local_addr().unwrap().to_string();
     let config = |voters: &[(i32, &str)]| QuorumConfig {
         node_id: 1,
+        voter: true,
         data_dir: dir.path().join("node-1"),
         voters: voters
             .iter()

@@ -47,6 +47,8 @@ pub struct Quorum {
     pub snapshot_index: Option<u64>,
     /// By node id.
     pub voters: Vec<Voter>,
+    /// Broker-only nodes that follow the metadata without voting, by node id.
+    pub learners: Vec<Voter>,
 }
 
 /// A voter of the metadata quorum.
@@ -78,18 +80,22 @@ impl From<QuorumStatus> for Quorum {
             committed_index: status.committed_index,
             applied_index: status.applied_index,
             snapshot_index: status.snapshot_index,
-            voters: status
-                .voters
-                .iter()
-                .map(|voter| Voter {
-                    node_id: voter.node_id,
-                    address: voter.address.clone(),
-                    matched_index: voter.matched_index,
-                    lag: status.lag(voter),
-                })
-                .collect(),
+            voters: members(&status, &status.voters),
+            learners: members(&status, &status.learners),
         }
     }
+}
+
+fn members(status: &QuorumStatus, members: &[crate::metadata::raft::VoterStatus]) -> Vec<Voter> {
+    members
+        .iter()
+        .map(|member| Voter {
+            node_id: member.node_id,
+            address: member.address.clone(),
+            matched_index: member.matched_index,
+            lag: status.lag(member),
+        })
+        .collect()
 }
 
 /// A registered broker.

@@ -134,8 +134,75 @@ impl Controller {
             deciding: Mutex::new(()),
             sessions,
         };
+        if let Some(address) = controller.log.learner_address() {
+            controller.join_as_learner(address.to_owned()).await?;
+        }
         controller.initialize_cluster().await?;
         Ok(controller)
+    }
+
+    /// A broker-only node asks the voters, in turn, to add it as a learner, until the
+    /// leader has (or [`INITIALIZE_WAIT_MAX`] has passed); a voter that does not lead
+    /// names the one that does, which is asked next.
+    async fn join_as_learner(&self, address: String) -> Result<(), TopicError> {
+        let started = Instant::now();
+        let call = ControllerCall::AddLearner {
+            node_id: self.node_id,
+            address,
+        };
+        let timeout = self.log.propose_timeout();
+        let mut backoff = FORWARD_BACKOFF_MIN;
+        loop {
+            let mut last_error = None;
+            let mut asked = Vec::new();
+            let mut candidates = self.log.voter_ids();
+            while let Some(voter) = candidates.pop() {
+                if asked.contains(&voter) {
+                    continue;
+                }
+                asked.push(voter);
+                match self.call_controller(voter, &call, timeout).await {
+                    Ok(ControllerReply::LearnerAdded(Ok(()))) => {
+                        tracing::info!(
+                            voter,
+                            "joined the metadata quorum as a learner (a broker-only node)"
+                        );
+                        return Ok(());
+                    }
+                    Ok(ControllerReply::LearnerAdded(Err(ProposeError::NotLeader {
+                        leader: Some(leader),
+                        ..
+                    }))) => candidates.push(leader.node_id),
+                    Ok(ControllerReply::LearnerAdded(Err(error))) => {
+                        last_error = Some(TopicError::Metadata(error));
+                    }
+                    Ok(other) => {
+                        last_error = Some(unreachable_controller(voter, &format!("{other:?}")));
+                    }
+                    Err(error) => last_error = Some(unreachable_controller(voter, &error.reason())),
+                }
+            }
+            let error = last_error.unwrap_or(TopicError::Metadata(ProposeError::NotLeader {
+                node_id: self.node_id,
+                leader: None,
+            }));
+            if started.elapsed() >= INITIALIZE_WAIT_MAX || !is_retriable(&error) {
+                return Err(error);
+            }
+            tracing::warn!(%error, waited_ms = started.elapsed().as_millis(), "waiting to join the metadata quorum as a learner (a majority of controller_quorum_voters must be running)");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(FORWARD_BACKOFF_MAX);
+        }
+    }
+
+    /// [`join_as_learner`](Self::join_as_learner), answered by this node when it is the
+    /// active controller.
+    pub(crate) async fn add_learner_here(
+        &self,
+        node_id: i32,
+        address: String,
+    ) -> Result<(), ProposeError> {
+        self.log.add_learner(node_id, address).await
     }
 
     /// Gives a new cluster its identity, waiting (at most [`INITIALIZE_WAIT_MAX`]) for

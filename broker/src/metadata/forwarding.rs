@@ -26,6 +26,7 @@ use super::broker_sessions::{HeartbeatAnswer, MembershipCallError, Registered};
 use super::controller::Controller;
 use super::front_end::{BrokerRegistration, MetadataRequest, TopicError};
 use super::membership::Heartbeat;
+use super::metadata_log::ProposeError;
 use crate::internal::frame::{RESPONSE_BIT, kind};
 use crate::internal::{CallError, Frame, InternalService, PeerClient, ServiceError};
 
@@ -36,6 +37,11 @@ pub enum ControllerCall {
     Submit(Vec<MetadataRequest>),
     Register(BrokerRegistration),
     Heartbeat(Heartbeat),
+    /// Make this broker-only node a learner of the quorum at this internal address.
+    AddLearner {
+        node_id: i32,
+        address: String,
+    },
 }
 
 /// The active controller's answer.
@@ -46,6 +52,7 @@ pub enum ControllerReply {
     Submitted(Result<u64, TopicError>),
     Registered(Result<Registered, MembershipCallError>),
     Heartbeat(Result<HeartbeatAnswer, MembershipCallError>),
+    LearnerAdded(Result<(), ProposeError>),
     /// The node's controller has not started yet; try again shortly.
     NotReady,
 }
@@ -86,6 +93,9 @@ impl ControllerEndpoint {
             }
             ControllerCall::Heartbeat(heartbeat) => {
                 ControllerReply::Heartbeat(controller.heartbeat_here(heartbeat).await)
+            }
+            ControllerCall::AddLearner { node_id, address } => {
+                ControllerReply::LearnerAdded(controller.add_learner_here(node_id, address).await)
             }
         }
     }
@@ -179,7 +189,6 @@ impl ControllerClient {
 mod tests {
     use super::*;
     use crate::metadata::front_end::CreateTopic;
-    use crate::metadata::raft::ProposeError;
 
     /// Calls and replies survive the trip as JSON, errors included.
     #[test]

@@ -11,6 +11,7 @@
 //! (`controller_id`, -1 while none is known): the image the quorum applies is the same
 //! on every member, who leads is each member's own view.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub struct MetadataLog {
     images: watch::Receiver<Arc<MetadataImage>>,
     /// Copies the quorum's applied images, stamped with the leader, to `images`.
     publisher: Mutex<Option<JoinHandle<()>>>,
+    /// See [`MetadataLog::learner_address`].
+    learner_address: Option<String>,
 }
 
 impl MetadataLog {
@@ -58,11 +61,13 @@ impl MetadataLog {
             .map_err(|error| QuorumError::Config(error.to_string()))?;
         crate::quorum_voters::check_own_address(config.node_id, &voters, address)
             .map_err(|error| QuorumError::Config(error.to_string()))?;
+        let learner_address = learner_address(config, address)?;
         if voters.is_empty() {
             voters.insert(config.node_id, address.to_string());
         }
         let quorum = QuorumConfig {
             node_id: config.node_id,
+            voter: config.roles().controller,
             data_dir: config.data_dir.join(METADATA_DIR),
             voters,
             timing: quorum_timing(config),
@@ -79,7 +84,24 @@ impl MetadataLog {
             node,
             images,
             publisher: Mutex::new(Some(publisher)),
+            learner_address,
         })
+    }
+
+    /// Where the leader reaches this node when it is a learner (a broker-only node):
+    /// its internal listener; `None` for a voter, which the voter list gives.
+    pub fn learner_address(&self) -> Option<&str> {
+        self.learner_address.as_deref()
+    }
+
+    /// Adds the broker-only node `node_id` as a learner at `address`, on the leader.
+    pub async fn add_learner(&self, node_id: i32, address: String) -> Result<(), ProposeError> {
+        self.node.add_learner(node_id, address).await
+    }
+
+    /// The ids of the voters, in order.
+    pub fn voter_ids(&self) -> Vec<i32> {
+        self.node.voter_ids()
     }
 
     /// Appends `records` as one entry of the log and waits until it is applied and
@@ -188,6 +210,26 @@ async fn publish_images(
             !same
         });
     }
+}
+
+/// The address a learner gives the leader: its internal listener's, with
+/// `advertised_host` for a listener bound to every interface; `None` for a voter.
+fn learner_address(
+    config: &BrokerConfig,
+    bound: SocketAddr,
+) -> Result<Option<String>, QuorumError> {
+    if config.roles().controller {
+        return Ok(None);
+    }
+    if !bound.ip().is_unspecified() {
+        return Ok(Some(bound.to_string()));
+    }
+    if config.advertised_host.is_empty() {
+        return Err(QuorumError::Config(format!(
+            "a broker-only node whose internal listener is bound to {bound} needs advertised_host: the leader must be told where to reach it"
+        )));
+    }
+    Ok(Some(format!("{}:{}", config.advertised_host, bound.port())))
 }
 
 /// The quorum timing a broker's settings give: the election timeout ranges from

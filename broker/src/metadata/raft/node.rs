@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::metrics::RaftServerMetrics;
-use openraft::{Config, Raft, ServerState, SnapshotPolicy};
+use openraft::{ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
 use super::network::{Network, RaftService};
@@ -75,8 +75,11 @@ pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 1000;
 /// What a quorum member needs to start.
 #[derive(Debug, Clone)]
 pub struct QuorumConfig {
-    /// This node's id: 0 or more, and one of the voters.
+    /// This node's id: 0 or more; one of the voters exactly when `voter`.
     pub node_id: i32,
+    /// A voter, or a learner that follows the committed log without voting once the
+    /// leader has added it ([`QuorumNode::add_learner`]).
+    pub voter: bool,
     /// Where the Raft log, vote and snapshot files live.
     pub data_dir: PathBuf,
     /// Every voter's id and internal listener address (`host:port`).
@@ -187,6 +190,8 @@ pub struct QuorumStatus {
     /// The last entry removed from the log (it is in the snapshot).
     pub purged_index: Option<u64>,
     pub voters: Vec<VoterStatus>,
+    /// Broker-only nodes that follow the log without voting.
+    pub learners: Vec<VoterStatus>,
 }
 
 impl QuorumStatus {
@@ -240,10 +245,15 @@ impl QuorumConfig {
         if let Some(id) = self.voters.keys().find(|id| **id < 0) {
             return invalid(format!("voter id {id} must be 0 or more"));
         }
-        if !self.voters.contains_key(&self.node_id) {
+        if self.voters.contains_key(&self.node_id) != self.voter {
             return invalid(format!(
-                "node {} is not among the voters {:?}",
+                "node {} is {}among the voters {:?}",
                 self.node_id,
+                if self.voter {
+                    "not "
+                } else {
+                    "a learner, but "
+                },
                 self.voters.keys().collect::<Vec<_>>()
             ));
         }
@@ -332,8 +342,13 @@ impl QuorumNode {
             connect_timeout: config.timing.connect_timeout,
             voters: config.voters.clone(),
         };
-        let mut joined = node.join(&config).await;
-        if joined.is_ok() && config.voters.len() == 1 {
+        // A learner waits to be added by the leader; its membership comes in the log.
+        let mut joined = if config.voter {
+            node.join(&config).await
+        } else {
+            Ok(())
+        };
+        if joined.is_ok() && config.voter && config.voters.len() == 1 {
             joined = node.lead_alone().await;
         }
         if let Err(error) = joined {
@@ -416,6 +431,11 @@ impl QuorumNode {
         Ok(())
     }
 
+    /// The ids of the voters, in order.
+    pub fn voter_ids(&self) -> Vec<i32> {
+        self.voters.keys().copied().collect()
+    }
+
     /// The internal listener address of voter `node_id`.
     pub fn voter_address(&self, node_id: i32) -> Option<&str> {
         self.voters.get(&node_id).map(String::as_str)
@@ -447,9 +467,53 @@ impl QuorumNode {
                 });
             }
         };
-        match result {
-            Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+        result
+            .map(|response| response.data)
+            .map_err(|error| self.write_error(error))
+    }
+
+    /// Makes `node_id`, a node that is not a voter, a learner at `address`: the leader
+    /// replicates the log to it from then on. Nothing to do when it is one at that
+    /// address already; its address is replaced when it moved. Works on the leader
+    /// only (else `NotLeader`), and waits at most the propose timeout.
+    pub async fn add_learner(&self, node_id: i32, address: String) -> Result<(), ProposeError> {
+        if node_id < 0 || self.voters.contains_key(&node_id) {
+            return Err(ProposeError::Failed(format!(
+                "node {node_id} cannot be added as a learner: it is a voter, or not a node id"
+            )));
+        }
+        let id = raft_id(node_id);
+        let member = QuorumMember { address };
+        let known = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned();
+        let changes = match known {
+            Some(known) if known == member => return Ok(()),
+            // Replacing the address of a learner is safe: it does not vote.
+            Some(_) => ChangeMembers::SetNodes(BTreeMap::from([(id, member)])),
+            None => ChangeMembers::AddNodes(BTreeMap::from([(id, member)])),
+        };
+        let change = self.raft.change_membership(changes, true);
+        match tokio::time::timeout(self.propose_timeout, change).await {
+            Ok(result) => result.map(|_| ()).map_err(|error| self.write_error(error)),
+            Err(_) => Err(ProposeError::TimedOut {
+                timeout: self.propose_timeout,
+            }),
+        }
+    }
+
+    /// A failed write (a proposal or a membership change) as the error callers see.
+    fn write_error(
+        &self,
+        error: RaftError<u64, ClientWriteError<u64, QuorumMember>>,
+    ) -> ProposeError {
+        match error {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
                 let leader = forward.leader_id.map(|leader_id| LeaderHint {
                     node_id: fjord_id(leader_id),
                     address: forward
@@ -457,16 +521,16 @@ impl QuorumNode {
                         .map(|node| node.address)
                         .unwrap_or_default(),
                 });
-                Err(ProposeError::NotLeader {
+                ProposeError::NotLeader {
                     node_id: self.node_id,
                     leader,
-                })
+                }
             }
-            Err(RaftError::APIError(error @ ClientWriteError::ChangeMembershipError(_))) => {
-                Err(ProposeError::Failed(error.to_string()))
+            RaftError::APIError(error @ ClientWriteError::ChangeMembershipError(_)) => {
+                ProposeError::Failed(error.to_string())
             }
-            Err(RaftError::Fatal(openraft::error::Fatal::Stopped)) => Err(ProposeError::ShutDown),
-            Err(RaftError::Fatal(error)) => Err(ProposeError::Failed(error.to_string())),
+            RaftError::Fatal(openraft::error::Fatal::Stopped) => ProposeError::ShutDown,
+            RaftError::Fatal(error) => ProposeError::Failed(error.to_string()),
         }
     }
 
@@ -492,7 +556,7 @@ impl QuorumNode {
             ServerState::Learner => Role::Learner,
             ServerState::Shutdown => Role::ShutDown,
         };
-        let voters = metrics
+        let (voters, learners): (Vec<_>, Vec<_>) = metrics
             .membership_config
             .membership()
             .nodes()
@@ -508,7 +572,13 @@ impl QuorumNode {
                     },
                 ),
             })
-            .collect();
+            .partition(|member| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|id| fjord_id(id) == member.node_id)
+            });
         QuorumStatus {
             node_id: self.node_id,
             role,
@@ -522,6 +592,7 @@ impl QuorumNode {
             snapshot_index: metrics.snapshot.map(|log_id| log_id.index),
             purged_index: metrics.purged.map(|log_id| log_id.index),
             voters,
+            learners,
         }
     }
 
@@ -583,6 +654,7 @@ mod tests {
     fn config() -> QuorumConfig {
         QuorumConfig {
             node_id: 2,
+            voter: true,
             data_dir: PathBuf::from("unused"),
             voters: (1..=3)
                 .map(|id| (id, format!("127.0.0.1:9{id}94")))
