@@ -235,6 +235,8 @@ async fn retry_or_fail(shared: &Shared, mut batch: ProducerBatch, error: Error, 
         };
         tracing::debug!(partition = %batch.topic_partition, %error, "batch failed");
         shared.lock().accumulator.fail(batch, &error);
+        // The loop may be waiting for this last batch to end a close.
+        shared.wake.notify_one();
         return;
     }
     tracing::debug!(
