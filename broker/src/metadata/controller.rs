@@ -520,15 +520,22 @@ impl Controller {
         &self,
         registration: &BrokerRegistration,
     ) -> Result<Registered, MembershipCallError> {
+        let Some(leader) = self.membership_target()? else {
+            return self.register_here(registration).await;
+        };
+        let call = ControllerCall::Register(registration.clone());
+        match self.forward_membership(leader, &call).await? {
+            ControllerReply::Registered(answer) => answer,
+            other => Err(unexpected_reply(leader, &other)),
+        }
+    }
+
+    /// Where a membership call is carried out: `None` here (this node is the active
+    /// controller), else at the active controller it names.
+    fn membership_target(&self) -> Result<Option<i32>, MembershipCallError> {
         match self.active_controller() {
-            Some(leader) if leader == self.node_id => self.register_here(registration).await,
-            Some(leader) => {
-                let call = ControllerCall::Register(registration.clone());
-                match self.forward_membership(leader, &call).await? {
-                    ControllerReply::Registered(answer) => answer,
-                    other => Err(unexpected_reply(leader, &other)),
-                }
-            }
+            Some(leader) if leader == self.node_id => Ok(None),
+            Some(leader) => Ok(Some(leader)),
             None => Err(MembershipCallError::NoActiveController {
                 node_id: self.node_id,
             }),
@@ -570,18 +577,15 @@ impl Controller {
         &self,
         heartbeat: Heartbeat,
     ) -> Result<HeartbeatAnswer, MembershipCallError> {
-        match self.active_controller() {
-            Some(leader) if leader == self.node_id => self.heartbeat_here(heartbeat).await,
-            Some(leader) => {
-                let call = ControllerCall::Heartbeat(heartbeat);
-                match self.forward_membership(leader, &call).await? {
-                    ControllerReply::Heartbeat(answer) => answer,
-                    other => Err(unexpected_reply(leader, &other)),
-                }
-            }
-            None => Err(MembershipCallError::NoActiveController {
-                node_id: self.node_id,
-            }),
+        let Some(leader) = self.membership_target()? else {
+            return self.heartbeat_here(heartbeat).await;
+        };
+        match self
+            .forward_membership(leader, &ControllerCall::Heartbeat(heartbeat))
+            .await?
+        {
+            ControllerReply::Heartbeat(answer) => answer,
+            other => Err(unexpected_reply(leader, &other)),
         }
     }
 
