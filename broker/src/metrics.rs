@@ -197,6 +197,8 @@ pub const METRICS: &[MetricDescription] = &[
         "1 when this broker's member leads the metadata quorum (it is the active controller), else 0."),
     metric("fjord_metadata_applied_index", Gauge, Count, &[], Scrape,
         "Position in the metadata log of the last entry applied to this broker's metadata image."),
+    metric("fjord_metadata_apply_lag", Gauge, Count, &[], Scrape,
+        "Entries of the metadata log this broker knows committed but has not applied to its image yet."),
     metric("fjord_metadata_voter_lag", Gauge, Count, &["voter"], Scrape,
         "Entries of the leader's metadata log a voter lacks, by voter node id; exported by the leader only."),
 ];
@@ -329,6 +331,11 @@ fn record_quorum(quorum: &QuorumStatus) {
     if let Some(applied) = quorum.applied_index {
         ::metrics::gauge!("fjord_metadata_applied_index").set(applied as f64);
     }
+    let apply_lag = quorum
+        .committed_index
+        .unwrap_or(0)
+        .saturating_sub(quorum.applied_index.unwrap_or(0));
+    ::metrics::gauge!("fjord_metadata_apply_lag").set(apply_lag as f64);
     for voter in &quorum.voters {
         if let Some(lag) = quorum.lag(voter) {
             let labels = [("voter", voter.node_id.to_string())];

@@ -240,6 +240,8 @@ async fn metrics_after_real_traffic() {
         metrics.value("fjord_metadata_applied_index", &[]),
         Some(applied as f64)
     );
+    // A quorum of one applies what it commits before it answers.
+    assert_eq!(metrics.value("fjord_metadata_apply_lag", &[]), Some(0.0));
     let uptime = metrics.value("fjord_process_uptime_seconds", &[]).unwrap();
     let lowest = scrape_started.duration_since(started).as_secs_f64();
     let highest = scrape_ended.duration_since(before_start).as_secs_f64();

@@ -34,10 +34,6 @@ use super::image::MetadataImage;
 use super::membership::{Heartbeat, HeartbeatReply, Membership, MembershipError};
 use super::metadata_log::{Leadership, ProposeError};
 
-/// Whether a broker that is unfenced gets back the leadership of the partitions it is
-/// the preferred replica of (Kafka's `auto.leader.rebalance.enable`, on by default).
-pub const AUTO_LEADER_REBALANCE: bool = true;
-
 /// Milliseconds from some fixed start; never goes back.
 pub trait SessionClock: Debug + Send + Sync {
     fn now_ms(&self) -> u64;
@@ -205,6 +201,7 @@ impl BrokerSessions {
         node_id: i32,
         incarnation_id: uuid::Uuid,
         session_timeout_ms: u64,
+        auto_leader_rebalance: bool,
         leadership: Leadership,
         clock: Arc<dyn SessionClock>,
     ) -> Self {
@@ -213,7 +210,7 @@ impl BrokerSessions {
             incarnation_id,
             clock,
             state: Mutex::new(State {
-                membership: Membership::new(session_timeout_ms, AUTO_LEADER_REBALANCE),
+                membership: Membership::new(session_timeout_ms, auto_leader_rebalance),
                 leadership,
                 active_term: None,
             }),

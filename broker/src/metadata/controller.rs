@@ -122,6 +122,7 @@ impl Controller {
             config.node_id,
             incarnation_id,
             config.broker_session_timeout_ms,
+            config.auto_leader_rebalance,
             log.leadership(),
             clock,
         );
