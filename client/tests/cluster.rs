@@ -10,6 +10,7 @@ use fjord_broker::{Broker, BrokerHandle, Listeners};
 use fjord_client::{
     Admin, Client, ClientConfig, Error, NewTopic, Producer, ProducerConfig, ProducerRecord,
 };
+use fjord_protocol::ErrorCode;
 use tokio::net::TcpListener;
 
 /// Longest any wait in these tests may take before the test fails.
@@ -105,6 +106,14 @@ async fn records_for_a_leaderless_partition_time_out_and_close_returns() {
     }
 
     let client = connect(&[first.client_addr()]).await;
+    let described = Admin::new(&client).describe_topic("orders").await.unwrap();
+    let partition = &described.partitions[lost as usize];
+    assert_eq!(partition.leader, None, "{described:?}");
+    assert_eq!(
+        partition.error_code,
+        ErrorCode::LeaderNotAvailable,
+        "{described:?}"
+    );
     let delivery_timeout_ms = 2_000;
     let producer = Producer::new(
         &client,

@@ -131,7 +131,8 @@ fn ids(ids: &[i32]) -> String {
 }
 
 /// `online`, `offline` (the leader's log cannot serve: `KAFKA_STORAGE_ERROR`; the
-/// admin HTTP API's topic JSON says why), or the partition's error.
+/// admin HTTP API's topic JSON says why), or the partition's error, such as
+/// `LEADER_NOT_AVAILABLE` while no replica can lead it.
 fn partition_state(error_code: ErrorCode) -> String {
     match error_code {
         ErrorCode::None => "online".to_owned(),

@@ -28,7 +28,13 @@ pub fn topic_metadata(topic: &TopicImage) -> TopicMetadata {
             .partitions
             .iter()
             .map(|partition| PartitionMetadata {
-                error_code: ErrorCode::None,
+                // As Kafka answers: a partition without a leader cannot be served now
+                // (its replicas are fenced or down); clients retry once it has one.
+                error_code: if partition.leader < 0 {
+                    ErrorCode::LeaderNotAvailable
+                } else {
+                    ErrorCode::None
+                },
                 partition: partition.partition,
                 leader: partition.leader,
                 leader_epoch: partition.leader_epoch,
