@@ -17,7 +17,7 @@ pub enum VotersError {
     #[error("node id {node_id} is listed twice")]
     Duplicate { node_id: i32 },
     #[error(
-        "node {node_id} is not among the voters ({listed}); every node is a controller voter, so list it"
+        "node {node_id} is not among the voters ({listed}); a node with the controller role (process_roles) must be listed, or be broker-only"
     )]
     NotAVoter { node_id: i32, listed: String },
     #[error(
@@ -162,7 +162,7 @@ mod tests {
         let error = check_member(3, &voters).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "node 3 is not among the voters (1, 2); every node is a controller voter, so list it"
+            "node 3 is not among the voters (1, 2); a node with the controller role (process_roles) must be listed, or be broker-only"
         );
     }
 
