@@ -34,7 +34,7 @@ use crate::group::{GroupService, OFFSETS_TOPIC};
 use crate::http::HttpState;
 use crate::http::state::ApiHandles;
 use crate::lifecycle::{Lifecycle, Phase};
-use crate::metadata::forwarding::ControllerEndpoint;
+use crate::metadata::controller_endpoint::ControllerEndpoint;
 use crate::metadata::front_end::BrokerRegistration;
 use crate::metadata::heartbeats::{
     BrokerHeartbeats, HeartbeatTiming, HeartbeatsHandle, LocalController,

@@ -9,26 +9,26 @@
 //!   with the log index its entry was applied at; the caller then waits until its own
 //!   image has applied that index and answers its client from it, so that a broker
 //!   never answers "created" before it knows the topic.
-//! - [`ControllerEndpoint`]: the receiving side, served by the internal listener from
-//!   start-up and bound to the [`Controller`] once it exists (until then calls are
-//!   answered [`ControllerReply::NotReady`]). It only ever carries a call out here: a
-//!   node that no longer leads refuses with `NotLeader`, and the caller retries at the
-//!   new leader, so calls never travel in circles.
+//! - [`ControllerEndpoint`](super::controller_endpoint::ControllerEndpoint) (its own
+//!   module): the receiving side, served by the internal listener from start-up and
+//!   bound to the controller once it exists (until then calls are answered
+//!   [`ControllerReply::NotReady`]). It only ever carries a call out here: a node that
+//!   no longer leads refuses with `NotLeader`, and the caller retries at the new
+//!   leader, so calls never travel in circles.
 //! - [`ControllerClient`]: the sending side, one connection per controller address.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::broker_sessions::{HeartbeatAnswer, MembershipCallError, Registered};
-use super::controller::Controller;
 use super::front_end::{BrokerRegistration, MetadataRequest, TopicError};
 use super::membership::Heartbeat;
 use super::metadata_log::ProposeError;
-use crate::internal::frame::{RESPONSE_BIT, kind};
-use crate::internal::{CallError, Frame, InternalService, PeerClient, ServiceError};
+use crate::internal::frame::kind;
+use crate::internal::{CallError, PeerClient};
 
 /// A call to the active controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,69 +55,6 @@ pub enum ControllerReply {
     LearnerAdded(Result<(), ProposeError>),
     /// The node's controller has not started yet; try again shortly.
     NotReady,
-}
-
-/// The receiving side of controller calls on this node.
-#[derive(Debug, Default)]
-pub struct ControllerEndpoint {
-    /// Weak: the controller owns the metadata log, whose listener owns this.
-    controller: OnceLock<Weak<Controller>>,
-}
-
-impl ControllerEndpoint {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// From now on calls are carried out by `controller`.
-    pub fn serve(&self, controller: &Arc<Controller>) {
-        if self.controller.set(Arc::downgrade(controller)).is_err() {
-            tracing::error!("the controller endpoint was bound twice; keeping the first");
-        }
-    }
-
-    async fn answer(&self, call: ControllerCall) -> ControllerReply {
-        let Some(controller) = self.controller.get().and_then(Weak::upgrade) else {
-            return ControllerReply::NotReady;
-        };
-        match call {
-            ControllerCall::Submit(requests) => ControllerReply::Submitted(
-                controller
-                    .submit_here(&requests)
-                    .await
-                    .map(|(_, after)| super::broker_sessions::applied_index(&after))
-                    .map_err(TopicError::for_the_wire),
-            ),
-            ControllerCall::Register(registration) => {
-                ControllerReply::Registered(controller.register_here(&registration).await)
-            }
-            ControllerCall::Heartbeat(heartbeat) => {
-                ControllerReply::Heartbeat(controller.heartbeat_here(heartbeat).await)
-            }
-            ControllerCall::AddLearner { node_id, address } => {
-                ControllerReply::LearnerAdded(controller.add_learner_here(node_id, address).await)
-            }
-        }
-    }
-}
-
-impl InternalService for ControllerEndpoint {
-    async fn handle(&self, request: Frame) -> Result<Frame, ServiceError> {
-        if request.kind != kind::CONTROLLER_CALL {
-            return Err(ServiceError::UnknownKind { kind: request.kind });
-        }
-        let call: ControllerCall =
-            serde_json::from_slice(&request.body).map_err(|error| ServiceError::BadBody {
-                kind: request.kind,
-                reason: error.to_string(),
-            })?;
-        let reply = self.answer(call).await;
-        Ok(Frame {
-            kind: request.kind | RESPONSE_BIT,
-            request_id: request.request_id,
-            body: serde_json::to_vec(&reply).expect("controller replies serialize"),
-        })
-    }
 }
 
 /// Why a call to another node's controller got no usable answer.

@@ -36,6 +36,7 @@
 
 pub mod broker_sessions;
 pub mod controller;
+pub mod controller_endpoint;
 pub mod forwarding;
 pub mod front_end;
 pub mod heartbeats;
