@@ -635,8 +635,7 @@ impl LogManager {
         match topic_id::load(dir) {
             Ok(Some(recorded)) if recorded != topic_id => {
                 tracing::warn!(%partition, recorded_topic_id = %recorded, %topic_id, "the partition directory holds an earlier topic of this name, deleted while this broker was down, and this broker holds no replica of the new one; removing it");
-                self.forget_stale_log_end(partition)?;
-                self.remove_dir(partition, dir)
+                self.remove_stale_dir(partition, dir)
             }
             _ => {
                 tracing::warn!(dir = %dir.display(), "directory of a partition this broker holds no replica of; leaving it alone");
@@ -664,8 +663,7 @@ impl LogManager {
             Some(recorded) if recorded == topic_id => return Ok(()),
             Some(recorded) => {
                 tracing::warn!(%partition, recorded_topic_id = %recorded, %topic_id, "the partition directory holds an earlier topic of this name, deleted while this broker was down; removing its data and starting the partition empty");
-                self.forget_stale_log_end(partition)?;
-                self.remove_dir(partition, dir)?;
+                self.remove_stale_dir(partition, dir)?;
             }
             None if dir.is_dir() => {
                 // A failure here (a full disk) must not take the partition offline:
@@ -685,6 +683,13 @@ impl LogManager {
         fs::create_dir_all(dir)
             .map_err(|error| StorageError::io("create directory", dir, error))?;
         topic_id::store(dir, topic_id)
+    }
+
+    /// Removes the directory of an earlier topic of the partition's name, its recorded
+    /// log end first (see [`Self::forget_stale_log_end`]).
+    fn remove_stale_dir(&self, partition: &TopicPartition, dir: &Path) -> Result<()> {
+        self.forget_stale_log_end(partition)?;
+        self.remove_dir(partition, dir)
     }
 
     /// Forgets the recorded log end of a partition whose directory is stale, on disk

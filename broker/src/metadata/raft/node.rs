@@ -556,9 +556,9 @@ impl QuorumNode {
             ServerState::Learner => Role::Learner,
             ServerState::Shutdown => Role::ShutDown,
         };
-        let (voters, learners): (Vec<_>, Vec<_>) = metrics
-            .membership_config
-            .membership()
+        let membership = metrics.membership_config.membership();
+        let voter_ids: BTreeSet<u64> = membership.voter_ids().collect();
+        let (voters, learners): (Vec<_>, Vec<_>) = membership
             .nodes()
             .map(|(id, member)| VoterStatus {
                 node_id: fjord_id(*id),
@@ -572,13 +572,7 @@ impl QuorumNode {
                     },
                 ),
             })
-            .partition(|member| {
-                metrics
-                    .membership_config
-                    .membership()
-                    .voter_ids()
-                    .any(|id| fjord_id(id) == member.node_id)
-            });
+            .partition(|member| voter_ids.contains(&raft_id(member.node_id)));
         QuorumStatus {
             node_id: self.node_id,
             role,
