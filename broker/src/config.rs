@@ -123,6 +123,8 @@ settings! {
     request_memory_bytes: usize = 256 << 20, "FJORD_REQUEST_MEMORY_BYTES";
     /// Longest a request frame may take to arrive, from its first byte (or from when memory was found for it, if it waited); a connection that is slower is closed and its request memory freed.
     request_read_timeout_ms: u64 = 30_000, "FJORD_REQUEST_READ_TIMEOUT_MS";
+    /// A follower that has not caught up with its leader's log end for this long leaves the partition's in-sync set (acks=all writes stop waiting for it); it rejoins once it has caught up.
+    replica_lag_ms: u64 = 10_000, "FJORD_REPLICA_LAG_MS";
     /// Bytes of fetched records held in responses not yet written, across all connections; fetches wait beyond it. Each connection holds at most one fetch response.
     response_memory_bytes: usize = 256 << 20, "FJORD_RESPONSE_MEMORY_BYTES";
     /// A connection whose client accepts no byte of a response for this long is closed (it stopped reading), freeing the response's memory.
@@ -337,6 +339,9 @@ impl BrokerConfig {
                     self.metadata_election_timeout_ms, self.metadata_heartbeat_interval_ms
                 ),
             );
+        }
+        if self.replica_lag_ms < 100 {
+            return invalid("replica_lag_ms", "must be at least 100");
         }
         if self.metadata_propose_timeout_ms < 100 {
             return invalid("metadata_propose_timeout_ms", "must be at least 100");

@@ -6,6 +6,8 @@
 //! - [`topics`]: the handles through which the services reach metadata and partition
 //!   logs: a metadata view, the partitions this broker leads, topic administration.
 //! - [`internal`]: the internal listener between brokers: frames, listener, peer calls.
+//! - [`replication`]: the partitions this broker leads: appends, in-sync replicas,
+//!   the high watermark.
 //! - [`server`]: the client listener, connections and request handlers.
 //! - [`group`]: consumer groups: the coordinator state machine, assignors, committed
 //!   offsets in `__consumer_offsets`.
@@ -27,6 +29,7 @@ pub mod lifecycle;
 pub mod metadata;
 pub mod metrics;
 pub mod quorum_voters;
+pub mod replication;
 pub mod resources;
 pub mod server;
 pub mod storage;

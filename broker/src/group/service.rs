@@ -40,7 +40,8 @@ use super::{
 };
 use crate::config::BrokerConfig;
 use crate::metadata::MetadataImage;
-use crate::storage::{AppendInfo, Clock, PartitionLog, SystemClock};
+use crate::replication::PartitionLeader;
+use crate::storage::{AppendInfo, Clock, SystemClock};
 use crate::topics::{Partitions, TopicAdmin};
 
 /// The longest the background task sleeps without looking at the coordinator; a
@@ -50,7 +51,7 @@ const IDLE_WAKE_INTERVAL: Duration = Duration::from_secs(10);
 /// Records appended to the offsets topic, waiting to become durable.
 #[derive(Debug)]
 struct Appended {
-    log: Arc<PartitionLog>,
+    leader: Arc<PartitionLeader>,
     info: AppendInfo,
     records: Vec<OffsetRecord>,
 }
@@ -306,9 +307,9 @@ impl GroupService {
     /// coordinator locked, so that appends are in the order of the checks.
     fn append(&self, group_id: &str, records: Vec<OffsetRecord>) -> Result<Appended, ErrorCode> {
         let partition = coordinator_partition(&self.partitions.metadata().current(), group_id)?;
-        let (_, partition_image, log) = self
+        let (_, _, leader) = self
             .partitions
-            .leader_log(OFFSETS_TOPIC, partition)
+            .leader(OFFSETS_TOPIC, partition)
             .map_err(|code| match code {
                 ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
                 _ => ErrorCode::CoordinatorNotAvailable,
@@ -328,25 +329,27 @@ impl GroupService {
             });
         }
         let batch = RecordBatch::new(builder.finish()).expect("the builder makes valid batches");
-        let info = log
-            .append(&[batch], partition_image.leader_epoch)
-            .map_err(|error| {
-                tracing::error!(%error, "cannot append to {OFFSETS_TOPIC}");
-                error.error_code()
-            })?;
-        Ok(Appended { log, info, records })
+        let info = leader.append(&[batch]).map_err(|error| {
+            tracing::error!(%error, "cannot append to {OFFSETS_TOPIC}");
+            error.error_code()
+        })?;
+        Ok(Appended {
+            leader,
+            info,
+            records,
+        })
     }
 
     /// Waits until appended records are durable, makes them visible and applies them.
     async fn complete(&self, appended: Appended) -> Result<(), ErrorCode> {
-        appended.log.commit(&appended.info).await.map_err(|error| {
-            tracing::error!(%error, "cannot make {OFFSETS_TOPIC} records durable");
-            error.error_code()
-        })?;
-        let next_offset = appended.info.last_offset + 1;
-        if appended.log.high_watermark() < next_offset {
-            appended.log.set_high_watermark(next_offset);
-        }
+        appended
+            .leader
+            .commit(&appended.info)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot make {OFFSETS_TOPIC} records durable");
+                error.error_code()
+            })?;
         let mut coordinator = self.lock();
         for (offset, record) in (appended.info.base_offset..).zip(&appended.records) {
             coordinator.apply_record(record, offset);

@@ -631,6 +631,15 @@ impl PartitionLog {
         }
     }
 
+    /// The end of what counts as durable under the log's policy: what is fsynced under
+    /// `fsync`, everything written under `interval`.
+    pub fn durable_end(&self) -> i64 {
+        match self.config().durability {
+            Durability::Fsync => *self.durable.borrow(),
+            Durability::Interval { .. } => self.log_end_offset(),
+        }
+    }
+
     /// Waits until every offset below `offset` is on disk, starting fsyncs as needed.
     pub async fn wait_durable(self: &Arc<Self>, offset: i64) -> Result<()> {
         let mut durable = self.durable.subscribe();

@@ -240,7 +240,18 @@ impl TopicAdmin {
             let partition_id = TopicPartition::new(topic.clone(), partition);
             let logs = admin.partitions.logs();
             let log = logs.recover(&partition_id, topic_image.topic_id, action, config)?;
-            log.set_high_watermark(log.log_end_offset());
+            // The recovered log is a new one: a leader takes it up at once (the high
+            // watermark follows from what it holds and the in-sync set).
+            if let Some(held) = topic_image.partition(partition)
+                && held.leader == admin.partitions.node_id()
+            {
+                admin.partitions.replicas().lead(
+                    &partition_id,
+                    topic_image.topic_id,
+                    held,
+                    log.clone(),
+                );
+            }
             if let Err(error) = logs.write_log_ends() {
                 tracing::warn!(%error, "recording log ends failed");
             }

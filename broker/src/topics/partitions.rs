@@ -11,6 +11,7 @@ use super::view::MetadataView;
 use crate::config::BrokerConfig;
 use crate::metadata::topic_config::{self, TopicConfig};
 use crate::metadata::{PartitionImage, TopicImage};
+use crate::replication::{PartitionLeader, Replicas};
 use crate::storage::{LogManager, PartitionLog, TopicPartition};
 
 /// The partitions this broker holds: the metadata that places them, and their logs.
@@ -20,6 +21,8 @@ pub struct Partitions {
     logs: Arc<LogManager>,
     /// The broker's settings: its node id, and the defaults of every topic's config.
     config: Arc<BrokerConfig>,
+    /// The partitions this broker leads: the path of every append.
+    replicas: Arc<Replicas>,
 }
 
 impl Partitions {
@@ -27,8 +30,14 @@ impl Partitions {
         Self {
             metadata,
             logs,
+            replicas: Arc::new(Replicas::new(config.node_id, config.replica_lag_ms)),
             config,
         }
+    }
+
+    /// The partitions this broker leads.
+    pub fn replicas(&self) -> &Arc<Replicas> {
+        &self.replicas
     }
 
     pub fn metadata(&self) -> &MetadataView {
@@ -89,5 +98,22 @@ impl Partitions {
             }
         })?;
         Ok((topic, partition, log))
+    }
+
+    /// The leader of a partition this broker leads, the path of appends, with its topic
+    /// and partition as the current metadata has them.
+    pub fn leader(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Arc<TopicImage>, PartitionImage, Arc<PartitionLeader>), ErrorCode> {
+        let (topic, partition, log) = self.leader_log(topic, partition)?;
+        let id = TopicPartition::new(topic.name.clone(), partition.partition);
+        match self.replicas.leader(&id) {
+            // The reconciler has not taken up this leadership yet, or another log of
+            // the partition (a recovered one) is being taken up.
+            Some(leader) if Arc::ptr_eq(leader.log(), &log) => Ok((topic, partition, leader)),
+            _ => Err(ErrorCode::NotLeaderOrFollower),
+        }
     }
 }

@@ -119,17 +119,24 @@ pub fn plan(
             let before = old
                 .and_then(|old| old.partition(partition.partition))
                 .filter(|before| before.replicas.contains(&node_id));
-            if before.is_none() || !local.open.contains(&id) {
+            let create = before.is_none() || !local.open.contains(&id);
+            if create {
                 changes.push(Action::CreateLog {
                     partition: id.clone(),
                     topic_id: topic.topic_id,
                     config: topic.config.clone(),
                 });
             }
-            let leadership_changed = before.is_none_or(|before| {
-                before.leader != partition.leader || before.leader_epoch != partition.leader_epoch
+            // A leader also takes up a new log of its partition, and a new in-sync set
+            // or replica set of its leader epoch.
+            let changed = before.is_none_or(|before| {
+                before.leader != partition.leader
+                    || before.leader_epoch != partition.leader_epoch
+                    || (partition.leader == node_id
+                        && (before.isr != partition.isr || before.replicas != partition.replicas))
             });
-            if !leadership_changed {
+            let takes_up_new_log = create && partition.leader == node_id;
+            if !changed && !takes_up_new_log {
                 continue;
             }
             changes.push(if partition.leader == node_id {
@@ -224,20 +231,22 @@ impl Reconciler {
             &self.local_logs(),
         );
         for action in actions {
-            self.apply(action);
+            self.apply(action, next);
         }
         self.reconciled
             .send_modify(|progress| progress.position = next.applied_position());
     }
 
-    fn apply(&self, action: Action) {
+    fn apply(&self, action: Action, image: &MetadataImage) {
         let logs = self.partitions.logs();
+        let replicas = self.partitions.replicas();
         match action {
             Action::DeleteTopicLogs {
                 topic, partitions, ..
             } => {
                 for partition in partitions {
                     let partition = TopicPartition::new(topic.clone(), partition);
+                    replicas.stop_leading(&partition);
                     // A log it opened, or a directory or an offline entry of its own;
                     // a file in the way of a failed creation is not touched.
                     let directory = logs.data_dir().join(partition.to_string());
@@ -280,12 +289,19 @@ impl Reconciler {
                 partition,
                 leader_epoch,
             } => {
-                // Without replication the leader's log is the only copy: everything in
-                // it is committed.
-                if let Some(log) = logs.get(&partition) {
-                    log.set_high_watermark(log.log_end_offset());
+                let topic = image.topic(&partition.topic);
+                let held = topic.and_then(|topic| {
+                    let log = logs.get_of(&partition, topic.topic_id)?;
+                    Some((topic.topic_id, topic.partition(partition.partition)?, log))
+                });
+                match held {
+                    Some((topic_id, partition_image, log)) => {
+                        replicas.lead(&partition, topic_id, partition_image, log);
+                        tracing::debug!(%partition, leader_epoch, "leading partition");
+                    }
+                    // Its log is offline: it is not served until an operator recovers it.
+                    None => replicas.stop_leading(&partition),
                 }
-                tracing::debug!(%partition, leader_epoch, "leading partition");
             }
             Action::BecomeFollower {
                 partition,
@@ -295,6 +311,7 @@ impl Reconciler {
                 // The log stays; `Partitions::leader_log` does not serve it to clients
                 // since the image names another leader. Fetching from the leader comes
                 // with replication.
+                replicas.stop_leading(&partition);
                 tracing::debug!(%partition, leader, leader_epoch, "following partition");
             }
         }
@@ -507,7 +524,7 @@ mod tests {
                 image(vec![topic("a", id(1), vec![partition(0, &[ME], 0)])]),
                 image(vec![topic("a", id(1), vec![partition(0, &[ME], 0)])]),
                 open(&[]),
-                vec![create("a", 0, id(1))],
+                vec![create("a", 0, id(1)), lead("a", 0, 0)],
             ),
             (
                 "a deleted topic: the logs of its replicas here go",

@@ -19,14 +19,15 @@ use fjord_protocol::{ErrorCode, RecordBatch};
 
 use super::produce_rules;
 use crate::group::OFFSETS_TOPIC;
+use crate::replication::PartitionLeader;
 use crate::server::handles::Handles;
 use crate::server::order::Turn;
 use crate::server::response::ResponseFrame;
-use crate::storage::{AppendInfo, Clock, PartitionLog, SystemClock};
+use crate::storage::{AppendInfo, Clock, SystemClock};
 
 /// A partition's outcome before durability is known.
 struct Appended {
-    log: Arc<PartitionLog>,
+    leader: Arc<PartitionLeader>,
     info: AppendInfo,
     /// The broker's append time for a log-append-time topic; -1 for create time.
     log_append_time_ms: i64,
@@ -114,7 +115,7 @@ pub async fn handle(
                         error_code: ErrorCode::None,
                         base_offset: appended.info.base_offset,
                         log_append_time_ms: appended.log_append_time_ms,
-                        log_start_offset: appended.log.log_start_offset(),
+                        log_start_offset: appended.leader.log().log_start_offset(),
                         error_message: None,
                     },
                     Ok(Err(error)) => {
@@ -143,12 +144,7 @@ pub async fn handle(
 
 /// Waits for durability under the log's policy, then makes the records visible.
 async fn commit(appended: &Appended) -> Result<(), crate::storage::StorageError> {
-    appended.log.commit(&appended.info).await?;
-    let next_offset = appended.info.last_offset + 1;
-    if appended.log.high_watermark() < next_offset {
-        appended.log.set_high_watermark(next_offset);
-    }
-    Ok(())
+    appended.leader.commit(&appended.info).await
 }
 
 async fn append(
@@ -165,9 +161,9 @@ async fn append(
         .topic_or_auto_create(topic)
         .await
         .map_err(unavailable)?;
-    let (topic_image, partition_image, log) = handles
+    let (topic_image, partition_image, leader) = handles
         .partitions
-        .leader_log(topic, partition)
+        .leader(topic, partition)
         .map_err(unavailable)?;
     if topic_image.name == OFFSETS_TOPIC {
         return Err(fail(
@@ -215,8 +211,8 @@ async fn append(
         record_count += batch.record_count() as u64;
         batches.push(batch);
     }
-    let info = log
-        .append(&batches, partition_image.leader_epoch)
+    let info = leader
+        .append(&batches)
         .map_err(|error| fail(error.error_code(), error.to_string()))?;
     metrics::counter!("fjord_produce_bytes_total").increment(info.bytes);
     metrics::counter!("fjord_produce_records_total").increment(record_count);
@@ -225,7 +221,7 @@ async fn append(
         TimestampType::CreateTime => -1,
     };
     Ok(Appended {
-        log,
+        leader,
         info,
         log_append_time_ms,
     })
