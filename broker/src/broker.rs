@@ -33,6 +33,8 @@ use crate::config::BrokerConfig;
 use crate::group::{GroupService, OFFSETS_TOPIC};
 use crate::http::HttpState;
 use crate::http::state::ApiHandles;
+use crate::internal::ByKind;
+use crate::internal::frame::kind;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::metadata::controller_endpoint::ControllerEndpoint;
 use crate::metadata::front_end::BrokerRegistration;
@@ -42,6 +44,8 @@ use crate::metadata::heartbeats::{
 use crate::metadata::{
     Controller, CreateTopic, MetadataImage, MetadataLog, PartitionImage, TopicError, TopicImage,
 };
+use crate::replication::fetch_service::FetchService;
+use crate::replication::{Proposal, Replicas};
 use crate::server::{Handles, ServerSettings};
 use crate::storage::manager::{BackgroundIntervals, FoundDir};
 use crate::storage::node_identity::NodeIdentity;
@@ -213,8 +217,15 @@ impl Broker {
         // Other brokers call this node's controller (when it is the active one) on the
         // internal listener from the start; the calls wait until it exists.
         let controller_endpoint = Arc::new(ControllerEndpoint::new());
+        // Followers fetch from this node's partition leaders there too, once they exist.
+        let fetch_service = Arc::new(FetchService::new());
+        let services = Arc::new(ByKind::new(
+            kind::REPLICATION,
+            fetch_service.clone(),
+            controller_endpoint.clone(),
+        ));
         let metadata_log = Arc::new(
-            MetadataLog::start_serving(&config, internal_listener, controller_endpoint.clone())
+            MetadataLog::start_serving(&config, internal_listener, services)
                 .await
                 .context("cannot start the metadata quorum")?,
         );
@@ -233,11 +244,19 @@ impl Broker {
             Duration::from_millis(config.broker_heartbeat_interval_ms),
             shutdown_receiver.clone(),
         )));
+        // Other brokers reach the internal listener at its bound address, or, when it is
+        // bound to every interface, at the host clients are given.
+        let internal_address = if internal_addr.ip().is_unspecified() {
+            format!("{host}:{}", internal_addr.port())
+        } else {
+            internal_addr.to_string()
+        };
         let registration = BrokerRegistration {
             node_id: config.node_id,
             incarnation_id,
             host: host.clone(),
             port,
+            internal_address,
             rack: None,
         };
         // A controller-only node does not register: it holds no partitions and
@@ -279,6 +298,19 @@ impl Broker {
         let metadata = MetadataView::new(controller.subscribe());
         let partitions = Partitions::new(metadata, logs.clone(), Arc::new(config.clone()));
         let reconciler = Reconciler::new(partitions.clone());
+        fetch_service.serve(partitions.replicas());
+        if let Some(proposals) = partitions.replicas().take_proposals() {
+            tasks.push(tokio::spawn(propose_isr_changes(
+                proposals,
+                partitions.replicas().clone(),
+                controller.clone(),
+                shutdown_receiver.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(partitions.replicas().clone().run_ticks(
+            Duration::from_millis((config.replica_lag_ms / 4).max(25)),
+            shutdown_receiver.clone(),
+        )));
         let admin = TopicAdmin::new(
             controller,
             partitions.clone(),
@@ -469,6 +501,56 @@ impl Broker {
 /// Migrates a data directory of the pre-Raft release, then starts the controller
 /// (which initialises a new cluster) and records the cluster in the data directory's
 /// identity.
+/// Takes leaders' in-sync set changes to the controller, each on a task of its own:
+/// one retried (every 500 ms, while its leader still leads) until the controller
+/// answers, one refused outright reported back so that its leader may propose again.
+/// A change made from a stale state is not reported: the metadata brings the newer
+/// state, and with it the leader's next decision.
+async fn propose_isr_changes(
+    mut proposals: tokio::sync::mpsc::UnboundedReceiver<Proposal>,
+    replicas: Arc<Replicas>,
+    controller: Arc<Controller>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let proposal = tokio::select! {
+            proposal = proposals.recv() => match proposal {
+                Some(proposal) => proposal,
+                None => return,
+            },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let replicas = replicas.clone();
+        let controller = controller.clone();
+        tokio::spawn(async move {
+            loop {
+                match controller.alter_partition(proposal.change.clone()).await {
+                    Ok(_) => return,
+                    Err(TopicError::StalePartitionState(reason)) => {
+                        tracing::debug!(partition = %proposal.partition, reason, "in-sync set change made from a stale state");
+                        return;
+                    }
+                    Err(
+                        error @ (TopicError::PartitionChangeRefused(_)
+                        | TopicError::UnknownTopic(_)),
+                    ) => {
+                        tracing::warn!(partition = %proposal.partition, %error, "in-sync set change refused");
+                        replicas.proposal_refused(&proposal);
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::debug!(partition = %proposal.partition, %error, "in-sync set change not recorded yet; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if !replicas.still_leads(&proposal) {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
 async fn start_controller(
     config: &BrokerConfig,
     metadata_log: &Arc<MetadataLog>,
@@ -534,6 +616,7 @@ impl BrokerHandle {
             }
         }
         self.shutdown.send_replace(true);
+        self.broker.partitions.replicas().fetchers().stop();
         for task in self.tasks {
             if let Err(error) = task.await {
                 tracing::error!(%error, "broker task failed during shutdown");

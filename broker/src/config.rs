@@ -17,11 +17,10 @@ use crate::storage::{Durability, LogConfig};
 /// Most partitions one topic may have (the internal offsets topic included).
 pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
 
-/// Most replicas a partition may have with this release: partitions are not
-/// replicated yet, so each is kept by its leader alone. A partition with followers
-/// that copy nothing would be reported in sync and, once its leader is fenced, led by
-/// an empty log: acknowledged records would vanish.
-pub const REPLICATION_FACTOR_MAX: i16 = 1;
+/// Most replicas a partition may have (and never more than the brokers there are):
+/// every follower fetches from the leader, and beyond a handful of copies more of
+/// them cost the leader more than they protect.
+pub const REPLICATION_FACTOR_MAX: i16 = 16;
 
 /// The durability policy names used in configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -105,7 +104,7 @@ settings! {
     auto_create_topics: bool = false, "FJORD_AUTO_CREATE_TOPICS";
     /// Partitions of a topic created without a count.
     default_partitions: i32 = 1, "FJORD_DEFAULT_PARTITIONS";
-    /// Replication factor of a topic created without one. Must be 1: this release does not replicate partitions yet.
+    /// Replication factor of a topic created without one (at most 16, and no more than the brokers registered when it is created).
     default_replication_factor: i16 = 1, "FJORD_DEFAULT_REPLICATION_FACTOR";
     /// Most client connections at once; a connection beyond it gets BROKER_BUSY in answer to its first request, then is closed.
     max_connections: usize = 10_000, "FJORD_MAX_CONNECTIONS";
@@ -352,9 +351,7 @@ impl BrokerConfig {
         if !(1..=REPLICATION_FACTOR_MAX).contains(&self.default_replication_factor) {
             return invalid(
                 "default_replication_factor",
-                &format!(
-                    "must be between 1 and {REPLICATION_FACTOR_MAX}: this release does not replicate partitions"
-                ),
+                &format!("must be between 1 and {REPLICATION_FACTOR_MAX}"),
             );
         }
         if self.max_connections == 0 {
@@ -540,9 +537,9 @@ mod tests {
         let error = BrokerConfig::load(None, overrides).unwrap_err().to_string();
         assert!(error.contains("metadata_election_timeout_ms"), "{error}");
 
-        // Partitions are not replicated yet: more copies than one are refused.
+        // More copies than any cluster should keep are refused.
         let overrides = ConfigOverrides {
-            default_replication_factor: Some(2),
+            default_replication_factor: Some(17),
             ..Default::default()
         };
         let error = BrokerConfig::load(None, overrides).unwrap_err().to_string();

@@ -206,6 +206,7 @@ fn cluster_records() -> Vec<MetadataRecord> {
             node_id: 1,
             host: "127.0.0.1".to_owned(),
             port: 9092,
+            internal_address: String::new(),
             incarnation_id: String::new(),
             rack: None,
             broker_epoch: 1,

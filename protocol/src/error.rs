@@ -43,6 +43,10 @@ pub enum ErrorCode {
     RecordListTooLarge = 18,
     /// Fewer in-sync replicas than `min_insync_replicas`.
     NotEnoughReplicas = 19,
+    /// The records were appended and replicated, but the in-sync set had shrunk below
+    /// `min_insync_replicas` by then: they are on fewer replicas than asked. A retry
+    /// may store them twice.
+    NotEnoughReplicasAfterAppend = 20,
     /// `acks` is not -1, 0 or 1.
     InvalidRequiredAcks = 21,
     /// The group id is empty or too long.
@@ -97,7 +101,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 40] = [
+    pub const ALL: [ErrorCode; 41] = [
         Self::UnknownServerError,
         Self::None,
         Self::OffsetOutOfRange,
@@ -115,6 +119,7 @@ impl ErrorCode {
         Self::InvalidTopic,
         Self::RecordListTooLarge,
         Self::NotEnoughReplicas,
+        Self::NotEnoughReplicasAfterAppend,
         Self::InvalidRequiredAcks,
         Self::InvalidGroupId,
         Self::UnknownMemberId,
@@ -168,6 +173,7 @@ impl ErrorCode {
                 | Self::NotLeaderOrFollower
                 | Self::RequestTimedOut
                 | Self::NotEnoughReplicas
+                | Self::NotEnoughReplicasAfterAppend
                 | Self::CoordinatorNotAvailable
                 | Self::NotCoordinator
                 | Self::FencedLeaderEpoch
@@ -197,6 +203,7 @@ impl ErrorCode {
             Self::InvalidTopic => "INVALID_TOPIC",
             Self::RecordListTooLarge => "RECORD_LIST_TOO_LARGE",
             Self::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
+            Self::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
             Self::InvalidRequiredAcks => "INVALID_REQUIRED_ACKS",
             Self::InvalidGroupId => "INVALID_GROUP_ID",
             Self::UnknownMemberId => "UNKNOWN_MEMBER_ID",

@@ -40,7 +40,7 @@ use super::{
 };
 use crate::config::BrokerConfig;
 use crate::metadata::MetadataImage;
-use crate::replication::PartitionLeader;
+use crate::replication::{CommitError, PartitionLeader};
 use crate::storage::{AppendInfo, Clock, SystemClock};
 use crate::topics::{Partitions, TopicAdmin};
 
@@ -65,6 +65,8 @@ pub struct GroupService {
     pub(super) admin: TopicAdmin,
     /// Partitions of `__consumer_offsets` when it is created (`offsets_topic_partitions`).
     pub(super) offsets_topic_partitions: i32,
+    /// Longest an offsets write waits to be replicated (`request_timeout_ms`).
+    commit_timeout: Duration,
     /// The origin of the coordinator's monotonic milliseconds.
     origin: Instant,
     wall_clock: Arc<dyn Clock>,
@@ -95,6 +97,7 @@ impl GroupService {
             partitions,
             admin,
             offsets_topic_partitions: config.offsets_topic_partitions,
+            commit_timeout: Duration::from_millis(config.request_timeout_ms),
             origin: Instant::now(),
             wall_clock: Arc::new(SystemClock),
             deadline_changed: Notify::new(),
@@ -340,15 +343,22 @@ impl GroupService {
         })
     }
 
-    /// Waits until appended records are durable, makes them visible and applies them.
+    /// Waits until appended records are committed (durable on every in-sync replica,
+    /// as acks=all), then applies them.
     async fn complete(&self, appended: Appended) -> Result<(), ErrorCode> {
         appended
             .leader
-            .commit(&appended.info)
+            .commit_replicated(&appended.info, 1, self.commit_timeout)
             .await
-            .map_err(|error| {
-                tracing::error!(%error, "cannot make {OFFSETS_TOPIC} records durable");
-                error.error_code()
+            .map_err(|error| match error {
+                CommitError::Storage(error) => {
+                    tracing::error!(%error, "cannot make {OFFSETS_TOPIC} records durable");
+                    error.error_code()
+                }
+                CommitError::NotLeader => ErrorCode::NotCoordinator,
+                CommitError::TimedOut(_) | CommitError::NotEnoughReplicasAfterAppend { .. } => {
+                    ErrorCode::RequestTimedOut
+                }
             })?;
         let mut coordinator = self.lock();
         for (offset, record) in (appended.info.base_offset..).zip(&appended.records) {

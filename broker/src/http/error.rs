@@ -189,6 +189,10 @@ impl From<TopicError> for ApiError {
             TopicError::InvalidConfig(_) => ErrorCode::InvalidConfig,
             TopicError::InconsistentConfig(_) => ErrorCode::InconsistentConfig,
             TopicError::Storage(_) => ErrorCode::StorageError,
+            // Only partition leaders propose in-sync set changes; no HTTP request does.
+            TopicError::PartitionChangeRefused(_) | TopicError::StalePartitionState(_) => {
+                ErrorCode::InvalidRequest
+            }
             TopicError::Metadata(
                 ProposeError::NotLeader { .. } | ProposeError::TimedOut { .. },
             )
@@ -203,7 +207,9 @@ impl From<TopicError> for ApiError {
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         let code = match &error {
-            StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            StorageError::OffsetOutOfRange { .. } | StorageError::NonContiguous { .. } => {
+                ErrorCode::OffsetOutOfRange
+            }
             // The log was closed under the request: the topic was just deleted.
             StorageError::Closed(_) => ErrorCode::TopicNotFound,
             StorageError::Io { .. }

@@ -36,8 +36,8 @@ const _: () = assert!(HEADER_BYTES < FRAME_BYTES_MAX);
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
 
 /// Request kinds, in ranges by who answers them (see [`super::dispatch`]): 0x01–0x1f
-/// the metadata quorum's Raft messages, 0x20–0x2f calls to the active controller;
-/// 0x30–0x7f are free for later users of the listener (partition replication).
+/// the metadata quorum's Raft messages, 0x20–0x2f calls to the active controller,
+/// 0x30–0x3f partition replication; 0x40–0x7f are free.
 pub mod kind {
     use std::ops::RangeInclusive;
 
@@ -50,6 +50,10 @@ pub mod kind {
     /// A broker's call to the active controller (a metadata change, a registration,
     /// a heartbeat) from a node that does not lead the quorum.
     pub const CONTROLLER_CALL: u8 = 0x20;
+
+    pub const REPLICATION: RangeInclusive<u8> = 0x30..=0x3f;
+    /// A follower's fetch of the partitions it follows on the receiving leader.
+    pub const REPLICA_FETCH: u8 = 0x30;
 }
 
 /// One frame, decoded.

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-pub use dispatch::{Dispatch, NoService};
+pub use dispatch::{ByKind, Dispatch, NoService};
 pub use frame::{Frame, FrameError};
 pub use listener::{InternalListener, InternalService, RunningListener, ServiceError};
 pub use peer::{CallError, PeerClient};

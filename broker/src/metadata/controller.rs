@@ -27,7 +27,7 @@ use super::broker_sessions::{
     applied_index,
 };
 use super::forwarding::{ControllerCall, ControllerClient, ControllerReply, ForwardError};
-use super::front_end::{self, BrokerRegistration, Inputs, MetadataRequest, Randomness};
+use super::front_end::{self, BrokerRegistration, Inputs, IsrChange, MetadataRequest, Randomness};
 pub use super::front_end::{CreateTopic, TOPIC_PARTITIONS_MAX, TopicError, validate_topic_name};
 use super::image::{MetadataImage, TopicImage};
 use super::membership::{Heartbeat, MembershipError};
@@ -449,6 +449,19 @@ impl Controller {
             .ok_or_else(|| TopicError::UnknownTopic(name.to_owned()))
     }
 
+    /// Records a partition leader's in-sync set change, if the partition is still as
+    /// the leader saw it (see [`MetadataRequest::AlterPartition`]); returns the image
+    /// that holds it.
+    pub async fn alter_partition(
+        &self,
+        change: IsrChange,
+    ) -> Result<Arc<MetadataImage>, TopicError> {
+        let (_, after) = self
+            .submit(&[MetadataRequest::AlterPartition(change)])
+            .await?;
+        Ok(after)
+    }
+
     /// Changes a topic's config overrides incrementally, like Kafka's
     /// IncrementalAlterConfigs: a key with a value sets that override, a key with `None`
     /// removes it (the broker default applies again), keys not named keep their
@@ -689,6 +702,7 @@ impl Controller {
             incarnation_id,
             host: host.to_owned(),
             port,
+            internal_address: String::new(),
             rack: None,
         };
         let registered = controller

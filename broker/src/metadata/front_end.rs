@@ -83,6 +83,22 @@ pub enum MetadataRequest {
         name: String,
         partition: i32,
     },
+    /// A partition leader's proposal of a new in-sync set; refused unless the partition
+    /// is still at the proposal's leader, leader epoch and partition epoch.
+    AlterPartition(IsrChange),
+}
+
+/// A new in-sync set, proposed by the leader of a partition (see
+/// [`crate::replication`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IsrChange {
+    pub topic_id: uuid::Uuid,
+    pub partition: i32,
+    /// The proposing leader, and the leader and partition epochs it saw.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 /// What a broker process says about itself when it registers.
@@ -94,6 +110,8 @@ pub struct BrokerRegistration {
     /// The address clients reach it at.
     pub host: String,
     pub port: u16,
+    /// `host:port` where other brokers reach its internal listener.
+    pub internal_address: String,
     pub rack: Option<String>,
 }
 
@@ -159,6 +177,14 @@ pub enum TopicError {
     /// Each value is valid, but not together with the others and the broker's defaults.
     #[error("inconsistent topic config: {0}")]
     InconsistentConfig(String),
+    /// An in-sync set change from a leader whose view of the partition is out of date,
+    /// or that would break the partition's rules.
+    #[error("partition change refused: {0}")]
+    PartitionChangeRefused(String),
+    /// An in-sync set change made from an older state of the partition (another change
+    /// came first): the proposer learns the newer state from the metadata.
+    #[error("partition change from a stale state: {0}")]
+    StalePartitionState(String),
     /// The records could not be made durable (never from the front end itself).
     #[error("metadata storage failed: {0}")]
     #[serde(skip)]
@@ -185,6 +211,8 @@ impl TopicError {
                 ErrorCode::InvalidReplicationFactor
             }
             Self::InvalidConfig(_) | Self::InconsistentConfig(_) => ErrorCode::InvalidConfig,
+            Self::PartitionChangeRefused(_) => ErrorCode::InvalidRequest,
+            Self::StalePartitionState(_) => ErrorCode::FencedLeaderEpoch,
             Self::Storage(_) => ErrorCode::StorageError,
             // The protocol has no NOT_CONTROLLER: "no leader here" is the closest
             // retriable code. A quorum of one leads from start to shutdown; it times out
@@ -276,7 +304,73 @@ pub fn records_for(
         MetadataRequest::BumpLeaderEpoch { name, partition } => {
             bump_leader_epoch(name, *partition, image)
         }
+        MetadataRequest::AlterPartition(change) => alter_partition(change, image),
     }
+}
+
+/// A leader's in-sync set change, if it still applies: the same leader, leader epoch
+/// and partition epoch (else another change came first and the leader must look
+/// again), a set of replicas that holds the leader, and new members that are not
+/// fenced. The same set again changes nothing.
+fn alter_partition(
+    change: &IsrChange,
+    image: &MetadataImage,
+) -> Result<Vec<MetadataRecord>, TopicError> {
+    let name = format!("{}-{}", change.topic_id, change.partition);
+    let refused = |reason: String| Err(TopicError::PartitionChangeRefused(reason));
+    let Some(current) = image
+        .topics
+        .values()
+        .find(|topic| topic.topic_id == change.topic_id)
+        .and_then(|topic| topic.partition(change.partition))
+    else {
+        return Err(TopicError::UnknownTopic(name));
+    };
+    let stale = |reason: String| Err(TopicError::StalePartitionState(reason));
+    if current.leader != change.leader || current.leader_epoch != change.leader_epoch {
+        return stale(format!(
+            "{name} is led by {} in epoch {}, not by {} in epoch {}",
+            current.leader, current.leader_epoch, change.leader, change.leader_epoch
+        ));
+    }
+    if current.partition_epoch != change.partition_epoch {
+        return stale(format!(
+            "{name} is at partition epoch {}, the change was made from {}",
+            current.partition_epoch, change.partition_epoch
+        ));
+    }
+    if current.isr == change.isr {
+        return Ok(Vec::new());
+    }
+    let mut seen = BTreeSet::new();
+    if !change.isr.contains(&change.leader)
+        || !change
+            .isr
+            .iter()
+            .all(|member| current.replicas.contains(member) && seen.insert(*member))
+    {
+        return refused(format!(
+            "{:?} is not a set of {name}'s replicas {:?} holding its leader",
+            change.isr, current.replicas
+        ));
+    }
+    if let Some(fenced) = change
+        .isr
+        .iter()
+        .find(|member| !current.isr.contains(member) && !image.is_unfenced(**member))
+    {
+        return refused(format!(
+            "broker {fenced} is fenced: it cannot join {name}'s in-sync set"
+        ));
+    }
+    Ok(vec![MetadataRecord::PartitionChanged {
+        topic_id: change.topic_id.to_string(),
+        partition: change.partition,
+        leader: current.leader,
+        leader_epoch: current.leader_epoch,
+        isr: change.isr.clone(),
+        partition_epoch: Some(current.partition_epoch + 1),
+    }])
 }
 
 fn initialize_cluster(image: &MetadataImage, random: &mut dyn Randomness) -> Vec<MetadataRecord> {
@@ -309,6 +403,7 @@ fn register_incarnation(
         node_id,
         host: registration.host.clone(),
         port: registration.port,
+        internal_address: registration.internal_address.clone(),
         incarnation_id: registration.incarnation_id.to_string(),
         rack: registration.rack.clone(),
         broker_epoch: next_broker_epoch(image, node_id),
@@ -513,5 +608,6 @@ fn bump_leader_epoch(
         leader: current.leader,
         leader_epoch: current.leader_epoch + 1,
         isr: current.isr.clone(),
+        partition_epoch: Some(current.partition_epoch + 1),
     }])
 }

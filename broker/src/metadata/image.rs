@@ -23,6 +23,9 @@ pub struct BrokerInfo {
     pub node_id: i32,
     pub host: String,
     pub port: u16,
+    /// Where other brokers reach its internal listener (followers fetch from it);
+    /// empty in registrations older than replication.
+    pub internal_address: String,
     /// The process that registered (nil for registrations older than incarnations).
     pub incarnation_id: uuid::Uuid,
     pub rack: Option<String>,
@@ -39,6 +42,9 @@ pub struct PartitionImage {
     pub leader_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Bumped by every change of leader or in-sync set, so that a change proposed
+    /// from an older state of the partition is refused.
+    pub partition_epoch: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +144,7 @@ impl MetadataImage {
                 node_id: broker.node_id,
                 host: broker.host.clone(),
                 port: broker.port,
+                internal_address: broker.internal_address.clone(),
                 incarnation_id: broker.incarnation_id.to_string(),
                 rack: broker.rack.clone(),
                 broker_epoch: broker.broker_epoch,
@@ -163,6 +170,7 @@ impl MetadataImage {
                     leader: partition.leader,
                     leader_epoch: partition.leader_epoch,
                     isr: partition.isr.clone(),
+                    partition_epoch: Some(partition.partition_epoch),
                 });
             }
         }
@@ -239,6 +247,7 @@ impl MetadataImage {
                 node_id,
                 host,
                 port,
+                internal_address,
                 incarnation_id,
                 rack,
                 broker_epoch,
@@ -250,6 +259,7 @@ impl MetadataImage {
                         node_id: *node_id,
                         host: host.clone(),
                         port: *port,
+                        internal_address: internal_address.clone(),
                         // Missing in records older than incarnations: the nil id.
                         incarnation_id: uuid::Uuid::parse_str(incarnation_id).unwrap_or_default(),
                         rack: rack.clone(),
@@ -295,6 +305,7 @@ impl MetadataImage {
                         leader_epoch: 0,
                         replicas: replicas.clone(),
                         isr: replicas.clone(),
+                        partition_epoch: 0,
                     })
                     .collect();
                 let topic_id = uuid::Uuid::parse_str(topic_id).unwrap_or_default();
@@ -314,6 +325,7 @@ impl MetadataImage {
                 leader,
                 leader_epoch,
                 isr,
+                partition_epoch,
             } => {
                 if let Some(topic) = self.topic_by_id(topic_id)
                     && let Some(image) =
@@ -322,6 +334,8 @@ impl MetadataImage {
                     image.leader = *leader;
                     image.leader_epoch = *leader_epoch;
                     image.isr = isr.clone();
+                    // Records written before partition epochs bump it by one each.
+                    image.partition_epoch = partition_epoch.unwrap_or(image.partition_epoch + 1);
                 }
             }
             MetadataRecord::TopicConfigChanged { topic_id, config } => {
@@ -368,6 +382,7 @@ mod tests {
             node_id,
             host: host.into(),
             port,
+            internal_address: String::new(),
             incarnation_id: uuid::Uuid::from_bytes([node_id as u8; 16]).to_string(),
             rack: (node_id % 2 == 1).then(|| format!("rack-{node_id}")),
             broker_epoch,
@@ -389,6 +404,7 @@ mod tests {
                 node_id: 1,
                 host: "127.0.0.1".into(),
                 port: 9192,
+                internal_address: String::new(),
                 incarnation_id: uuid::Uuid::nil(),
                 rack: None,
                 broker_epoch: 0,
@@ -451,6 +467,7 @@ mod tests {
                 leader: 1,
                 leader_epoch: 3,
                 isr: vec![1],
+                partition_epoch: None,
             },
             MetadataRecord::TopicConfigChanged {
                 topic_id: topic_id(1),
@@ -580,6 +597,7 @@ mod tests {
                             node_id,
                             host,
                             port,
+                            internal_address: String::new(),
                             incarnation_id: uuid::Uuid::from_u128(incarnation).to_string(),
                             rack,
                             broker_epoch,
@@ -621,6 +639,7 @@ mod tests {
                         leader,
                         leader_epoch,
                         isr,
+                        partition_epoch: None,
                     }
                 }),
             (id.clone(), config).prop_map(|(id, config)| MetadataRecord::TopicConfigChanged {

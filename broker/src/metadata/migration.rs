@@ -110,6 +110,7 @@ mod tests {
                 node_id: 0,
                 host: "127.0.0.1".to_owned(),
                 port: 9192,
+                internal_address: String::new(),
                 incarnation_id: String::new(),
                 rack: None,
                 broker_epoch: 0,

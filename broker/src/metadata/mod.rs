@@ -51,7 +51,7 @@ pub mod records;
 pub mod topic_config;
 
 pub use controller::Controller;
-pub use front_end::{CreateTopic, MetadataRequest, TopicError};
+pub use front_end::{CreateTopic, IsrChange, MetadataRequest, TopicError};
 pub use image::{BrokerInfo, ImageSnapshot, MetadataImage, PartitionImage, TopicImage};
 pub use metadata_log::MetadataLog;
 pub use position::LogPosition;

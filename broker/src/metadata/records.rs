@@ -21,6 +21,10 @@ pub enum MetadataRecord {
         node_id: i32,
         host: String,
         port: u16,
+        /// `host:port` of its internal listener, where followers fetch from it; empty
+        /// in records written before replication.
+        #[serde(default)]
+        internal_address: String,
         /// The id the broker process drew when it started (a UUID): a restarted broker
         /// is a new incarnation, so the controller can tell it from its predecessor.
         #[serde(default)]
@@ -60,13 +64,17 @@ pub enum MetadataRecord {
         replicas: Vec<Vec<i32>>,
     },
     /// A partition's leadership or in-sync set changed; every leader change bumps the
-    /// leader epoch.
+    /// leader epoch, every change the partition epoch.
     PartitionChanged {
         topic_id: String,
         partition: i32,
         leader: i32,
         leader_epoch: i32,
         isr: Vec<i32>,
+        /// The partition epoch after this change; records written before partition
+        /// epochs lack it, and bump the epoch by one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partition_epoch: Option<i32>,
     },
     /// A topic's configuration overrides were replaced.
     TopicConfigChanged {

@@ -159,6 +159,15 @@ impl LeaderState {
         (state, effects)
     }
 
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// The replicas other than the leader.
+    pub fn followers(&self) -> impl Iterator<Item = i32> + '_ {
+        self.followers.keys().copied()
+    }
+
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark
     }

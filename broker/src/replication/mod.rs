@@ -1,41 +1,81 @@
-//! Partition replication: the partitions this broker leads, each a [`PartitionLeader`]
-//! that owns the leader epoch, the in-sync set, what each follower has, and the high
-//! watermark. It is the only path that appends to a partition (produce requests and
-//! the group coordinator's offset commits both go through it) and the only writer of
-//! its high watermark.
+//! Partition replication. Each partition is a log kept by its leader and copied by
+//! its followers, which fetch from the leader over the internal listener.
 //!
-//! - [`leader`]: the pure state machine of one leader (events in, effects out).
-//! - [`Replicas`]: the partitions this broker leads, started and stopped by the
-//!   reconciler as the metadata moves leadership.
+//! - [`leader`]: the pure state machine of one leader (events in, effects out): what
+//!   each follower holds, the high watermark, in-sync set changes to propose.
+//! - [`PartitionLeader`]: its shell, one per partition this broker leads. It is the
+//!   only path that appends to a partition (produce requests and the group
+//!   coordinator's offset commits both go through it) and the only writer of a
+//!   leader's high watermark.
+//! - [`fetch_service`]: the leader's side of replica fetches.
+//! - [`fetcher`]: the follower's side: one fetcher per leader broker, batching all
+//!   the partitions this broker follows there; it truncates a diverging log, appends
+//!   what the leader sends, makes it durable and reports it in its next fetch.
+//! - [`wire`]: the replica fetch on the wire.
+//! - [`Replicas`]: all of it for one broker, driven by the reconciler as the metadata
+//!   moves leadership.
 
+pub mod fetch_service;
+pub mod fetcher;
 pub mod leader;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fjord_protocol::RecordBatch;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use crate::metadata::PartitionImage;
+use crate::metadata::{IsrChange, MetadataImage, PartitionImage};
 use crate::storage::{AppendInfo, PartitionLog, StorageError, TopicPartition};
-use leader::{Effect, Event, LeaderStart, LeaderState};
+use fetcher::{FetchSettings, Fetchers};
+use leader::{Effect, Event, FetchRefused, LeaderStart, LeaderState};
 
-/// The partitions this broker leads.
+/// An in-sync set change a leader asks the controller for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal {
+    pub partition: TopicPartition,
+    pub change: IsrChange,
+}
+
+/// The partitions this broker leads and follows.
 #[derive(Debug)]
 pub struct Replicas {
     node_id: i32,
     replica_lag_ms: i64,
     leaders: Mutex<HashMap<TopicPartition, Arc<PartitionLeader>>>,
+    /// Bumped whenever a led partition's log end or high watermark moves, so that
+    /// replica fetches waiting for news look again.
+    changes: Arc<watch::Sender<u64>>,
+    proposals: mpsc::UnboundedSender<Proposal>,
+    proposals_receiver: Mutex<Option<mpsc::UnboundedReceiver<Proposal>>>,
+    fetchers: Arc<Fetchers>,
 }
 
 impl Replicas {
-    pub fn new(node_id: i32, replica_lag_ms: u64) -> Self {
+    /// `images` gives the metadata (where leaders are reached).
+    pub fn new(
+        node_id: i32,
+        replica_lag_ms: u64,
+        images: watch::Receiver<Arc<MetadataImage>>,
+        fetch: FetchSettings,
+    ) -> Self {
+        let (proposals, proposals_receiver) = mpsc::unbounded_channel();
         Self {
             node_id,
             replica_lag_ms: replica_lag_ms as i64,
             leaders: Mutex::new(HashMap::new()),
+            changes: Arc::new(watch::Sender::new(0)),
+            proposals,
+            proposals_receiver: Mutex::new(Some(proposals_receiver)),
+            fetchers: Arc::new(Fetchers::new(node_id, images, fetch)),
         }
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.node_id
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<TopicPartition, Arc<PartitionLeader>>> {
@@ -46,7 +86,8 @@ impl Replicas {
 
     /// Leads `partition` (its log `log`) as the metadata describes it, from its
     /// leader epoch on: a new leader epoch starts a new leader; the same one takes the
-    /// metadata's in-sync set and replicas.
+    /// metadata's in-sync set and replicas. Stops following it first, so that no
+    /// fetched batch lands in the log once it leads.
     pub fn lead(
         &self,
         partition: &TopicPartition,
@@ -54,51 +95,187 @@ impl Replicas {
         image: &PartitionImage,
         log: Arc<PartitionLog>,
     ) {
+        self.fetchers.unfollow(partition);
         let mut leaders = self.lock();
         if let Some(leader) = leaders.get(partition)
             && leader.topic_id == topic_id
             && Arc::ptr_eq(&leader.log, &log)
-            && leader.state().leader_epoch() == image.leader_epoch
+            && leader.leader_epoch() == image.leader_epoch
         {
             leader.metadata_changed(image);
             return;
         }
-        let leader =
-            PartitionLeader::start(self.node_id, self.replica_lag_ms, topic_id, image, log);
-        leaders.insert(partition.clone(), Arc::new(leader));
+        let leader = PartitionLeader::start(
+            self.node_id,
+            self.replica_lag_ms,
+            partition.clone(),
+            topic_id,
+            image,
+            log,
+            self.changes.clone(),
+            self.proposals.clone(),
+        );
+        if let Some(previous) = leaders.insert(partition.clone(), Arc::new(leader)) {
+            previous.depose();
+        }
+        drop(leaders);
+        self.changes.send_modify(|count| *count += 1);
     }
 
-    /// Stops leading `partition` (another broker leads it, or it is gone).
-    pub fn stop_leading(&self, partition: &TopicPartition) {
-        self.lock().remove(partition);
+    /// Follows `partition` from its leader in `image` (no leader: waits for one).
+    pub fn follow(
+        &self,
+        partition: &TopicPartition,
+        topic_id: Uuid,
+        image: &PartitionImage,
+        log: Arc<PartitionLog>,
+    ) {
+        self.stop_leading(partition);
+        if image.leader < 0 {
+            self.fetchers.unfollow(partition);
+        } else {
+            self.fetchers
+                .follow(partition, topic_id, image.leader, image.leader_epoch, log);
+        }
+    }
+
+    /// Neither leads nor follows `partition` any more (it is gone, or offline).
+    pub fn stop(&self, partition: &TopicPartition) {
+        self.stop_leading(partition);
+        self.fetchers.unfollow(partition);
+    }
+
+    fn stop_leading(&self, partition: &TopicPartition) {
+        let removed = self.lock().remove(partition);
+        if let Some(leader) = removed {
+            leader.depose();
+            self.changes.send_modify(|count| *count += 1);
+        }
     }
 
     /// The leader of `partition` on this broker, if it leads it.
     pub fn leader(&self, partition: &TopicPartition) -> Option<Arc<PartitionLeader>> {
         self.lock().get(partition).cloned()
     }
+
+    /// Every partition this broker leads.
+    pub fn leaders(&self) -> Vec<(TopicPartition, Arc<PartitionLeader>)> {
+        self.lock()
+            .iter()
+            .map(|(partition, leader)| (partition.clone(), leader.clone()))
+            .collect()
+    }
+
+    /// Tells waiting replica fetches that something may have changed.
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The in-sync set changes leaders propose, for the task that takes them to the
+    /// controller; `None` after the first call.
+    pub fn take_proposals(&self) -> Option<mpsc::UnboundedReceiver<Proposal>> {
+        self.proposals_receiver
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    /// The controller refused `proposal` outright (not because the partition moved
+    /// on, which the metadata brings): its leader may propose again.
+    pub fn proposal_refused(&self, proposal: &Proposal) {
+        if let Some(leader) = self.leader(&proposal.partition)
+            && leader.leader_epoch() == proposal.change.leader_epoch
+        {
+            leader.apply(Event::ProposalFailed);
+        }
+    }
+
+    /// Whether `proposal`'s leader still leads in its epoch (a proposal of a
+    /// deposed leader is not worth retrying).
+    pub fn still_leads(&self, proposal: &Proposal) -> bool {
+        self.leader(&proposal.partition)
+            .is_some_and(|leader| leader.leader_epoch() == proposal.change.leader_epoch)
+    }
+
+    /// Lets time pass for every leader: followers that lag too long are proposed out
+    /// of their in-sync sets.
+    pub fn tick(&self) {
+        let now_ms = now_ms();
+        for (_, leader) in self.leaders() {
+            leader.apply(Event::Tick { now_ms });
+        }
+    }
+
+    /// The follower side, for the fetchers' tasks and status.
+    pub fn fetchers(&self) -> &Arc<Fetchers> {
+        &self.fetchers
+    }
+
+    /// Ticks every `interval` until `shutdown` turns true.
+    pub async fn run_ticks(
+        self: Arc<Self>,
+        interval: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => self.tick(),
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+}
+
+/// Why an acks=all append was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The in-sync set had fewer members than the topic's minimum when the records
+    /// were committed: they are stored, but on fewer replicas than asked.
+    #[error("{isr} in-sync replicas after the append, min.insync.replicas is {min}")]
+    NotEnoughReplicasAfterAppend { isr: usize, min: usize },
+    /// This broker stopped leading the partition before the records were committed;
+    /// they may or may not survive.
+    #[error("leadership moved before the records were replicated")]
+    NotLeader,
+    #[error("not replicated to the in-sync replicas within {0:?}")]
+    TimedOut(Duration),
 }
 
 /// One partition this broker leads, in one leader epoch.
 #[derive(Debug)]
 pub struct PartitionLeader {
+    partition: TopicPartition,
     topic_id: Uuid,
     log: Arc<PartitionLog>,
+    leader_epoch: i32,
     state: Mutex<LeaderState>,
+    changes: Arc<watch::Sender<u64>>,
+    proposals: mpsc::UnboundedSender<Proposal>,
+    node_id: i32,
+    /// Turns true when this leader is replaced or stopped: its waiters give up.
+    deposed: watch::Sender<bool>,
 }
 
 impl PartitionLeader {
+    #[allow(clippy::too_many_arguments)]
     fn start(
         node_id: i32,
         replica_lag_ms: i64,
+        partition: TopicPartition,
         topic_id: Uuid,
         image: &PartitionImage,
         log: Arc<PartitionLog>,
+        changes: Arc<watch::Sender<u64>>,
+        proposals: mpsc::UnboundedSender<Proposal>,
     ) -> Self {
         let (state, effects) = LeaderState::new(LeaderStart {
             node_id,
             leader_epoch: image.leader_epoch,
-            partition_epoch: 0,
+            partition_epoch: image.partition_epoch,
             replicas: image.replicas.clone(),
             isr: image.isr.clone(),
             log_end: log.log_end_offset(),
@@ -107,10 +284,17 @@ impl PartitionLeader {
             replica_lag_ms,
             now_ms: now_ms(),
         });
+        tracing::info!(%partition, leader_epoch = image.leader_epoch, isr = ?image.isr, log_end = log.log_end_offset(), "leading partition");
         let leader = Self {
+            partition,
             topic_id,
             log,
+            leader_epoch: image.leader_epoch,
             state: Mutex::new(state),
+            changes,
+            proposals,
+            node_id,
+            deposed: watch::Sender::new(false),
         };
         leader.run(&effects);
         leader
@@ -126,42 +310,129 @@ impl PartitionLeader {
         &self.log
     }
 
+    pub fn topic_id(&self) -> Uuid {
+        self.topic_id
+    }
+
     pub fn leader_epoch(&self) -> i32 {
-        self.state().leader_epoch()
+        self.leader_epoch
+    }
+
+    /// The in-sync set the high watermark waits for (the metadata's, with a proposed
+    /// addition).
+    pub fn counted_isr(&self) -> Vec<i32> {
+        self.state().counted_isr()
+    }
+
+    /// Each follower's lag behind the log end, in offsets and milliseconds since it
+    /// was last caught up, and whether it is in sync.
+    pub fn follower_lags(&self) -> Vec<(i32, i64, i64)> {
+        let state = self.state();
+        let now_ms = now_ms();
+        state
+            .followers()
+            .filter_map(|replica| {
+                state
+                    .follower_lag(replica, now_ms)
+                    .map(|(offsets, ms)| (replica, offsets, ms))
+            })
+            .collect()
     }
 
     /// Appends validated batches in this leader's epoch; they become visible once
     /// [`commit`](Self::commit) returns.
     pub fn append(&self, batches: &[RecordBatch]) -> Result<AppendInfo, StorageError> {
         let mut state = self.state();
-        let info = self.log.append(batches, state.leader_epoch())?;
+        let info = self.log.append(batches, self.leader_epoch)?;
         self.handle(
             &mut state,
             Event::Appended {
                 log_end: info.last_offset + 1,
             },
         );
+        drop(state);
+        self.changes.send_modify(|count| *count += 1);
         Ok(info)
     }
 
-    /// Waits until `info`'s batches are durable on this broker under the log's policy,
-    /// then lets the high watermark cover them as far as the in-sync set allows.
+    /// Waits until `info`'s batches are durable on this broker under the log's
+    /// policy (acks=leader), letting the high watermark cover them as far as the
+    /// in-sync set allows.
     pub async fn commit(&self, info: &AppendInfo) -> Result<(), StorageError> {
         self.log.commit(info).await?;
         let durable_end = self.log.durable_end();
+        self.apply(Event::Durable { durable_end });
+        Ok(())
+    }
+
+    /// [`commit`](Self::commit), then waits until the high watermark covers the
+    /// batches (acks=all), at most `timeout`. Succeeds only if the in-sync set then
+    /// has at least `min_insync` members.
+    pub async fn commit_replicated(
+        &self,
+        info: &AppendInfo,
+        min_insync: usize,
+        timeout: Duration,
+    ) -> Result<(), CommitError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        tokio::time::timeout_at(deadline, self.commit(info))
+            .await
+            .map_err(|_| CommitError::TimedOut(timeout))??;
+        let end = info.last_offset + 1;
+        let mut high_watermark = self.log.watch_high_watermark();
+        let mut deposed = self.deposed.subscribe();
+        let waited = tokio::time::timeout_at(deadline, async {
+            tokio::select! {
+                reached = high_watermark.wait_for(|offset| *offset >= end) => reached.is_ok(),
+                _ = deposed.wait_for(|deposed| *deposed) => false,
+            }
+        })
+        .await;
+        match waited {
+            Err(_) => return Err(CommitError::TimedOut(timeout)),
+            Ok(false) => return Err(CommitError::NotLeader),
+            Ok(true) => {}
+        }
+        let isr = self.state().isr().len();
+        if isr < min_insync {
+            return Err(CommitError::NotEnoughReplicasAfterAppend {
+                isr,
+                min: min_insync,
+            });
+        }
+        Ok(())
+    }
+
+    /// A follower fetched from `fetch_offset` with everything below `durable_end`
+    /// durable.
+    pub fn follower_fetched(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        durable_end: i64,
+    ) -> Result<(), FetchRefused> {
         let mut state = self.state();
-        self.handle(&mut state, Event::Durable { durable_end });
+        let effects = state.handle(Event::FollowerFetched {
+            replica,
+            fetch_offset,
+            durable_end,
+            now_ms: now_ms(),
+        })?;
+        self.run(&effects);
         Ok(())
     }
 
     fn metadata_changed(&self, image: &PartitionImage) {
-        let mut state = self.state();
-        let event = Event::Metadata {
+        self.apply(Event::Metadata {
             replicas: image.replicas.clone(),
             isr: image.isr.clone(),
-            partition_epoch: 0,
+            partition_epoch: image.partition_epoch,
             now_ms: now_ms(),
-        };
+        });
+    }
+
+    fn apply(&self, event: Event) {
+        let mut state = self.state();
         self.handle(&mut state, event);
     }
 
@@ -170,19 +441,48 @@ impl PartitionLeader {
     fn handle(&self, state: &mut LeaderState, event: Event) {
         match state.handle(event) {
             Ok(effects) => self.run(&effects),
-            Err(refused) => tracing::debug!(%refused, "replication event refused"),
+            Err(refused) => {
+                tracing::debug!(partition = %self.partition, %refused, "replication event refused")
+            }
         }
     }
 
     fn run(&self, effects: &[Effect]) {
         for effect in effects {
             match effect {
-                Effect::HighWatermark(offset) => self.log.set_high_watermark(*offset),
-                Effect::ProposeIsr { isr, .. } => {
-                    tracing::debug!(?isr, "in-sync set change not proposed: single replica");
+                Effect::HighWatermark(offset) => {
+                    self.log.set_high_watermark(*offset);
+                    self.changes.send_modify(|count| *count += 1);
+                }
+                Effect::ProposeIsr {
+                    isr,
+                    leader_epoch,
+                    partition_epoch,
+                } => {
+                    tracing::info!(partition = %self.partition, ?isr, "proposing an in-sync set change");
+                    let proposal = Proposal {
+                        partition: self.partition.clone(),
+                        change: IsrChange {
+                            topic_id: self.topic_id,
+                            partition: self.partition.partition,
+                            leader: self.node_id,
+                            leader_epoch: *leader_epoch,
+                            partition_epoch: *partition_epoch,
+                            isr: isr.clone(),
+                        },
+                    };
+                    // Closed only when the broker stops: nothing to propose to then.
+                    if self.proposals.send(proposal).is_err() {
+                        tracing::debug!(partition = %self.partition, "stopping: change not proposed");
+                    }
                 }
             }
         }
+    }
+
+    /// This leader no longer leads: requests waiting for its high watermark give up.
+    fn depose(&self) {
+        self.deposed.send_replace(true);
     }
 }
 

@@ -27,6 +27,14 @@ pub enum StorageError {
     /// operator chooses a [`RecoveryMode`](super::RecoveryMode).
     #[error("{path}: {reason}; the partition stays offline until an operator recovers it")]
     NeedsRecovery { path: PathBuf, reason: String },
+    /// Replicated batches that do not continue the log where it ends: nothing of them
+    /// was written.
+    #[error("{path}: replicated batch at offset {found} does not follow the log end {expected}")]
+    NonContiguous {
+        path: PathBuf,
+        expected: i64,
+        found: i64,
+    },
     /// The offset is below the log start or above the log end.
     #[error("offset {offset} is outside the log's range {log_start_offset}..{log_end_offset}")]
     OffsetOutOfRange {
@@ -63,7 +71,9 @@ impl StorageError {
     /// The code a client gets for this error.
     pub fn error_code(&self) -> ErrorCode {
         match self {
-            Self::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            Self::OffsetOutOfRange { .. } | Self::NonContiguous { .. } => {
+                ErrorCode::OffsetOutOfRange
+            }
             Self::Closed(_) => ErrorCode::NotLeaderOrFollower,
             Self::Io { .. }
             | Self::Offline { .. }

@@ -561,6 +561,66 @@ impl PartitionLog {
         result.map(|()| info)
     }
 
+    /// Appends batches copied from the leader as they are: their offsets and leader
+    /// epochs were given by the leader. The first must start at the log end and each
+    /// must follow the one before, or nothing is written
+    /// ([`StorageError::NonContiguous`]). Durable once flushed, as any append.
+    pub fn append_replicated(&self, batches: &[RecordBatch]) -> Result<AppendInfo> {
+        assert!(!batches.is_empty(), "append of no batches");
+        let config = self.config();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        self.writable(state)?;
+        let base_offset = state.next_offset;
+        let mut expected = base_offset;
+        let mut infos = Vec::with_capacity(batches.len());
+        for batch in batches {
+            if batch.base_offset() != expected || batch.last_offset() < batch.base_offset() {
+                return Err(StorageError::NonContiguous {
+                    path: self.dir.clone(),
+                    expected,
+                    found: batch.base_offset(),
+                });
+            }
+            let info = BatchInfo {
+                base_offset: batch.base_offset(),
+                last_offset: batch.last_offset(),
+                max_timestamp: batch.max_timestamp(),
+                leader_epoch: batch.partition_leader_epoch(),
+                size: batch.size_bytes() as u64,
+            };
+            expected = info.last_offset + 1;
+            infos.push(info);
+        }
+        // One write per run of batches of one leader epoch, so that the epoch cache
+        // records where each epoch starts.
+        let mut start = 0;
+        while start < batches.len() {
+            let epoch = infos[start].leader_epoch;
+            let end = start
+                + infos[start..]
+                    .iter()
+                    .take_while(|info| info.leader_epoch == epoch)
+                    .count();
+            let mut slices: Vec<IoSlice<'_>> = batches[start..end]
+                .iter()
+                .map(|batch| IoSlice::new(batch.as_bytes()))
+                .collect();
+            self.write(state, &config, &mut slices, &infos[start..end], epoch)?;
+            start = end;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: expected - 1,
+            max_timestamp: infos
+                .iter()
+                .map(|info| info.max_timestamp)
+                .max()
+                .unwrap_or(-1),
+            bytes: infos.iter().map(|info| info.size).sum(),
+        })
+    }
+
     fn write(
         &self,
         state: &mut LogState,

@@ -11,6 +11,7 @@ use super::view::MetadataView;
 use crate::config::BrokerConfig;
 use crate::metadata::topic_config::{self, TopicConfig};
 use crate::metadata::{PartitionImage, TopicImage};
+use crate::replication::fetcher::FetchSettings;
 use crate::replication::{PartitionLeader, Replicas};
 use crate::storage::{LogManager, PartitionLog, TopicPartition};
 
@@ -27,10 +28,16 @@ pub struct Partitions {
 
 impl Partitions {
     pub fn new(metadata: MetadataView, logs: Arc<LogManager>, config: Arc<BrokerConfig>) -> Self {
+        let replicas = Arc::new(Replicas::new(
+            config.node_id,
+            config.replica_lag_ms,
+            metadata.subscribe(),
+            FetchSettings::default(),
+        ));
         Self {
             metadata,
             logs,
-            replicas: Arc::new(Replicas::new(config.node_id, config.replica_lag_ms)),
+            replicas,
             config,
         }
     }

@@ -10,8 +10,7 @@
 //! publishes the position of the last image it reconciled, which topic administration
 //! waits for.
 //!
-//! Not reconciled yet: followers hold their log but do not replicate into it (the
-//! replication issue); the group coordinator is not moved with the leadership of
+//! Not reconciled yet: the group coordinator is not moved with the leadership of
 //! `__consumer_offsets` partitions.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -127,16 +126,15 @@ pub fn plan(
                     config: topic.config.clone(),
                 });
             }
-            // A leader also takes up a new log of its partition, and a new in-sync set
-            // or replica set of its leader epoch.
+            // A leader also takes up a new in-sync set or replica set of its epoch.
             let changed = before.is_none_or(|before| {
                 before.leader != partition.leader
                     || before.leader_epoch != partition.leader_epoch
                     || (partition.leader == node_id
                         && (before.isr != partition.isr || before.replicas != partition.replicas))
             });
-            let takes_up_new_log = create && partition.leader == node_id;
-            if !changed && !takes_up_new_log {
+            // A new log is taken up by its leader or its fetcher.
+            if !changed && !create {
                 continue;
             }
             changes.push(if partition.leader == node_id {
@@ -246,7 +244,7 @@ impl Reconciler {
             } => {
                 for partition in partitions {
                     let partition = TopicPartition::new(topic.clone(), partition);
-                    replicas.stop_leading(&partition);
+                    replicas.stop(&partition);
                     // A log it opened, or a directory or an offline entry of its own;
                     // a file in the way of a failed creation is not touched.
                     let directory = logs.data_dir().join(partition.to_string());
@@ -300,7 +298,7 @@ impl Reconciler {
                         tracing::debug!(%partition, leader_epoch, "leading partition");
                     }
                     // Its log is offline: it is not served until an operator recovers it.
-                    None => replicas.stop_leading(&partition),
+                    None => replicas.stop(&partition),
                 }
             }
             Action::BecomeFollower {
@@ -308,11 +306,20 @@ impl Reconciler {
                 leader,
                 leader_epoch,
             } => {
-                // The log stays; `Partitions::leader_log` does not serve it to clients
-                // since the image names another leader. Fetching from the leader comes
-                // with replication.
-                replicas.stop_leading(&partition);
-                tracing::debug!(%partition, leader, leader_epoch, "following partition");
+                // `Partitions::leader_log` does not serve the log to clients since the
+                // image names another leader; the fetcher copies the leader's into it.
+                let topic = image.topic(&partition.topic);
+                let held = topic.and_then(|topic| {
+                    let log = logs.get_of(&partition, topic.topic_id)?;
+                    Some((topic.topic_id, topic.partition(partition.partition)?, log))
+                });
+                match held {
+                    Some((topic_id, partition_image, log)) => {
+                        replicas.follow(&partition, topic_id, partition_image, log);
+                        tracing::debug!(%partition, leader, leader_epoch, "following partition");
+                    }
+                    None => replicas.stop(&partition),
+                }
             }
         }
     }
@@ -400,6 +407,7 @@ mod tests {
             leader_epoch: epoch,
             replicas: replicas.to_vec(),
             isr: replicas.to_vec(),
+            partition_epoch: 0,
         }
     }
 
@@ -645,6 +653,7 @@ mod tests {
             leader: 2,
             leader_epoch: 1,
             isr: vec![2],
+            partition_epoch: None,
         };
         after
             .apply(
@@ -737,6 +746,7 @@ mod tests {
             leader: me + 1,
             leader_epoch: 1,
             isr: vec![me + 1],
+            partition_epoch: None,
         }])
         .await;
         assert_eq!(

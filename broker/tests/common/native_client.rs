@@ -75,8 +75,21 @@ impl NativeClient {
     }
 
     pub async fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> ErrorCode {
+        self.produce_with(Acks::Leader, topic, partition, records)
+            .await
+            .error_code
+    }
+
+    /// Produces with `acks`; the partition's whole answer.
+    pub async fn produce_with(
+        &mut self,
+        acks: Acks,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+    ) -> ProducePartitionResponse {
         let request = ProduceRequest {
-            acks: Acks::Leader.code(),
+            acks: acks.code(),
             timeout_ms: 10_000,
             topics: vec![ProduceTopic {
                 name: topic.into(),
@@ -84,7 +97,7 @@ impl NativeClient {
             }],
         };
         let response: ProduceResponse = self.call(ApiKey::Produce, &request).await;
-        response.topics[0].partitions[0].error_code
+        response.topics[0].partitions[0].clone()
     }
 
     pub async fn fetch(

@@ -51,6 +51,7 @@ fn registration(node_id: i32, incarnation: u128) -> BrokerRegistration {
         incarnation_id: uuid::Uuid::from_u128(incarnation),
         host: "127.0.0.1".into(),
         port: 9000 + node_id as u16,
+        internal_address: String::new(),
         rack: None,
     }
 }

@@ -109,6 +109,7 @@ fn changes(
                     leader,
                     leader_epoch,
                     isr,
+                    partition_epoch: Some(partition.partition_epoch + 1),
                 });
             }
         }

@@ -65,6 +65,7 @@ fn registered(
         node_id,
         host: host.into(),
         port,
+        internal_address: String::new(),
         incarnation_id: id(incarnation),
         rack: None,
         broker_epoch,
@@ -109,6 +110,7 @@ fn with_orders() -> MetadataImage {
             leader: 3,
             leader_epoch: 4,
             isr: vec![3],
+            partition_epoch: None,
         },
     ];
     for record in &records {
@@ -153,6 +155,24 @@ fn alter(name: &str, changes: &[(&str, Option<&str>)]) -> MetadataRequest {
             .map(|(key, value)| (key.to_string(), value.map(str::to_owned)))
             .collect(),
     }
+}
+
+/// Leader `leader`'s proposal, from leader epoch `leader_epoch` and partition epoch
+/// `partition_epoch`, of in-sync set `isr` for partition 1 of `orders`.
+fn isr_change(
+    leader: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    isr: &[i32],
+) -> MetadataRequest {
+    MetadataRequest::AlterPartition(IsrChange {
+        topic_id: uuid::Uuid::from_u128(100),
+        partition: 1,
+        leader,
+        leader_epoch,
+        partition_epoch,
+        isr: isr.to_vec(),
+    })
 }
 
 fn bump(name: &str, partition: i32) -> MetadataRequest {
@@ -513,6 +533,7 @@ fn cases() -> Vec<Case> {
                 leader: 1,
                 leader_epoch: 1,
                 isr: vec![1, 2],
+                partition_epoch: Some(1),
             }]),
         ),
         case(
@@ -525,7 +546,95 @@ fn cases() -> Vec<Case> {
                 leader: 3,
                 leader_epoch: 5,
                 isr: vec![3],
+                partition_epoch: Some(2),
             }]),
+        ),
+        // In-sync set changes from partition leaders. Partition 1 of `orders` is led by
+        // 3 in leader epoch 4, at partition epoch 1, replicas 2 and 3, in sync only 3.
+        case(
+            "a leader adds a caught-up replica",
+            with_orders(),
+            isr_change(3, 4, 1, &[2, 3]),
+            Records(vec![MetadataRecord::PartitionChanged {
+                topic_id: id(100),
+                partition: 1,
+                leader: 3,
+                leader_epoch: 4,
+                isr: vec![2, 3],
+                partition_epoch: Some(2),
+            }]),
+        ),
+        case(
+            "the same set again changes nothing",
+            with_orders(),
+            isr_change(3, 4, 1, &[3]),
+            Records(vec![]),
+        ),
+        case(
+            "a change from an older partition epoch",
+            with_orders(),
+            isr_change(3, 4, 0, &[2, 3]),
+            Refused(
+                |error| matches!(error, TopicError::StalePartitionState(reason) if reason.contains("partition epoch 1")),
+            ),
+        ),
+        case(
+            "a change from a deposed leader",
+            with_orders(),
+            isr_change(3, 3, 1, &[2, 3]),
+            Refused(
+                |error| matches!(error, TopicError::StalePartitionState(reason) if reason.contains("epoch 4")),
+            ),
+        ),
+        case(
+            "a change from a broker that is not the leader",
+            with_orders(),
+            isr_change(2, 4, 1, &[2, 3]),
+            Refused(|error| matches!(error, TopicError::StalePartitionState(_))),
+        ),
+        case(
+            "a set without its leader",
+            with_orders(),
+            isr_change(3, 4, 1, &[2]),
+            Refused(
+                |error| matches!(error, TopicError::PartitionChangeRefused(reason) if reason.contains("holding its leader")),
+            ),
+        ),
+        case(
+            "a set with a broker that is no replica",
+            with_orders(),
+            isr_change(3, 4, 1, &[1, 3]),
+            Refused(|error| matches!(error, TopicError::PartitionChangeRefused(_))),
+        ),
+        case(
+            "a set with a replica twice",
+            with_orders(),
+            isr_change(3, 4, 1, &[3, 3]),
+            Refused(|error| matches!(error, TopicError::PartitionChangeRefused(_))),
+        ),
+        case(
+            "a fenced replica cannot join",
+            {
+                let mut image = with_orders();
+                let mut position = image.applied_position().unwrap();
+                position.index += 1;
+                let fence = MetadataRecord::BrokerFenced {
+                    node_id: 2,
+                    broker_epoch: 1,
+                };
+                image.apply(position, &fence).unwrap();
+                image
+            },
+            isr_change(3, 4, 1, &[2, 3]),
+            Refused(
+                |error| matches!(error, TopicError::PartitionChangeRefused(reason) if reason.contains("fenced")),
+            ),
+        ),
+        case(
+            "a change to a partition of an unknown topic",
+            three_brokers(),
+            isr_change(3, 4, 1, &[3]),
+            Refused(|error| matches!(error, TopicError::UnknownTopic(_))),
         ),
         case(
             "bump a partition the topic does not have",

@@ -40,6 +40,7 @@ fn registration(node_id: i32, incarnation_id: uuid::Uuid) -> BrokerRegistration 
         incarnation_id,
         host: "127.0.0.1".into(),
         port: 9192,
+        internal_address: String::new(),
         rack: None,
     }
 }

@@ -154,6 +154,7 @@ fn registration(node_id: i32, incarnation: u128) -> BrokerRegistration {
         incarnation_id: uuid::Uuid::from_u128(incarnation),
         host: "127.0.0.1".into(),
         port: 9000 + node_id.clamp(0, 999) as u16,
+        internal_address: String::new(),
         rack: None,
     }
 }
@@ -508,6 +509,7 @@ fn preferred_leaders_stay_put_without_rebalancing() {
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,
                 isr: vec![2, 1],
+                partition_epoch: None,
             })
             .collect();
         cluster.apply(&back_in_sync);
@@ -705,6 +707,7 @@ impl Cluster {
                     leader,
                     leader_epoch,
                     isr,
+                    partition_epoch: None,
                 }]);
             }
         }

@@ -392,6 +392,7 @@ fn image_snapshot_survives_reopen_and_installs_elsewhere() {
                             node_id: 1,
                             host: "127.0.0.1".into(),
                             port: 9192,
+                            internal_address: String::new(),
                             incarnation_id: String::new(),
                             rack: None,
                             broker_epoch: 0,

@@ -186,7 +186,14 @@ async fn read_partitions(
                 log_start_offset: -1,
                 records: Bytes::new(),
             };
-            match handles.partitions.leader_log(&topic.name, fetch.partition) {
+            // Followers fetch on the internal listener; here a replica id would read
+            // past the high watermark, records that are not committed.
+            let leader_log = if request.replica_id != CONSUMER_REPLICA_ID {
+                Err(ErrorCode::InvalidRequest)
+            } else {
+                handles.partitions.leader_log(&topic.name, fetch.partition)
+            };
+            match leader_log {
                 Err(code) => response.error_code = code,
                 Ok((_, partition, log)) => {
                     let epoch = fetch.current_leader_epoch;
@@ -196,11 +203,7 @@ async fn read_partitions(
                         response.error_code = ErrorCode::UnknownLeaderEpoch;
                     } else {
                         changes.push(log.watch_high_watermark());
-                        let limit = if request.replica_id == CONSUMER_REPLICA_ID {
-                            log.high_watermark()
-                        } else {
-                            i64::MAX
-                        };
+                        let limit = log.high_watermark();
                         let max_bytes = (fetch.partition_max_bytes as usize).min(budget);
                         let read = if max_bytes == 0 && total > 0 {
                             // The total budget is spent; report offsets only.

@@ -1,6 +1,8 @@
-//! Produce: validate every batch, append, wait for durability per the topic's policy,
-//! then advance the high watermark (on a single node the in-sync set is the leader
-//! alone, so acks=all and acks=leader wait for the same thing).
+//! Produce: validate every batch, append through the partition's leader, then wait
+//! for what `acks` asks: nothing (acks=none), the leader's durability under the
+//! topic's policy (acks=leader), or the high watermark passing the records, which
+//! means every in-sync replica has them durable (acks=all; with the leader alone in
+//! sync that is the same as acks=leader).
 //!
 //! The batches are validated and stamped as received: no record is decoded into an
 //! allocation and no batch is re-encoded (a log-append-time topic's batches are copied
@@ -19,7 +21,7 @@ use fjord_protocol::{ErrorCode, RecordBatch};
 
 use super::produce_rules;
 use crate::group::OFFSETS_TOPIC;
-use crate::replication::PartitionLeader;
+use crate::replication::{CommitError, PartitionLeader};
 use crate::server::handles::Handles;
 use crate::server::order::Turn;
 use crate::server::response::ResponseFrame;
@@ -31,6 +33,8 @@ struct Appended {
     info: AppendInfo,
     /// The broker's append time for a log-append-time topic; -1 for create time.
     log_append_time_ms: i64,
+    /// The topic's min.insync.replicas, which acks=all holds to.
+    min_insync_replicas: usize,
 }
 
 /// A partition index and its append outcome (a ready error response on failure).
@@ -109,8 +113,8 @@ pub async fn handle(
                     tokio::spawn(async move { commit(&appended).await });
                     continue;
                 }
-                Ok(appended) => match tokio::time::timeout(timeout, commit(&appended)).await {
-                    Ok(Ok(())) => ProducePartitionResponse {
+                Ok(appended) => match wait(&appended, acks, timeout).await {
+                    Ok(()) => ProducePartitionResponse {
                         partition,
                         error_code: ErrorCode::None,
                         base_offset: appended.info.base_offset,
@@ -118,14 +122,7 @@ pub async fn handle(
                         log_start_offset: appended.leader.log().log_start_offset(),
                         error_message: None,
                     },
-                    Ok(Err(error)) => {
-                        failure(partition, error.error_code(), Some(error.to_string()))
-                    }
-                    Err(_) => failure(
-                        partition,
-                        ErrorCode::RequestTimedOut,
-                        Some("not durable within the request timeout".into()),
-                    ),
+                    Err((code, message)) => failure(partition, code, Some(message)),
                 },
             };
             if !response.error_code.is_ok() {
@@ -142,9 +139,44 @@ pub async fn handle(
         .then(|| ResponseFrame::message(correlation_id, &ProduceResponse { topics }))
 }
 
-/// Waits for durability under the log's policy, then makes the records visible.
+/// Waits for durability under the log's policy on the leader, which lets the high
+/// watermark cover the records as far as the in-sync replicas have them.
 async fn commit(appended: &Appended) -> Result<(), crate::storage::StorageError> {
     appended.leader.commit(&appended.info).await
+}
+
+/// Waits for what `acks` asks: the leader's durability (acks=leader), or the high
+/// watermark passing the records with enough in-sync replicas (acks=all).
+async fn wait(
+    appended: &Appended,
+    acks: Acks,
+    timeout: Duration,
+) -> Result<(), (ErrorCode, String)> {
+    if acks != Acks::All {
+        return match tokio::time::timeout(timeout, commit(appended)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err((error.error_code(), error.to_string())),
+            Err(_) => Err((
+                ErrorCode::RequestTimedOut,
+                "not durable within the request timeout".into(),
+            )),
+        };
+    }
+    let committed = appended
+        .leader
+        .commit_replicated(&appended.info, appended.min_insync_replicas, timeout)
+        .await;
+    committed.map_err(|error| {
+        let code = match &error {
+            CommitError::Storage(error) => error.error_code(),
+            CommitError::NotEnoughReplicasAfterAppend { .. } => {
+                ErrorCode::NotEnoughReplicasAfterAppend
+            }
+            CommitError::NotLeader => ErrorCode::NotLeaderOrFollower,
+            CommitError::TimedOut(_) => ErrorCode::RequestTimedOut,
+        };
+        (code, error.to_string())
+    })
 }
 
 async fn append(
@@ -224,5 +256,6 @@ async fn append(
         leader,
         info,
         log_append_time_ms,
+        min_insync_replicas: config.min_insync_replicas as usize,
     })
 }

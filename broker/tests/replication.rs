@@ -1,0 +1,202 @@
+//! Partition replication between three brokers in this process, over real TCP on
+//! 127.0.0.1: followers copy their leaders' logs byte for byte, acks=all answers once
+//! every in-sync replica has the records, a leader that stops is replaced by an
+//! in-sync follower that holds every acknowledged record, and a broker that comes back
+//! catches up and rejoins the in-sync set.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use common::http_client::send_json;
+use common::in_process_cluster::*;
+use common::native_client::{NativeClient, values_batch};
+use fjord_broker::storage::TopicPartition;
+use fjord_protocol::ErrorCode;
+use fjord_protocol::messages::Acks;
+use serde_json::json;
+
+const TOPIC: &str = "orders";
+const PARTITIONS: i32 = 3;
+
+/// Creates `orders` with three partitions of three replicas through `node_id`, and
+/// waits until every broker knows it with full in-sync sets.
+async fn create_replicated_topic(cluster: &Cluster, node_id: i32) {
+    let created = send_json(
+        cluster.broker(node_id).http_addr(),
+        "POST",
+        "/v1/topics",
+        &json!({"name": TOPIC, "partitions": PARTITIONS, "replication_factor": 3}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    wait_until("every broker knows the replicated topic", || {
+        let known = cluster.running().into_iter().all(|node_id| {
+            cluster.image(node_id).topic(TOPIC).is_some_and(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .all(|partition| partition.replicas.len() == 3)
+            })
+        });
+        async move { known }
+    })
+    .await;
+}
+
+fn leader_of(cluster: &Cluster, partition: i32) -> i32 {
+    let image = cluster.image(cluster.running()[0]);
+    image.topic(TOPIC).unwrap().partitions[partition as usize].leader
+}
+
+fn isr_of(cluster: &Cluster, node_id: i32, partition: i32) -> Vec<i32> {
+    let image = cluster.image(node_id);
+    let mut isr = image.topic(TOPIC).unwrap().partitions[partition as usize]
+        .isr
+        .clone();
+    isr.sort();
+    isr
+}
+
+/// The bytes of the log of `partition` on `node_id`, from its start to its end, its
+/// end and its high watermark.
+fn log_of(cluster: &Cluster, node_id: i32, partition: i32) -> (Bytes, i64, i64) {
+    let logs = &cluster.broker(node_id).broker().logs;
+    let log = logs
+        .get(&TopicPartition::new(TOPIC, partition))
+        .expect("the replica has a log");
+    let end = log.log_end_offset();
+    let records = log
+        .read(log.log_start_offset(), 64 << 20, end)
+        .unwrap()
+        .records;
+    (records, end, log.high_watermark())
+}
+
+/// Produces `batches` batches of `per_batch` records to `partition` with acks=all
+/// through its leader; returns each batch's base offset.
+async fn produce_all(
+    cluster: &Cluster,
+    partition: i32,
+    prefix: &str,
+    batches: usize,
+    per_batch: usize,
+) -> Vec<i64> {
+    let leader = leader_of(cluster, partition);
+    let mut client = NativeClient::connect(cluster.broker(leader).client_addr()).await;
+    let mut offsets = Vec::new();
+    for batch in 0..batches {
+        let answer = client
+            .produce_with(
+                Acks::All,
+                TOPIC,
+                partition,
+                values_batch(&format!("{prefix}-{batch}"), per_batch),
+            )
+            .await;
+        assert_eq!(
+            answer.error_code,
+            ErrorCode::None,
+            "batch {batch} to partition {partition} via {leader}: {:?}",
+            answer.error_message
+        );
+        offsets.push(answer.base_offset);
+    }
+    offsets
+}
+
+/// Waits until every running replica of every partition holds the same bytes as its
+/// leader, up to the same end and high watermark.
+async fn replicas_converge(cluster: &Cluster) {
+    wait_until("every replica holds its leader's log", || {
+        let converged = (0..PARTITIONS).all(|partition| {
+            let leader = leader_of(cluster, partition);
+            let expected = log_of(cluster, leader, partition);
+            cluster
+                .running()
+                .into_iter()
+                .all(|node_id| log_of(cluster, node_id, partition) == expected)
+        });
+        async move { converged }
+    })
+    .await;
+}
+
+/// acks=all records reach every replica byte for byte, the high watermark moves on
+/// every broker, and consumers of the leader see them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_copy_their_leaders_logs() {
+    let cluster = Cluster::start().await;
+    cluster.settled().await;
+    create_replicated_topic(&cluster, 1).await;
+    let mut produced = BTreeMap::new();
+    for partition in 0..PARTITIONS {
+        let offsets = produce_all(&cluster, partition, &format!("p{partition}"), 20, 5).await;
+        assert_eq!(offsets, (0..20).map(|b| b * 5).collect::<Vec<i64>>());
+        produced.insert(partition, 100i64);
+    }
+    replicas_converge(&cluster).await;
+    for partition in 0..PARTITIONS {
+        for node_id in 1..=3 {
+            let (_, end, high_watermark) = log_of(&cluster, node_id, partition);
+            assert_eq!(
+                (end, high_watermark),
+                (100, 100),
+                "partition {partition} on {node_id}"
+            );
+        }
+        assert_eq!(isr_of(&cluster, 1, partition), vec![1, 2, 3]);
+        let leader = leader_of(&cluster, partition);
+        let mut client = NativeClient::connect(cluster.broker(leader).client_addr()).await;
+        let fetched = client.fetch(TOPIC, partition, 0).await;
+        assert_eq!(fetched.error_code, ErrorCode::None);
+        assert_eq!(fetched.high_watermark, 100);
+        // Followers do not serve consumers.
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        let mut client = NativeClient::connect(cluster.broker(follower).client_addr()).await;
+        let refused = client.fetch(TOPIC, partition, 0).await;
+        assert_eq!(refused.error_code, ErrorCode::NotLeaderOrFollower);
+        println!("partition {partition} checked");
+    }
+    println!("shutting down");
+    cluster.shutdown().await;
+}
+
+/// The leader of a partition stops: an in-sync follower takes over with every
+/// acknowledged record, acks=all goes on with the two left, and the old leader, back,
+/// catches up and rejoins the in-sync set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_has_every_acknowledged_record() {
+    let mut cluster = Cluster::start().await;
+    cluster.settled().await;
+    create_replicated_topic(&cluster, 1).await;
+    produce_all(&cluster, 0, "before", 30, 4).await;
+    let old_leader = leader_of(&cluster, 0);
+    println!("stopping broker {old_leader}, the leader of partition 0");
+    cluster.stop(old_leader).await;
+    wait_until("partition 0 has another leader", || {
+        let moved = {
+            let leader = leader_of(&cluster, 0);
+            leader != old_leader && leader >= 0
+        };
+        async move { moved }
+    })
+    .await;
+    let new_leader = leader_of(&cluster, 0);
+    let (_, end, _) = log_of(&cluster, new_leader, 0);
+    assert_eq!(end, 120, "the new leader holds every acknowledged record");
+    let offsets = produce_all(&cluster, 0, "after", 10, 4).await;
+    assert_eq!(offsets[0], 120);
+
+    cluster.restart(old_leader).await;
+    wait_until("the old leader is back in the in-sync set", || {
+        let back = isr_of(&cluster, new_leader, 0) == vec![1, 2, 3];
+        async move { back }
+    })
+    .await;
+    replicas_converge(&cluster).await;
+    let (_, end, high_watermark) = log_of(&cluster, old_leader, 0);
+    assert_eq!((end, high_watermark), (160, 160));
+    cluster.shutdown().await;
+}
