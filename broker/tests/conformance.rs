@@ -527,6 +527,10 @@ const NOT_PROVOKED_HERE: &[(&str, &str)] = &[
         "needs a group coordinated by another broker",
     ),
     (
+        "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+        "needs an in-sync set that shrinks while an acks=all request waits",
+    ),
+    (
         "COORDINATOR_NOT_AVAILABLE",
         "needs an offsets partition without a leader or still loading",
     ),
