@@ -21,8 +21,8 @@ use uuid::Uuid;
 
 use super::partitions::Partitions;
 use crate::metadata::position::LogPosition;
-use crate::metadata::{MetadataImage, TopicImage};
-use crate::storage::TopicPartition;
+use crate::metadata::{MetadataImage, PartitionImage, TopicImage};
+use crate::storage::{LogManager, PartitionLog, TopicPartition};
 
 /// What this broker has of its partitions before a reconciliation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -153,6 +153,18 @@ pub fn plan(
     }
     deletions.extend(changes);
     deletions
+}
+
+/// A partition as `image` has it, with its topic id and the log this broker has of
+/// it; `None` when the log is not open (offline, or the topic is gone).
+fn held_log<'a>(
+    image: &'a MetadataImage,
+    logs: &LogManager,
+    partition: &TopicPartition,
+) -> Option<(Uuid, &'a PartitionImage, Arc<PartitionLog>)> {
+    let topic = image.topic(&partition.topic)?;
+    let log = logs.get_of(partition, topic.topic_id)?;
+    Some((topic.topic_id, topic.partition(partition.partition)?, log))
 }
 
 /// The partitions of `topic` that `node_id` holds a replica of.
@@ -287,12 +299,7 @@ impl Reconciler {
                 partition,
                 leader_epoch,
             } => {
-                let topic = image.topic(&partition.topic);
-                let held = topic.and_then(|topic| {
-                    let log = logs.get_of(&partition, topic.topic_id)?;
-                    Some((topic.topic_id, topic.partition(partition.partition)?, log))
-                });
-                match held {
+                match held_log(image, logs, &partition) {
                     Some((topic_id, partition_image, log)) => {
                         replicas.lead(&partition, topic_id, partition_image, log);
                         tracing::debug!(%partition, leader_epoch, "leading partition");
@@ -308,12 +315,7 @@ impl Reconciler {
             } => {
                 // `Partitions::leader_log` does not serve the log to clients since the
                 // image names another leader; the fetcher copies the leader's into it.
-                let topic = image.topic(&partition.topic);
-                let held = topic.and_then(|topic| {
-                    let log = logs.get_of(&partition, topic.topic_id)?;
-                    Some((topic.topic_id, topic.partition(partition.partition)?, log))
-                });
-                match held {
+                match held_log(image, logs, &partition) {
                     Some((topic_id, partition_image, log)) => {
                         replicas.follow(&partition, topic_id, partition_image, log);
                         tracing::debug!(%partition, leader, leader_epoch, "following partition");
