@@ -104,8 +104,10 @@ settings! {
     auto_create_topics: bool = false, "FJORD_AUTO_CREATE_TOPICS";
     /// Partitions of a topic created without a count.
     default_partitions: i32 = 1, "FJORD_DEFAULT_PARTITIONS";
-    /// Replication factor of a topic created without one (at most 16, and no more than the brokers registered when it is created).
-    default_replication_factor: i16 = 1, "FJORD_DEFAULT_REPLICATION_FACTOR";
+    /// Replication factor of a topic created without one: 1 to 16, and no more than the unfenced brokers when it is created. 0 = three, or every unfenced broker when there are fewer.
+    default_replication_factor: i16 = 0, "FJORD_DEFAULT_REPLICATION_FACTOR";
+    /// In-sync replicas an acks=all write needs, for a topic that does not set `min.insync.replicas`; capped to the topic's replication factor (a single-replica topic needs one). Below it, acks=all produce is refused with NOT_ENOUGH_REPLICAS before anything is appended.
+    min_insync_replicas: i16 = 2, "FJORD_MIN_INSYNC_REPLICAS";
     /// Most client connections at once; a connection beyond it gets BROKER_BUSY in answer to its first request, then is closed.
     max_connections: usize = 10_000, "FJORD_MAX_CONNECTIONS";
     /// Most partitions this broker holds; creating more is refused. 0 = what the open-file limit allows (3 files per partition, half of what the sealed-segment files leave).
@@ -348,9 +350,15 @@ impl BrokerConfig {
         if self.default_partitions < 1 {
             return invalid("default_partitions", "must be at least 1");
         }
-        if !(1..=REPLICATION_FACTOR_MAX).contains(&self.default_replication_factor) {
+        if !(0..=REPLICATION_FACTOR_MAX).contains(&self.default_replication_factor) {
             return invalid(
                 "default_replication_factor",
+                &format!("must be between 0 (automatic) and {REPLICATION_FACTOR_MAX}"),
+            );
+        }
+        if !(1..=REPLICATION_FACTOR_MAX).contains(&self.min_insync_replicas) {
+            return invalid(
+                "min_insync_replicas",
                 &format!("must be between 1 and {REPLICATION_FACTOR_MAX}"),
             );
         }
@@ -544,6 +552,14 @@ mod tests {
         };
         let error = BrokerConfig::load(None, overrides).unwrap_err().to_string();
         assert!(error.contains("default_replication_factor"), "{error}");
+        for min_insync_replicas in [0, 17] {
+            let overrides = ConfigOverrides {
+                min_insync_replicas: Some(min_insync_replicas),
+                ..Default::default()
+            };
+            let error = BrokerConfig::load(None, overrides).unwrap_err().to_string();
+            assert!(error.contains("min_insync_replicas"), "{error}");
+        }
 
         // The voters must include this node.
         let voters = |node_id, list: &str| ConfigOverrides {

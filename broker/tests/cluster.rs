@@ -17,6 +17,7 @@ use common::in_process_cluster::*;
 use common::native_client::{NativeClient, values_batch};
 use fjord_broker::{Broker, BrokerHandle, Listeners};
 use fjord_protocol::ErrorCode;
+use fjord_protocol::messages::Acks;
 use serde_json::json;
 
 /// Changes made through brokers that are not the active controller are carried out by
@@ -66,9 +67,16 @@ async fn brokers_forward_changes_to_the_active_controller() {
         let leader = cluster.broker(partition.leader);
         let mut client = NativeClient::connect(leader.client_addr()).await;
         let value = format!("p{}", partition.partition);
+        // acks=all: answered once the followers have the record, so it is committed.
         let produced = client
-            .produce("orders", partition.partition, values_batch(&value, 1))
-            .await;
+            .produce_with(
+                Acks::All,
+                "orders",
+                partition.partition,
+                values_batch(&value, 1),
+            )
+            .await
+            .error_code;
         assert_eq!(produced, ErrorCode::None, "partition {partition:?}");
         let fetched = client.fetch("orders", partition.partition, 0).await;
         assert_eq!(fetched.error_code, ErrorCode::None);

@@ -235,10 +235,21 @@ impl ProcessCluster {
         .await
     }
 
-    /// Creates a topic through a node, trying again while the quorum is not there (a
-    /// retriable 503); a 409 after a retry means an earlier attempt's change was made
-    /// though its answer was lost.
+    /// Creates a topic of one replica per partition through a node, trying again while
+    /// the quorum is not there (a retriable 503); a 409 after a retry means an earlier
+    /// attempt's change was made though its answer was lost.
     async fn create_retrying(&self, node_id: i32, name: &str, partitions: i32) {
+        self.create_replicated(node_id, name, partitions, 1).await;
+    }
+
+    /// [`Self::create_retrying`] with `replication_factor` replicas per partition.
+    async fn create_replicated(
+        &self,
+        node_id: i32,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+    ) {
         let http = self.http(node_id);
         let mut attempts = 0;
         wait_for(
@@ -247,7 +258,11 @@ impl ProcessCluster {
                 attempts += 1;
                 let retried = attempts > 1;
                 async move {
-                    let body = json!({"name": name, "partitions": partitions});
+                    let body = json!({
+                        "name": name,
+                        "partitions": partitions,
+                        "replication_factor": replication_factor,
+                    });
                     let response = send_json(http, "POST", "/v1/topics", &body).await;
                     match response.status {
                         201 => Some(()),

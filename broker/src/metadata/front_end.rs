@@ -28,6 +28,11 @@ use crate::storage::StorageError;
 
 pub use crate::config::TOPIC_PARTITIONS_MAX;
 
+/// Replicas of a topic created without a replication factor when the broker's
+/// `default_replication_factor` is 0 (automatic), if there are that many brokers: one
+/// broker's loss, disk included, loses nothing, while two stay in sync.
+const AUTOMATIC_REPLICATION_FACTOR: usize = 3;
+
 /// A request to create a topic; `None` takes the broker's default.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CreateTopic {
@@ -479,17 +484,9 @@ fn create_topic(
             "{partitions}; must be between 1 and {TOPIC_PARTITIONS_MAX}"
         )));
     }
-    let replication_factor = request
-        .replication_factor
-        .unwrap_or(inputs.defaults.default_replication_factor);
     topic_config::resolve(inputs.defaults, &request.config)?;
     if image.topic(&request.name).is_some() {
         return Err(TopicError::AlreadyExists(request.name.clone()));
-    }
-    if replication_factor < 1 {
-        return Err(TopicError::InvalidReplicationFactor(format!(
-            "{replication_factor}; must be at least 1"
-        )));
     }
     let brokers: Vec<i32> = inputs
         .live_brokers
@@ -497,6 +494,18 @@ fn create_topic(
         .copied()
         .filter(|broker| !image.brokers.get(broker).is_some_and(|info| info.fenced))
         .collect();
+    let replication_factor = match request.replication_factor {
+        Some(factor) => factor,
+        None if inputs.defaults.default_replication_factor == 0 => {
+            brokers.len().clamp(1, AUTOMATIC_REPLICATION_FACTOR) as i16
+        }
+        None => inputs.defaults.default_replication_factor,
+    };
+    if replication_factor < 1 {
+        return Err(TopicError::InvalidReplicationFactor(format!(
+            "{replication_factor}; must be at least 1"
+        )));
+    }
     if replication_factor as usize > brokers.len() {
         return Err(TopicError::NotEnoughBrokers {
             requested: replication_factor,
@@ -505,10 +514,11 @@ fn create_topic(
     }
     if replication_factor > inputs.replication_factor_max {
         return Err(TopicError::InvalidReplicationFactor(format!(
-            "{replication_factor}; this release keeps one copy of each partition (no replication yet): at most {}",
+            "{replication_factor}; at most {}",
             inputs.replication_factor_max
         )));
     }
+    topic_config::check_min_insync(&request.config, replication_factor as usize)?;
     let replicas = placement::place_replicas(
         &brokers,
         partitions as usize,
@@ -585,6 +595,8 @@ fn alter_topic_config(
         };
     }
     topic_config::resolve(inputs.defaults, &config)?;
+    let replication_factor = topic.partitions.first().map_or(1, |p| p.replicas.len());
+    topic_config::check_min_insync(&config, replication_factor)?;
     Ok(vec![MetadataRecord::TopicConfigChanged {
         topic_id: topic.topic_id.to_string(),
         config,

@@ -62,6 +62,7 @@ pub enum TopicConfigError {
 pub struct TopicConfig {
     pub log: LogConfig,
     pub max_message_bytes: u32,
+    /// The topic's `min.insync.replicas`, or else the broker's; see [`Self::min_insync_for`].
     pub min_insync_replicas: i16,
     /// Whose clock the records' timestamps come from.
     pub timestamp_type: TimestampType,
@@ -72,6 +73,36 @@ pub struct TopicConfig {
     /// refused with `INVALID_TIMESTAMP`.
     pub timestamp_after_max_ms: u64,
 }
+
+impl TopicConfig {
+    /// In-sync replicas an acks=all write needs on a partition of `replicas` replicas:
+    /// the setting, capped to the replication factor. Only the broker's default is ever
+    /// capped: a topic's own setting above its replication factor is refused when it is
+    /// set ([`check_min_insync`]).
+    pub fn min_insync_for(&self, replicas: usize) -> usize {
+        (self.min_insync_replicas.max(1) as usize).min(replicas.max(1))
+    }
+}
+
+/// Refuses a topic's own `min.insync.replicas` above its replication factor: acks=all
+/// writes to it could never succeed. Call after [`resolve`] accepted `overrides`.
+pub fn check_min_insync(
+    overrides: &BTreeMap<String, String>,
+    replication_factor: usize,
+) -> Result<(), TopicConfigError> {
+    let Some(value) = overrides.get("min.insync.replicas") else {
+        return Ok(());
+    };
+    let min_insync = number(MIN_INSYNC_KEY, value, 1usize)?;
+    if min_insync > replication_factor {
+        return Err(TopicConfigError::Inconsistent(format!(
+            "`{MIN_INSYNC_KEY}` ({min_insync}) must not exceed the topic's replication factor ({replication_factor}): acks=all writes could never succeed"
+        )));
+    }
+    Ok(())
+}
+
+const MIN_INSYNC_KEY: &str = "min.insync.replicas";
 
 fn number<T>(key: &str, value: &str, min: T) -> Result<T, TopicConfigError>
 where
@@ -93,7 +124,7 @@ pub fn resolve(
 ) -> Result<TopicConfig, TopicConfigError> {
     let mut log = defaults.default_log_config();
     let mut max_message_bytes = defaults.max_message_bytes;
-    let mut min_insync_replicas = 1i16;
+    let mut min_insync_replicas = defaults.min_insync_replicas;
     let mut timestamp_type = TimestampType::CreateTime;
     let mut timestamp_before_max_ms = TIMESTAMP_BEFORE_MAX_MS_DEFAULT;
     let mut timestamp_after_max_ms = TIMESTAMP_AFTER_MAX_MS_DEFAULT;

@@ -255,11 +255,26 @@ fn cases() -> Vec<Case> {
             )]),
         ),
         case(
-            "defaults: one partition, one replica",
+            "defaults: one partition, three replicas when there are three brokers",
             three_brokers(),
             create("events", None, None),
-            Records(vec![created("events", 1, vec![vec![2]])]),
+            Records(vec![created("events", 1, vec![vec![2, 1, 3]])]),
         ),
+        case(
+            "defaults on a single broker: one replica",
+            image_of(vec![broker(5)]),
+            create("events", None, None),
+            Records(vec![created("events", 1, vec![vec![5]])]),
+        ),
+        Case {
+            live_brokers: Some(BTreeSet::from([1, 3])),
+            ..case(
+                "defaults with two live brokers: two replicas",
+                three_brokers(),
+                create("events", None, None),
+                Records(vec![created("events", 1, vec![vec![3, 1]])]),
+            )
+        },
         case(
             "the replication factor may equal the broker count",
             image_of(vec![broker(5)]),
@@ -283,7 +298,7 @@ fn cases() -> Vec<Case> {
                 name: "events".into(),
                 topic_id: id(1),
                 config: config(&[("retention.ms", "5000")]),
-                replicas: vec![vec![2]],
+                replicas: vec![vec![2, 1, 3]],
             }]),
         ),
         // Creating topics: refusals.
@@ -362,12 +377,12 @@ fn cases() -> Vec<Case> {
         Case {
             replication_factor_max: 1,
             ..case(
-                "more replicas than this release keeps",
+                "more replicas than the broker allows",
                 three_brokers(),
                 create("events", Some(1), Some(2)),
                 Refused(|error| {
                     matches!(error, TopicError::InvalidReplicationFactor(message)
-                        if message.contains("no replication"))
+                        if message.contains("at most 1"))
                 }),
             )
         },
@@ -415,6 +430,26 @@ fn cases() -> Vec<Case> {
             three_brokers(),
             create_with_config("events", &[("segment.bytes", "1024")]),
             Refused(|error| matches!(error, TopicError::InconsistentConfig(_))),
+        ),
+        case(
+            "min.insync.replicas above the replication factor",
+            image_of(vec![broker(5)]),
+            create_with_config("events", &[("min.insync.replicas", "2")]),
+            Refused(|error| {
+                matches!(error, TopicError::InconsistentConfig(reason)
+                    if reason.contains("replication factor (1)"))
+            }),
+        ),
+        case(
+            "min.insync.replicas up to the replication factor",
+            three_brokers(),
+            create_with_config("events", &[("min.insync.replicas", "3")]),
+            Records(vec![MetadataRecord::TopicCreated {
+                name: "events".into(),
+                topic_id: id(1),
+                config: config(&[("min.insync.replicas", "3")]),
+                replicas: vec![vec![2, 1, 3]],
+            }]),
         ),
         case(
             "the request is checked before the image: a taken name with a bad config",
@@ -515,6 +550,24 @@ fn cases() -> Vec<Case> {
             with_orders(),
             alter("orders", &[("segment.bytes", Some("1024"))]),
             Refused(|error| matches!(error, TopicError::InconsistentConfig(_))),
+        ),
+        case(
+            "a change of min.insync.replicas above the replication factor",
+            with_orders(),
+            alter("orders", &[("min.insync.replicas", Some("3"))]),
+            Refused(|error| {
+                matches!(error, TopicError::InconsistentConfig(reason)
+                    if reason.contains("replication factor (2)"))
+            }),
+        ),
+        case(
+            "a change of min.insync.replicas up to the replication factor",
+            with_orders(),
+            alter("orders", &[("min.insync.replicas", Some("2"))]),
+            Records(vec![MetadataRecord::TopicConfigChanged {
+                topic_id: id(100),
+                config: config(&[("min.insync.replicas", "2"), ("retention.ms", "1000")]),
+            }]),
         ),
         case(
             "change the config of an unknown topic",

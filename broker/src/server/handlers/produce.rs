@@ -204,13 +204,14 @@ async fn append(
         ));
     }
     let config = handles.partitions.topic_config(&topic_image);
-    if acks == Acks::All && partition_image.isr.len() < config.min_insync_replicas as usize {
+    let min_insync_replicas = config.min_insync_for(partition_image.replicas.len());
+    if acks == Acks::All && partition_image.isr.len() < min_insync_replicas {
         return Err(fail(
             ErrorCode::NotEnoughReplicas,
             format!(
-                "{} in-sync replicas, min.insync.replicas is {}",
+                "{} in-sync replicas {:?}, acks=all needs {min_insync_replicas} (min.insync.replicas)",
                 partition_image.isr.len(),
-                config.min_insync_replicas
+                partition_image.isr,
             ),
         ));
     }
@@ -256,6 +257,6 @@ async fn append(
         leader,
         info,
         log_append_time_ms,
-        min_insync_replicas: config.min_insync_replicas as usize,
+        min_insync_replicas,
     })
 }
