@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use crate::group::GroupService;
 use crate::metadata::MetadataImage;
 use crate::metadata::metadata_log::{QuorumStatus, Role};
+use crate::replication::Replicas;
 use crate::storage::LogManager;
 
 /// What kind of value a metric is.
@@ -118,6 +119,7 @@ use MetricUnit::{Bytes, Count, Offset, Seconds};
 use Sampling::{Event, Scrape};
 
 const PARTITION_LABELS: &[&str] = &["topic", "partition"];
+const FOLLOWER_LABELS: &[&str] = &["topic", "partition", "replica"];
 const GROUP_PARTITION_LABELS: &[&str] = &["group", "topic", "partition"];
 
 /// Every metric the broker exports. A unit test checks that every metric the source
@@ -169,6 +171,15 @@ pub const METRICS: &[MetricDescription] = &[
     // Consumer groups (group/).
     metric("fjord_group_rebalances_total", Counter, Count, &["group", "reason"], Event,
         "Consumer group rebalances (group epoch increases, each computing a new target assignment), by group and reason."),
+    // Replication (replication/).
+    metric("fjord_replication_waiting_requests", Gauge, Count, &[], Event,
+        "Requests (acks=all produce, offset commits) waiting now for the in-sync replicas to have their records."),
+    metric("fjord_replication_isr_shrinks_total", Counter, Count, &[], Event,
+        "In-sync set changes that removed a replica, of partitions this broker leads."),
+    metric("fjord_replication_isr_expands_total", Counter, Count, &[], Event,
+        "In-sync set changes that added a replica, of partitions this broker leads."),
+    metric("fjord_replication_leaderships_started_total", Counter, Count, &[], Event,
+        "Partition leaderships this broker took: a new leader epoch (a topic's creation, a failover to this broker, a preferred leader's return) or its own start-up. Summed over the brokers, failovers show as increases outside restarts."),
     // Broker membership (metadata/heartbeats.rs).
     metric("fjord_broker_heartbeats_total", Counter, Count, &["outcome"], Event,
         "Heartbeats this broker sent to the active controller, by outcome: ok, refused (by membership, such as a stale broker epoch) or failed (the controller could not answer)."),
@@ -189,6 +200,12 @@ pub const METRICS: &[MetricDescription] = &[
         "Members of each consumer group this broker coordinates."),
     metric("fjord_group_lag", Gauge, Count, GROUP_PARTITION_LABELS, Scrape,
         "Records between a consumer group's committed offset and the partition's high watermark, for each partition the group has committed and this broker holds."),
+    metric("fjord_replication_under_replicated_partitions", Gauge, Count, &[], Scrape,
+        "Partitions this broker leads whose in-sync set lacks some of their replicas."),
+    metric("fjord_replication_follower_lag", Gauge, Offset, FOLLOWER_LABELS, Scrape,
+        "Offsets between a follower's last fetch and the leader's log end, by partition and follower; exported by the leader."),
+    metric("fjord_replication_follower_lag_seconds", Gauge, Seconds, FOLLOWER_LABELS, Scrape,
+        "Seconds since a follower was last caught up with the leader's log end (it leaves the in-sync set past replica_lag_ms), by partition and follower; exported by the leader."),
     metric("fjord_metadata_quorum_term", Gauge, Count, &[], Scrape,
         "The metadata quorum's current term, as this broker's member sees it; it grows with every election."),
     metric("fjord_brokers_fenced", Gauge, Count, &[], Scrape,
@@ -281,6 +298,8 @@ pub struct ScrapeSources<'a> {
     pub quorum: &'a QuorumStatus,
     /// The metadata image now (`fjord_brokers_fenced`).
     pub metadata: &'a MetadataImage,
+    /// The partitions this broker leads (in-sync sets, follower lag).
+    pub replicas: &'a Replicas,
 }
 
 /// The Prometheus text of every metric: the process-wide ones, then the gauges sampled
@@ -312,6 +331,7 @@ pub fn render(sources: Option<ScrapeSources<'_>>) -> String {
         }
         crate::group::gauges::record(sources.groups, sources.logs);
         record_quorum(sources.quorum);
+        record_replication(sources.replicas);
         let fenced = sources
             .metadata
             .brokers
@@ -321,6 +341,26 @@ pub fn render(sources: Option<ScrapeSources<'_>>) -> String {
     });
     text.push_str(&scrape.handle().render());
     text
+}
+
+/// The gauges of the partitions this broker leads.
+fn record_replication(replicas: &Replicas) {
+    let mut under_replicated = 0;
+    for (partition, leader) in replicas.leaders() {
+        under_replicated += usize::from(leader.under_replicated());
+        for follower in leader.followers() {
+            let labels = [
+                ("topic", partition.topic.clone()),
+                ("partition", partition.partition.to_string()),
+                ("replica", follower.replica.to_string()),
+            ];
+            ::metrics::gauge!("fjord_replication_follower_lag", &labels)
+                .set(follower.lag_offsets as f64);
+            ::metrics::gauge!("fjord_replication_follower_lag_seconds", &labels)
+                .set(follower.since_caught_up_ms as f64 / 1000.0);
+        }
+    }
+    ::metrics::gauge!("fjord_replication_under_replicated_partitions").set(under_replicated as f64);
 }
 
 /// The metadata quorum's gauges.

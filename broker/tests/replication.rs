@@ -200,3 +200,112 @@ async fn a_new_leader_has_every_acknowledged_record() {
     assert_eq!((end, high_watermark), (160, 160));
     cluster.shutdown().await;
 }
+
+/// Two of three brokers stop (each shutdown takes it out of the in-sync sets while the
+/// quorum is still there): acks=all is refused with NOT_ENOUGH_REPLICAS before anything
+/// is appended, acks=leader still works on the leader left, and the leader's HTTP view
+/// and metrics show the partition under-replicated. Both back: they catch up, rejoin
+/// the in-sync set, and acks=all works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_three_down_refuses_acks_all_until_they_return() {
+    let mut cluster = Cluster::start().await;
+    cluster.settled().await;
+    create_replicated_topic(&cluster, 1).await;
+    produce_all(&cluster, 0, "before", 5, 2).await;
+    let leader = leader_of(&cluster, 0);
+    let http = cluster.broker(leader).http_addr();
+
+    // All in sync: the leader sees both followers caught up.
+    wait_until("the leader shows both followers in sync", || async move {
+        let view = common::http_client::get(http, &format!("/v1/topics/{TOPIC}"))
+            .await
+            .json();
+        let followers = view["partitions"][0]["followers"].as_array().cloned();
+        followers.is_some_and(|followers| {
+            followers.len() == 2
+                && followers
+                    .iter()
+                    .all(|f| f["in_sync"] == true && f["fetch_offset"] == 10 && f["lag"] == 0)
+        })
+    })
+    .await;
+    let metrics = common::http_client::scrape(http).await;
+    let partition_labels = [&format!("topic=\"{TOPIC}\"")[..], "partition=\"0\""];
+    for follower in (1..=3).filter(|id| *id != leader) {
+        let replica = format!("replica=\"{follower}\"");
+        let labels = [partition_labels[0], partition_labels[1], &replica];
+        assert_eq!(
+            metrics.value("fjord_replication_follower_lag", &labels),
+            Some(0.0)
+        );
+        assert!(
+            metrics
+                .value("fjord_replication_follower_lag_seconds", &labels)
+                .is_some()
+        );
+    }
+    assert_eq!(
+        metrics.value("fjord_replication_under_replicated_partitions", &[]),
+        Some(0.0)
+    );
+
+    let away: Vec<i32> = (1..=3).filter(|id| *id != leader).collect();
+    for node_id in &away {
+        println!("stopping broker {node_id}");
+        cluster.stop(*node_id).await;
+    }
+    let isr = isr_of(&cluster, leader, 0);
+    assert_eq!(
+        isr,
+        vec![leader],
+        "the shutdowns left the leader alone in sync"
+    );
+    let mut client = NativeClient::connect(cluster.broker(leader).client_addr()).await;
+    let end_before = log_of(&cluster, leader, 0).1;
+    let refused = client
+        .produce_with(Acks::All, TOPIC, 0, values_batch("refused", 1))
+        .await;
+    assert_eq!(refused.error_code, ErrorCode::NotEnoughReplicas);
+    assert_eq!(
+        log_of(&cluster, leader, 0).1,
+        end_before,
+        "nothing appended"
+    );
+    let alone = client
+        .produce_with(Acks::Leader, TOPIC, 0, values_batch("alone", 2))
+        .await;
+    assert_eq!(
+        (alone.error_code, alone.base_offset),
+        (ErrorCode::None, end_before)
+    );
+    let metrics = common::http_client::scrape(http).await;
+    assert_eq!(
+        metrics.value("fjord_replication_under_replicated_partitions", &[]),
+        Some(f64::from(PARTITIONS)),
+        "the leader leads every partition now"
+    );
+    let view = common::http_client::get(http, &format!("/v1/topics/{TOPIC}"))
+        .await
+        .json();
+    let followers = view["partitions"][0]["followers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        followers.iter().all(|f| f["in_sync"] == false),
+        "{followers:?}"
+    );
+
+    for node_id in &away {
+        cluster.restart(*node_id).await;
+    }
+    wait_until("both are back in the in-sync set", || {
+        let back = isr_of(&cluster, leader, 0) == vec![1, 2, 3];
+        async move { back }
+    })
+    .await;
+    let offsets = produce_all(&cluster, 0, "after", 3, 1).await;
+    assert_eq!(offsets[0], end_before + 2);
+    replicas_converge(&cluster).await;
+    cluster.shutdown().await;
+}

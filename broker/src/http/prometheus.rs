@@ -42,6 +42,7 @@ pub async fn metrics(State(state): State<HttpState>) -> Result<impl IntoResponse
                 groups: &api.groups,
                 quorum,
                 metadata,
+                replicas: api.partitions.replicas(),
             }
         }))
     })

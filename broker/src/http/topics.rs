@@ -71,6 +71,26 @@ pub struct Partition {
     /// Why the partition is offline (a damaged or lost log, a failed write or fsync);
     /// `POST .../recover` decides about a log that could not be opened.
     pub offline_reason: Option<String>,
+    /// On the leader's broker, each follower's replication state, by node id; null on
+    /// other brokers, which do not know it.
+    pub followers: Option<Vec<Follower>>,
+}
+
+/// A follower of a partition, as its leader sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Follower {
+    /// The follower's node id.
+    pub replica: i32,
+    /// Where it fetched last in the current leader epoch (its log end then); null
+    /// before its first fetch in the epoch.
+    pub fetch_offset: Option<i64>,
+    /// Offsets between its last fetch and the leader's log end.
+    pub lag: i64,
+    /// Milliseconds since it was last caught up with the leader's log end; past
+    /// `replica_lag_ms` it leaves the in-sync set.
+    pub caught_up_ms_ago: i64,
+    /// Whether acks=all writes and the high watermark wait for it.
+    pub in_sync: bool,
 }
 
 /// Whether a partition's log on this broker can serve.
@@ -162,6 +182,19 @@ pub fn describe(partitions: &Partitions, topic: &TopicImage) -> Topic {
                 size_bytes: log.as_ref().map(|log| log.size_bytes()),
                 state,
                 offline_reason,
+                followers: partitions.replicas().leader(&id).map(|leader| {
+                    leader
+                        .followers()
+                        .into_iter()
+                        .map(|follower| Follower {
+                            replica: follower.replica,
+                            fetch_offset: follower.fetch_offset,
+                            lag: follower.lag_offsets,
+                            caught_up_ms_ago: follower.since_caught_up_ms,
+                            in_sync: follower.in_sync,
+                        })
+                        .collect()
+                }),
             }
         })
         .collect();

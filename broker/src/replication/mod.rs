@@ -228,6 +228,37 @@ impl Replicas {
     }
 }
 
+/// A follower as its leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowerView {
+    pub replica: i32,
+    /// Where it fetched last in this leader epoch (its log end then); `None` before its
+    /// first fetch.
+    pub fetch_offset: Option<i64>,
+    /// Offsets between its fetch offset and the leader's log end.
+    pub lag_offsets: i64,
+    /// Milliseconds since it was last caught up with the leader's log end.
+    pub since_caught_up_ms: i64,
+    /// Whether the high watermark waits for it.
+    pub in_sync: bool,
+}
+
+/// Counts a request waiting for the in-sync replicas while it lives.
+struct Waiting;
+
+impl Waiting {
+    fn start() -> Self {
+        metrics::gauge!("fjord_replication_waiting_requests").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        metrics::gauge!("fjord_replication_waiting_requests").decrement(1.0);
+    }
+}
+
 /// Why an acks=all append was not acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
@@ -285,6 +316,7 @@ impl PartitionLeader {
             now_ms: now_ms(),
         });
         tracing::info!(%partition, leader_epoch = image.leader_epoch, isr = ?image.isr, log_end = log.log_end_offset(), "leading partition");
+        metrics::counter!("fjord_replication_leaderships_started_total").increment(1);
         let leader = Self {
             partition,
             topic_id,
@@ -324,19 +356,30 @@ impl PartitionLeader {
         self.state().counted_isr()
     }
 
-    /// Each follower's lag behind the log end, in offsets and milliseconds since it
-    /// was last caught up, and whether it is in sync.
-    pub fn follower_lags(&self) -> Vec<(i32, i64, i64)> {
+    /// Each follower's replication state, by node id.
+    pub fn followers(&self) -> Vec<FollowerView> {
         let state = self.state();
         let now_ms = now_ms();
+        let counted = state.counted_isr();
         state
             .followers()
             .filter_map(|replica| {
-                state
-                    .follower_lag(replica, now_ms)
-                    .map(|(offsets, ms)| (replica, offsets, ms))
+                let (lag_offsets, since_caught_up_ms) = state.follower_lag(replica, now_ms)?;
+                Some(FollowerView {
+                    replica,
+                    fetch_offset: state.follower_fetch_offset(replica),
+                    lag_offsets,
+                    since_caught_up_ms,
+                    in_sync: counted.contains(&replica),
+                })
             })
             .collect()
+    }
+
+    /// Whether the metadata's in-sync set lacks some of the partition's replicas.
+    pub fn under_replicated(&self) -> bool {
+        let state = self.state();
+        state.isr().len() < state.followers().count() + 1
     }
 
     /// Appends validated batches in this leader's epoch; they become visible once
@@ -374,6 +417,7 @@ impl PartitionLeader {
         min_insync: usize,
         timeout: Duration,
     ) -> Result<(), CommitError> {
+        let _waiting = Waiting::start();
         let deadline = tokio::time::Instant::now() + timeout;
         tokio::time::timeout_at(deadline, self.commit(info))
             .await
@@ -423,12 +467,24 @@ impl PartitionLeader {
     }
 
     fn metadata_changed(&self, image: &PartitionImage) {
-        self.apply(Event::Metadata {
-            replicas: image.replicas.clone(),
-            isr: image.isr.clone(),
-            partition_epoch: image.partition_epoch,
-            now_ms: now_ms(),
-        });
+        let mut state = self.state();
+        let before = state.isr().to_vec();
+        self.handle(
+            &mut state,
+            Event::Metadata {
+                replicas: image.replicas.clone(),
+                isr: image.isr.clone(),
+                partition_epoch: image.partition_epoch,
+                now_ms: now_ms(),
+            },
+        );
+        let after = state.isr();
+        if after.iter().any(|replica| !before.contains(replica)) {
+            metrics::counter!("fjord_replication_isr_expands_total").increment(1);
+        }
+        if before.iter().any(|replica| !after.contains(replica)) {
+            metrics::counter!("fjord_replication_isr_shrinks_total").increment(1);
+        }
     }
 
     fn apply(&self, event: Event) {
