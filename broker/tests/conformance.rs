@@ -532,7 +532,7 @@ const NOT_PROVOKED_HERE: &[(&str, &str)] = &[
     ),
     (
         "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
-        "needs an in-sync set that shrinks while an acks=all request waits",
+        "needs an in-sync set that shrinks while an acks=all request waits (replication_processes.rs provokes it)",
     ),
     (
         "COORDINATOR_NOT_AVAILABLE",

@@ -8,6 +8,7 @@ pub mod in_process_cluster;
 pub mod native_client;
 pub mod pre_raft;
 pub mod process;
+pub mod process_cluster;
 pub mod raw_client;
 
 #[allow(unused_imports)]

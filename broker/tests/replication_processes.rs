@@ -1,0 +1,318 @@
+//! Replication between three real `fjord-broker` processes on 127.0.0.1, under the
+//! faults it exists for: the leader killed with SIGKILL while producers write with
+//! acks=all, and a follower frozen (SIGSTOP) while an acks=all request waits for it.
+//! Every process is killed and reaped when a test fails. Timings (the pause producers
+//! see) are measured and printed, never asserted.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::blocking_client::values;
+use common::http_client::get;
+use common::native_client::{NativeClient, values_batch};
+use common::process_cluster::{ProcessCluster, wait_for};
+use fjord_client::{Acks, Client, ClientConfig, Producer, ProducerConfig, ProducerRecord};
+use fjord_protocol::ErrorCode;
+use tokio::time::Instant;
+
+const TOPIC: &str = "orders";
+const PRODUCERS: usize = 4;
+/// Each producer stops after this many records, if the test has not stopped it before.
+const RECORDS_MAX: usize = 20_000;
+
+/// What one producer had acknowledged: (offset, value, when).
+type Acknowledged = Vec<(i64, String, Instant)>;
+
+/// One producer with acks=all: one record at a time, so that every acknowledgement is
+/// timed; a record that fails after the client's retries is counted, not fatal (its
+/// value may or may not be stored, which is what a failure means).
+async fn produce_until(
+    bootstrap: Vec<String>,
+    producer_id: usize,
+    stop: Arc<AtomicBool>,
+) -> (Acknowledged, usize) {
+    let client = Client::connect(ClientConfig::new(bootstrap)).await.unwrap();
+    let producer = Producer::new(
+        &client,
+        ProducerConfig {
+            acks: Acks::All,
+            linger_ms: 0,
+            ..ProducerConfig::default()
+        },
+    )
+    .unwrap();
+    let mut acknowledged = Vec::new();
+    let mut failed = 0;
+    for sequence in 0..RECORDS_MAX {
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        let value = format!("producer-{producer_id}-{sequence}");
+        let record = ProducerRecord::new(TOPIC, value.clone()).with_partition(0);
+        let delivery = producer.send(record).await.unwrap();
+        match delivery.await {
+            Ok((_, offset)) => acknowledged.push((offset, value, Instant::now())),
+            Err(error) => {
+                println!("producer {producer_id}: {value} failed: {error}");
+                failed += 1;
+            }
+        }
+    }
+    producer.close().await.unwrap();
+    (acknowledged, failed)
+}
+
+/// The partition's description by `node_id`: leader and in-sync replicas.
+async fn partition_state(cluster: &ProcessCluster, node_id: i32) -> (i64, Vec<i64>) {
+    let described = get(cluster.http(node_id), &format!("/v1/topics/{TOPIC}")).await;
+    assert_eq!(described.status, 200, "{}", described.text());
+    let partition = &described.json()["partitions"][0];
+    let mut isr: Vec<i64> = partition["isr"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_i64().unwrap())
+        .collect();
+    isr.sort();
+    (partition["leader"].as_i64().unwrap(), isr)
+}
+
+/// Every record of the partition's log in `data_dir`: the bytes of its segments after
+/// their headers, in offset order. Replicas whose logs agree give the same bytes
+/// whatever their segments' boundaries.
+fn log_bytes(data_dir: &Path) -> Vec<u8> {
+    let dir = data_dir.join(format!("{TOPIC}-0"));
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .collect();
+    segments.sort();
+    let mut bytes = Vec::new();
+    for segment in segments {
+        let content = std::fs::read(&segment).unwrap();
+        // The 24-byte file header (magic, version, kind, base offset, CRC).
+        bytes.extend_from_slice(&content[24..]);
+    }
+    bytes
+}
+
+/// Four producers write with acks=all to a partition of three replicas
+/// (`min.insync.replicas` 2 by default); its leader is killed with SIGKILL. Writes go on
+/// through a new leader; the killed broker, restarted, truncates what was not
+/// committed, catches up and rejoins the in-sync set. Every acknowledged record is at
+/// its acknowledged offset, and the three logs are byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_loses_no_acknowledged_record() {
+    let mut cluster = ProcessCluster::new();
+    cluster.start_all().await;
+    cluster.settled(3).await;
+    cluster.create_replicated(1, TOPIC, 1, 3).await;
+    cluster.same_metadata().await;
+    let leader = wait_for("the partition is led with a full in-sync set", || async {
+        let (leader, isr) = partition_state(&cluster, 1).await;
+        (leader > 0 && isr == vec![1, 2, 3]).then_some(leader as i32)
+    })
+    .await;
+    let bootstrap: Vec<String> = (1..=3).map(|id| cluster.client(id).to_string()).collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|id| tokio::spawn(produce_until(bootstrap.clone(), id, stop.clone())))
+        .collect();
+    // Let them write for a while: a fixed amount of records, not of time.
+    let leader_http = cluster.http(leader);
+    wait_for("the producers stored 400 records", || async move {
+        let described = get(leader_http, &format!("/v1/topics/{TOPIC}"))
+            .await
+            .json();
+        (described["partitions"][0]["high_watermark"].as_i64() >= Some(400)).then_some(())
+    })
+    .await;
+
+    println!("killing broker {leader}, the partition's leader");
+    let killed_at = Instant::now();
+    cluster.kill(leader);
+    let survivor = (1..=3).find(|id| *id != leader).unwrap();
+    let new_leader = wait_for("another broker leads", || async {
+        let (new_leader, _) = partition_state(&cluster, survivor).await;
+        (new_leader > 0 && new_leader != i64::from(leader)).then_some(new_leader as i32)
+    })
+    .await;
+    let new_leader_http = cluster.http(new_leader);
+    let high_watermark_at_failover = get(new_leader_http, &format!("/v1/topics/{TOPIC}"))
+        .await
+        .json()["partitions"][0]["high_watermark"]
+        .as_i64()
+        .unwrap();
+    wait_for("the producers stored 400 more records", || async move {
+        let described = get(new_leader_http, &format!("/v1/topics/{TOPIC}"))
+            .await
+            .json();
+        let now = described["partitions"][0]["high_watermark"]
+            .as_i64()
+            .unwrap();
+        (now >= high_watermark_at_failover + 400).then_some(())
+    })
+    .await;
+
+    println!("restarting broker {leader}");
+    cluster.spawn(leader).await;
+    cluster.ready(leader).await;
+    wait_for(
+        "the restarted broker is back in the in-sync set",
+        || async {
+            let (_, isr) = partition_state(&cluster, new_leader).await;
+            (isr == vec![1, 2, 3]).then_some(())
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Release);
+    let mut acknowledged = Vec::new();
+    let mut failed = 0;
+    for (id, producer) in producers.into_iter().enumerate() {
+        let (records, failures) = producer.await.unwrap();
+        // The longest wait between two acknowledgements around the kill: the pause
+        // this producer saw.
+        let pause = records
+            .windows(2)
+            .filter(|pair| pair[1].2 >= killed_at)
+            .map(|pair| pair[1].2 - pair[0].2)
+            .max();
+        println!(
+            "producer {id}: {} acknowledged, {failures} failed, longest pause after the kill {pause:?}",
+            records.len()
+        );
+        acknowledged.extend(records);
+        failed += failures;
+    }
+    println!("{} acknowledged, {failed} failed", acknowledged.len());
+
+    // Every acknowledged record is where its acknowledgement said.
+    let mut client = NativeClient::connect(cluster.client(new_leader)).await;
+    let mut stored = BTreeMap::new();
+    let mut next = 0;
+    let end = loop {
+        let fetched = client.fetch(TOPIC, 0, next).await;
+        assert_eq!(fetched.error_code, ErrorCode::None);
+        for (offset, value) in values(fetched.records) {
+            stored.insert(offset, value);
+        }
+        match stored.last_key_value() {
+            Some((last, _)) if *last + 1 < fetched.high_watermark => next = *last + 1,
+            _ => break fetched.high_watermark,
+        }
+    };
+    for (offset, value, _) in &acknowledged {
+        assert_eq!(
+            stored.get(offset),
+            Some(value),
+            "acknowledged record at offset {offset} (of {end})"
+        );
+    }
+    let distinct: std::collections::BTreeSet<_> = stored.values().collect();
+    println!(
+        "{} records stored, {} distinct values (a retry without idempotence may store one twice)",
+        stored.len(),
+        distinct.len()
+    );
+
+    // The replicas' logs, once all have the same end, are the same bytes.
+    wait_for("every replica has the leader's log end", || async {
+        let mut ends = Vec::new();
+        for node_id in 1..=3 {
+            let described = get(cluster.http(node_id), &format!("/v1/topics/{TOPIC}"))
+                .await
+                .json();
+            ends.push(described["partitions"][0]["log_end_offset"].as_i64());
+        }
+        ends.iter().all(|e| *e == Some(end)).then_some(())
+    })
+    .await;
+    for node_id in 1..=3 {
+        cluster.terminate(node_id).await;
+    }
+    let leader_log = log_bytes(&cluster.node(new_leader).data_dir.clone());
+    for node_id in 1..=3 {
+        let log = log_bytes(&cluster.node(node_id).data_dir.clone());
+        assert!(
+            log == leader_log,
+            "broker {node_id}'s log differs from the leader's ({} and {} bytes)",
+            log.len(),
+            leader_log.len()
+        );
+    }
+}
+
+/// A follower frozen (SIGSTOP) while an acks=all request waits for it: once the
+/// controller has fenced it, the in-sync set is smaller than the topic's
+/// `min.insync.replicas`, and the request is answered NOT_ENOUGH_REPLICAS_AFTER_APPEND
+/// (the records are stored; a retry may store them twice). Resumed, the follower
+/// catches up and rejoins, and acks=all works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shrink_while_a_request_waits_is_not_enough_replicas_after_append() {
+    let mut cluster = ProcessCluster::new();
+    cluster.start_all().await;
+    cluster.settled(3).await;
+    let http = cluster.http(1);
+    let created = common::http_client::send_json(
+        http,
+        "POST",
+        "/v1/topics",
+        &serde_json::json!({"name": TOPIC, "replication_factor": 3,
+            "config": {"min.insync.replicas": 3}}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    cluster.same_metadata().await;
+    let leader = wait_for("the partition is led with a full in-sync set", || async {
+        let (leader, isr) = partition_state(&cluster, 1).await;
+        (leader > 0 && isr == vec![1, 2, 3]).then_some(leader as i32)
+    })
+    .await;
+    let mut client = NativeClient::connect(cluster.client(leader)).await;
+    let first = client
+        .produce_with(Acks::All, TOPIC, 0, values_batch("first", 2))
+        .await;
+    assert_eq!(first.error_code, ErrorCode::None);
+
+    let frozen = (1..=3).find(|id| *id != leader).unwrap();
+    println!("freezing broker {frozen}");
+    cluster.pause(frozen);
+    let sent = Instant::now();
+    let waited = client
+        .produce_with(Acks::All, TOPIC, 0, values_batch("waited", 2))
+        .await;
+    println!(
+        "answered after {:?}: {:?} {:?}",
+        sent.elapsed(),
+        waited.error_code,
+        waited.error_message
+    );
+    assert_eq!(waited.error_code, ErrorCode::NotEnoughReplicasAfterAppend);
+    // Stored all the same, at the next offset.
+    let fetched = client.fetch(TOPIC, 0, 2).await;
+    assert_eq!(
+        values(fetched.records),
+        vec![(2, "waited-0".to_owned()), (3, "waited-1".to_owned())]
+    );
+    let refused = client
+        .produce_with(Acks::All, TOPIC, 0, values_batch("refused", 1))
+        .await;
+    assert_eq!(refused.error_code, ErrorCode::NotEnoughReplicas);
+
+    cluster.resume(frozen);
+    wait_for("the frozen broker is back in the in-sync set", || async {
+        let (_, isr) = partition_state(&cluster, leader).await;
+        (isr == vec![1, 2, 3]).then_some(())
+    })
+    .await;
+    let after = client
+        .produce_with(Acks::All, TOPIC, 0, values_batch("after", 1))
+        .await;
+    assert_eq!((after.error_code, after.base_offset), (ErrorCode::None, 4));
+}
