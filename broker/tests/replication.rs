@@ -13,8 +13,11 @@ use common::http_client::send_json;
 use common::in_process_cluster::*;
 use common::native_client::{NativeClient, values_batch};
 use fjord_broker::storage::TopicPartition;
-use fjord_protocol::ErrorCode;
-use fjord_protocol::messages::Acks;
+use fjord_protocol::messages::{
+    Acks, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, JOIN_MEMBER_EPOCH, OffsetFetchRequest, OffsetFetchResponse,
+};
+use fjord_protocol::{ApiKey, ErrorCode};
 use serde_json::json;
 
 const TOPIC: &str = "orders";
@@ -307,5 +310,180 @@ async fn two_of_three_down_refuses_acks_all_until_they_return() {
     let offsets = produce_all(&cluster, 0, "after", 3, 1).await;
     assert_eq!(offsets[0], end_before + 2);
     replicas_converge(&cluster).await;
+    cluster.shutdown().await;
+}
+
+/// The broker coordinating group `group` now, as `asked` answers FindCoordinator.
+async fn coordinator_of(cluster: &Cluster, asked: i32, group: &str) -> Option<i32> {
+    let mut client = NativeClient::connect(cluster.broker(asked).client_addr()).await;
+    let found: FindCoordinatorResponse = client
+        .call(
+            ApiKey::FindCoordinator,
+            &FindCoordinatorRequest {
+                group_id: group.into(),
+            },
+        )
+        .await;
+    (found.error_code == ErrorCode::None).then_some(found.node_id)
+}
+
+/// Waits until `asked` names a coordinator for `group` other than `not`.
+async fn wait_for_coordinator(cluster: &Cluster, asked: i32, group: &str, not: Option<i32>) -> i32 {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(found) = coordinator_of(cluster, asked, group).await
+            && Some(found) != not
+        {
+            println!(
+                "{group} coordinated by {found} after {:?}",
+                started.elapsed()
+            );
+            return found;
+        }
+        assert!(started.elapsed() < PATIENCE, "no coordinator for {group}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The group's committed offsets of `TOPIC` at `node_id`, by partition, once it
+/// coordinates the group and has loaded it.
+async fn committed_at(cluster: &Cluster, node_id: i32, group: &str) -> BTreeMap<i32, i64> {
+    let mut client = NativeClient::connect(cluster.broker(node_id).client_addr()).await;
+    let started = std::time::Instant::now();
+    loop {
+        let fetched: OffsetFetchResponse = client
+            .call(
+                ApiKey::OffsetFetch,
+                &OffsetFetchRequest {
+                    group_id: group.into(),
+                    topics: None,
+                },
+            )
+            .await;
+        if fetched.error_code == ErrorCode::None {
+            println!(
+                "offsets fetched from {node_id} after {:?}",
+                started.elapsed()
+            );
+            return fetched
+                .topics
+                .iter()
+                .filter(|topic| topic.name == TOPIC)
+                .flat_map(|topic| &topic.partitions)
+                .map(|partition| (partition.partition, partition.committed_offset))
+                .collect();
+        }
+        assert_eq!(
+            fetched.error_code,
+            ErrorCode::CoordinatorNotAvailable,
+            "only while the groups load"
+        );
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{node_id} never loaded {group}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Joins `group` at `node_id` and commits `offsets`, retrying while the coordinator
+/// is still loading.
+async fn commit_at(cluster: &Cluster, node_id: i32, group: &str, offsets: &[(i32, i64)]) {
+    let mut client = NativeClient::connect(cluster.broker(node_id).client_addr()).await;
+    let started = std::time::Instant::now();
+    let member = loop {
+        let joined: ConsumerGroupHeartbeatResponse = client
+            .call(
+                ApiKey::ConsumerGroupHeartbeat,
+                &ConsumerGroupHeartbeatRequest {
+                    group_id: group.into(),
+                    member_id: String::new(),
+                    member_epoch: JOIN_MEMBER_EPOCH,
+                    rebalance_timeout_ms: 30_000,
+                    subscribed_topic_names: Some(vec![TOPIC.into()]),
+                    owned_partitions: Vec::new(),
+                },
+            )
+            .await;
+        if joined.error_code == ErrorCode::None {
+            break joined;
+        }
+        assert_eq!(joined.error_code, ErrorCode::CoordinatorNotAvailable);
+        assert!(started.elapsed() < PATIENCE, "{node_id} never took {group}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    for (partition, offset) in offsets {
+        assert_eq!(
+            client
+                .commit(group, &member, TOPIC, *partition, *offset)
+                .await,
+            ErrorCode::None
+        );
+    }
+}
+
+/// A group's coordinator moves with the leadership of its partition of
+/// `__consumer_offsets` (three replicas in a cluster of three): when the coordinating
+/// broker stops, the new leader loads the group and its committed offsets are all
+/// there; stopped in turn, the group moves again with the offsets committed meanwhile,
+/// and a broker that no longer leads the partition sends clients on (NOT_COORDINATOR).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_move_with_the_coordinator() {
+    let mut cluster = Cluster::start().await;
+    cluster.settled().await;
+    create_replicated_topic(&cluster, 1).await;
+    let group = "billing";
+    let first = wait_for_coordinator(&cluster, 1, group, None).await;
+    let offsets_topic = cluster.image(1);
+    let offsets_topic = offsets_topic.topic("__consumer_offsets").unwrap();
+    assert!(
+        offsets_topic
+            .partitions
+            .iter()
+            .all(|partition| partition.replicas.len() == 3),
+        "the offsets topic has three replicas"
+    );
+    commit_at(&cluster, first, group, &[(0, 10), (1, 11), (2, 12)]).await;
+
+    println!("stopping broker {first}, the group's coordinator");
+    cluster.stop(first).await;
+    let survivor = (1..=3).find(|id| *id != first).unwrap();
+    let second = wait_for_coordinator(&cluster, survivor, group, Some(first)).await;
+    let moved = committed_at(&cluster, second, group).await;
+    assert_eq!(moved, BTreeMap::from([(0, 10), (1, 11), (2, 12)]));
+    commit_at(&cluster, second, group, &[(0, 20)]).await;
+
+    // Back, the first broker follows, catches up and rejoins every in-sync set; then
+    // the second coordinator stops, and the group moves once more.
+    cluster.restart(first).await;
+    wait_until("every offsets partition is fully in sync", || {
+        let image = cluster.image(first);
+        let synced = image
+            .topic("__consumer_offsets")
+            .unwrap()
+            .partitions
+            .iter()
+            .all(|partition| partition.isr.len() == 3);
+        async move { synced }
+    })
+    .await;
+    println!("stopping broker {second}, the group's second coordinator");
+    cluster.stop(second).await;
+    let third = wait_for_coordinator(&cluster, first, group, Some(second)).await;
+    let again = committed_at(&cluster, third, group).await;
+    assert_eq!(again, BTreeMap::from([(0, 20), (1, 11), (2, 12)]));
+    // The second, back, follows: it forgot the group and sends clients on.
+    cluster.restart(second).await;
+    let mut client = NativeClient::connect(cluster.broker(second).client_addr()).await;
+    let fetched: OffsetFetchResponse = client
+        .call(
+            ApiKey::OffsetFetch,
+            &OffsetFetchRequest {
+                group_id: group.into(),
+                topics: None,
+            },
+        )
+        .await;
+    assert_eq!(fetched.error_code, ErrorCode::NotCoordinator);
     cluster.shutdown().await;
 }

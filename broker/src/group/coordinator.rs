@@ -110,6 +110,15 @@ impl GroupCoordinator {
         self.groups.values()
     }
 
+    /// Forgets every group `owned` selects, members and offsets: another broker now
+    /// coordinates them (it leads their partition of the offsets topic), or this one
+    /// is about to replay them from that partition. Returns how many were forgotten.
+    pub fn unload_groups(&mut self, owned: impl Fn(&str) -> bool) -> usize {
+        let before = self.groups.len();
+        self.groups.retain(|group_id, _| !owned(group_id));
+        before - self.groups.len()
+    }
+
     pub(super) fn forget_if_dead(&mut self, group_id: &str) {
         if self
             .groups

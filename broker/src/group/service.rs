@@ -1,16 +1,19 @@
 //! The runtime of the group coordinator: everything [`GroupCoordinator`] must not do
 //! itself.
 //!
-//! - Start-up ([`GroupService::load`], in [`super::loading`]): creates
-//!   `__consumer_offsets` when it is missing and replays every partition of it this
-//!   broker leads, so committed offsets survive restarts.
+//! - Start-up and leadership ([`GroupService::load`] and
+//!   [`GroupService::follow_leadership`], in [`super::loading`]): creates
+//!   `__consumer_offsets` when it is missing; replays each partition of it when this
+//!   broker comes to lead it and forgets its groups when it stops, so that committed
+//!   offsets survive restarts and move with the coordinator.
 //! - Requests: checks that this broker coordinates the group, feeds the request to the
 //!   coordinator under its lock, and carries out the effects. An offset commit is
 //!   validated and appended under the lock (so that its checks hold for what is
 //!   written), becomes durable outside it, and is applied once durable; only then is it
 //!   answered.
 //! - Background ([`GroupService::run`]): wakes the coordinator when a session or
-//!   rebalance timeout is due, and hands it every new topic metadata image.
+//!   rebalance timeout is due, hands it every new topic metadata image, and follows
+//!   the leadership of the offsets partitions.
 //!
 //! Time for the coordinator is monotonic milliseconds since the service was created,
 //! so that a wall-clock jump can neither expire every session nor keep one alive; the
@@ -41,12 +44,17 @@ use super::{
 use crate::config::BrokerConfig;
 use crate::metadata::MetadataImage;
 use crate::replication::{CommitError, PartitionLeader};
-use crate::storage::{AppendInfo, Clock, SystemClock};
+use crate::storage::{AppendInfo, Clock, SystemClock, TopicPartition};
 use crate::topics::{Partitions, TopicAdmin};
 
 /// The longest the background task sleeps without looking at the coordinator; a
 /// safety net only, since every event that moves a deadline closer wakes it.
 const IDLE_WAKE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How often the background task compares the offsets partitions this broker leads
+/// with those whose groups it has loaded (a leadership arrives with the reconciler,
+/// after the metadata that names it).
+const LEADERSHIP_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Records appended to the offsets topic, waiting to become durable.
 #[derive(Debug)]
@@ -65,6 +73,10 @@ pub struct GroupService {
     pub(super) admin: TopicAdmin,
     /// Partitions of `__consumer_offsets` when it is created (`offsets_topic_partitions`).
     pub(super) offsets_topic_partitions: i32,
+    /// Whether start-up creates `__consumer_offsets`: only a quorum of one does. In a
+    /// cluster the first FindCoordinator does, once the brokers have registered, so
+    /// that the topic gets its replicas on several of them.
+    pub(super) offsets_topic_at_start: bool,
     /// Longest an offsets write waits to be replicated (`request_timeout_ms`).
     commit_timeout: Duration,
     /// The origin of the coordinator's monotonic milliseconds.
@@ -72,9 +84,15 @@ pub struct GroupService {
     wall_clock: Arc<dyn Clock>,
     /// Wakes the background task when a deadline may have moved closer.
     deadline_changed: Notify,
-    /// Set once the offsets topic has been replayed; until then the coordinator is
-    /// not available.
-    pub(super) loaded: AtomicBool,
+    /// Set once start-up has made sure the offsets topic exists; until then the
+    /// coordinator is not available.
+    pub(super) started: AtomicBool,
+    /// The partitions of the offsets topic whose groups this broker has loaded, with
+    /// the leader epoch it loaded them in: it coordinates their groups only while it
+    /// leads them in that epoch ([`GroupService::follow_leadership`]).
+    pub(super) loaded: Mutex<BTreeMap<i32, i32>>,
+    /// When loading a partition of the offsets topic last failed.
+    load_failures: Mutex<BTreeMap<i32, Instant>>,
 }
 
 impl GroupService {
@@ -97,11 +115,14 @@ impl GroupService {
             partitions,
             admin,
             offsets_topic_partitions: config.offsets_topic_partitions,
+            offsets_topic_at_start: config.controller_quorum_voters.trim().is_empty(),
             commit_timeout: Duration::from_millis(config.request_timeout_ms),
             origin: Instant::now(),
             wall_clock: Arc::new(SystemClock),
             deadline_changed: Notify::new(),
-            loaded: AtomicBool::new(false),
+            started: AtomicBool::new(false),
+            loaded: Mutex::new(BTreeMap::new()),
+            load_failures: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -119,15 +140,40 @@ impl GroupService {
 
     /// Whether this broker coordinates `group_id` now.
     fn check_coordinator(&self, group_id: &str) -> Result<(), ErrorCode> {
-        if !self.loaded.load(Ordering::Acquire) {
+        if !self.started.load(Ordering::Acquire) {
             return Err(ErrorCode::CoordinatorNotAvailable);
         }
         let partition = coordinator_partition(&self.partitions.metadata().current(), group_id)?;
         match self.partitions.leader_log(OFFSETS_TOPIC, partition) {
-            Ok(_) => Ok(()),
-            Err(ErrorCode::NotLeaderOrFollower) => Err(ErrorCode::NotCoordinator),
-            Err(_) => Err(ErrorCode::CoordinatorNotAvailable),
+            Ok(_) => {}
+            Err(ErrorCode::NotLeaderOrFollower) => return Err(ErrorCode::NotCoordinator),
+            Err(_) => return Err(ErrorCode::CoordinatorNotAvailable),
         }
+        // Leading is not enough: the partition's groups must have been loaded in this
+        // leadership (until then, retriable: the client asks again shortly).
+        let leader_epoch = self
+            .partitions
+            .replicas()
+            .leader(&TopicPartition::new(OFFSETS_TOPIC, partition))
+            .map(|leader| leader.leader_epoch());
+        let loaded = self.loaded_lock().get(&partition).copied();
+        if leader_epoch.is_some() && loaded == leader_epoch {
+            Ok(())
+        } else {
+            Err(ErrorCode::CoordinatorNotAvailable)
+        }
+    }
+
+    pub(super) fn loaded_lock(&self) -> MutexGuard<'_, BTreeMap<i32, i32>> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn load_failures_lock(&self) -> MutexGuard<'_, BTreeMap<i32, Instant>> {
+        self.load_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A FindCoordinator; creates `__consumer_offsets` first if it could not be
@@ -239,7 +285,7 @@ impl GroupService {
     }
 
     pub fn list_groups(&self, request: &ListGroupsRequest) -> ListGroupsResponse {
-        if !self.loaded.load(Ordering::Acquire) {
+        if !self.started.load(Ordering::Acquire) {
             return ListGroupsResponse {
                 error_code: ErrorCode::CoordinatorNotAvailable,
                 groups: Vec::new(),
@@ -374,6 +420,8 @@ impl GroupService {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let service = &self;
         let mut metadata = self.partitions.metadata().subscribe();
+        let mut leadership = tokio::time::interval(LEADERSHIP_CHECK_INTERVAL);
+        leadership.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake_at = {
                 let now_ms = service.now_ms();
@@ -382,19 +430,28 @@ impl GroupService {
                 tokio::time::Instant::now()
                     + Duration::from_millis(u64::try_from(due - now_ms).unwrap_or(0))
             };
+            // `None`: time to compare the offsets partitions led and loaded.
             let effects = tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => return,
-                _ = tokio::time::sleep_until(wake_at) => service.lock().tick(service.now_ms()),
+                _ = tokio::time::sleep_until(wake_at) => Some(service.lock().tick(service.now_ms())),
                 _ = service.deadline_changed.notified() => continue,
+                _ = leadership.tick() => None,
                 changed = metadata.changed() => {
                     if changed.is_err() {
                         return;
                     }
                     let image = metadata.borrow_and_update().clone();
-                    service.lock().set_topics(topic_infos(&image))
+                    Some(service.lock().set_topics(topic_infos(&image)))
                 }
             };
-            service.execute(effects).await;
+            match effects {
+                Some(effects) => service.execute(effects).await,
+                None => {
+                    for (partition, error) in service.follow_leadership().await {
+                        tracing::error!(%partition, error = format!("{error:#}"), "cannot load the groups of an offsets partition; they stay unavailable, tried again in 30 s");
+                    }
+                }
+            }
         }
     }
 }

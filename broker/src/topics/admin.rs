@@ -97,7 +97,7 @@ impl TopicAdmin {
     /// image the controller published last (which holds the change just made), so that
     /// a topic is usable here as soon as its creation returns.
     /// `false` when the reconciler stopped first (at shutdown).
-    async fn wait_until_reconciled(&self) -> bool {
+    pub async fn wait_until_reconciled(&self) -> bool {
         let position = self.partitions.metadata().current().applied_position();
         let reconciled = self.reconciler.wait_for(position).await;
         if !reconciled {
