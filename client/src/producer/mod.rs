@@ -86,6 +86,8 @@ pub(crate) struct Shared {
 pub(crate) struct State {
     accumulator: Accumulator,
     partitioner: Partitioner,
+    /// Partitions whose batches keep failing, and when that was last logged.
+    failing: std::collections::HashMap<TopicPartition, Instant>,
 }
 
 impl Shared {
@@ -121,6 +123,7 @@ impl Producer {
             state: Mutex::new(State {
                 accumulator,
                 partitioner: Partitioner::new(seed),
+                failing: Default::default(),
             }),
             wake: Notify::new(),
             progress,

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use super::Shared;
 use super::accumulator::ProducerBatch;
 use crate::error::{Error, Result};
+use crate::topic_partition::TopicPartition;
 
 /// How far ahead the sender sleeps when nothing is scheduled; a wake-up comes sooner.
 const IDLE_WAIT: Duration = Duration::from_secs(3_600);
@@ -130,6 +131,11 @@ fn build_request(shared: &Shared, batches: &[ProducerBatch]) -> ProduceRequest {
     }
 }
 
+/// A batch that failed this many times in a row makes its partition "failing": logged
+/// as a warning, then again at most every [`FAILING_WARNING_INTERVAL`] while it lasts.
+const ATTEMPTS_BEFORE_WARNING: u32 = 3;
+const FAILING_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Sends one produce request and settles each of its batches.
 async fn produce(shared: Arc<Shared>, address: String, batches: Vec<ProducerBatch>) {
     let request = build_request(&shared, &batches);
@@ -200,10 +206,11 @@ async fn settle(
             continue;
         };
         if result.error_code.is_ok() {
-            shared
-                .lock()
-                .accumulator
-                .complete(batch, Some(result.base_offset));
+            let mut state = shared.lock();
+            if state.failing.remove(&batch.topic_partition).is_some() {
+                tracing::info!(partition = %batch.topic_partition, "produce succeeds again");
+            }
+            state.accumulator.complete(batch, Some(result.base_offset));
             continue;
         }
         let error = Error::Broker {
@@ -214,6 +221,46 @@ async fn settle(
         let retriable = error.is_retriable();
         retry_or_fail(shared, batch, error, retriable).await;
     }
+}
+
+/// Says so, as a warning, when a partition's batches keep failing (the application
+/// sees nothing until the delivery timeout), once per partition per
+/// [`FAILING_WARNING_INTERVAL`].
+fn warn_if_failing(shared: &Shared, batch: &ProducerBatch, error: &Error) {
+    let warn = should_warn(
+        &mut shared.lock().failing,
+        &batch.topic_partition,
+        batch.attempts,
+        Instant::now(),
+    );
+    if !warn {
+        return;
+    }
+    tracing::warn!(
+        partition = %batch.topic_partition,
+        attempts = batch.attempts,
+        %error,
+        "produce keeps failing; retrying until the delivery timeout"
+    );
+}
+
+/// Whether a batch of `partition` failing for the `attempts`th time is worth a
+/// warning at `now`; records the warning in `failing`.
+fn should_warn(
+    failing: &mut HashMap<TopicPartition, Instant>,
+    partition: &TopicPartition,
+    attempts: u32,
+    now: Instant,
+) -> bool {
+    if attempts < ATTEMPTS_BEFORE_WARNING {
+        return false;
+    }
+    let last = failing.get(partition).copied();
+    if last.is_some_and(|last| now - last < FAILING_WARNING_INTERVAL) {
+        return false;
+    }
+    failing.insert(partition.clone(), now);
+    true
 }
 
 /// Puts a failed batch back for another attempt when the error allows it and the
@@ -246,6 +293,7 @@ async fn retry_or_fail(shared: &Shared, mut batch: ProducerBatch, error: Error, 
         ?delay,
         "retrying batch"
     );
+    warn_if_failing(shared, &batch, &error);
     if error.invalidates_metadata() {
         shared
             .client
@@ -256,4 +304,38 @@ async fn retry_or_fail(shared: &Shared, mut batch: ProducerBatch, error: Error, 
     batch.last_error = Some(error);
     shared.lock().accumulator.requeue(batch);
     shared.wake.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A partition is warned about from its third failed attempt, then at most once per
+    /// interval, each partition on its own; success (removing it) starts it over.
+    #[test]
+    fn failing_partitions_are_warned_about_once_per_interval() {
+        let mut failing = HashMap::new();
+        let orders = TopicPartition::new("orders", 0);
+        let other = TopicPartition::new("orders", 1);
+        let start = Instant::now();
+        assert!(!should_warn(&mut failing, &orders, 1, start));
+        assert!(!should_warn(&mut failing, &orders, 2, start));
+        assert!(should_warn(&mut failing, &orders, 3, start));
+        assert!(!should_warn(
+            &mut failing,
+            &orders,
+            4,
+            start + Duration::from_secs(1)
+        ));
+        assert!(should_warn(
+            &mut failing,
+            &other,
+            3,
+            start + Duration::from_secs(1)
+        ));
+        let later = start + FAILING_WARNING_INTERVAL;
+        assert!(should_warn(&mut failing, &orders, 9, later));
+        failing.remove(&orders);
+        assert!(should_warn(&mut failing, &orders, 3, later));
+    }
 }
