@@ -108,7 +108,7 @@ async fn prepare_topic(addr: SocketAddr, options: &Options) -> anyhow::Result<(S
                 topics: vec![CreateTopic {
                     name: name.clone(),
                     partitions: options.partitions,
-                    replication_factor: -1,
+                    replication_factor: options.replication_factor,
                     configs: vec![ConfigEntry {
                         key: "durability".into(),
                         value: durability.into(),
@@ -154,6 +154,62 @@ async fn prepare_topic(addr: SocketAddr, options: &Options) -> anyhow::Result<(S
     ))
 }
 
+/// The address of the broker that leads every one of `partitions` of `topic`, once it
+/// knows that it does (a broker applies a new topic a moment after the one that
+/// created it). The bench sends everything to one broker, so partitions led by
+/// different brokers are refused.
+async fn leader_of(
+    bootstrap: SocketAddr,
+    topic: &str,
+    partitions: &[i32],
+) -> anyhow::Result<SocketAddr> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut asked = bootstrap;
+    loop {
+        let mut connection = wire::connect(asked).await?;
+        let metadata: MetadataResponse = wire::call(
+            &mut connection,
+            ApiKey::Metadata,
+            &MetadataRequest {
+                topics: Some(vec![topic.to_owned()]),
+            },
+        )
+        .await?;
+        let mut leaders: Vec<i32> = metadata
+            .topics
+            .iter()
+            .flat_map(|described| &described.partitions)
+            .filter(|partition| partitions.contains(&partition.partition))
+            .map(|partition| partition.leader)
+            .collect();
+        leaders.sort();
+        leaders.dedup();
+        match leaders.as_slice() {
+            [leader] if *leader >= 0 => {
+                let broker = metadata
+                    .brokers
+                    .iter()
+                    .find(|broker| broker.node_id == *leader)
+                    .with_context(|| format!("leader {leader} is not among the brokers"))?;
+                let address = resolve(&format!("{}:{}", broker.host, broker.port))?;
+                if address == asked {
+                    return Ok(address);
+                }
+                // Ask the leader itself, until it knows.
+                asked = address;
+            }
+            [_, _, ..] => bail!(
+                "the partitions of {topic} are led by brokers {leaders:?}: this bench sends to one broker (use --partitions 1, or a topic led by one broker)"
+            ),
+            _ => asked = bootstrap,
+        }
+        if Instant::now() > deadline {
+            bail!("no broker leads {topic} after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn delete_topic(addr: SocketAddr, topic: &str) -> anyhow::Result<()> {
     let mut connection = wire::connect(addr).await?;
     let request = DeleteTopicsRequest {
@@ -192,8 +248,9 @@ fn split(total: u64, index: usize, actors: usize) -> u64 {
 
 pub async fn run(options: Options) -> anyhow::Result<Outcome> {
     options.validate().map_err(anyhow::Error::msg)?;
-    let addr = resolve(&options.bootstrap)?;
-    let (topic, partitions) = prepare_topic(addr, &options).await?;
+    let bootstrap = resolve(&options.bootstrap)?;
+    let (topic, partitions) = prepare_topic(bootstrap, &options).await?;
+    let addr = leader_of(bootstrap, &topic, &partitions).await?;
     let epoch = Instant::now();
     let messages = if options.duration.is_some() {
         u64::MAX
@@ -290,7 +347,7 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
     let elapsed = started.elapsed();
     progress.finish_and_clear();
     if options.topic.is_none() && !options.keep_topic {
-        delete_topic(addr, &topic).await?;
+        delete_topic(bootstrap, &topic).await?;
     }
     Ok(Outcome {
         scenario,

@@ -57,6 +57,11 @@ pub struct Options {
     /// Partitions of the topic the bench creates.
     #[arg(long, default_value_t = 1)]
     pub partitions: i32,
+    /// Replicas of each partition of the topic the bench creates; -1 = the broker's
+    /// default (three on a cluster of three or more, else one per broker). The bench
+    /// sends to one broker: the partitions must all be led by the same one.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub replication_factor: i16,
     /// Use this existing topic instead of creating one.
     #[arg(long)]
     pub topic: Option<String>,
