@@ -96,7 +96,7 @@ settings! {
     broker_heartbeat_interval_ms: u64 = 1_000, "FJORD_BROKER_HEARTBEAT_INTERVAL_MS";
     /// A broker whose heartbeats stop for this long is fenced by the active controller (its leaderships move away). A new process of the same node is refused while the old one's session lives. Must be more than twice `broker_heartbeat_interval_ms`.
     broker_session_timeout_ms: u64 = 6_000, "FJORD_BROKER_SESSION_TIMEOUT_MS";
-    /// Whether a broker that comes back (unfenced) gets back the leadership of the partitions it is the preferred (first) replica of, keeping leaders spread; off, it leads only partitions that had no leader. Read by the active controller.
+    /// Whether a broker that comes back (unfenced) gets back the leadership of the partitions it is the preferred (first) replica of, keeping leaders spread (of a replicated partition once it has caught up and rejoined the in-sync set); off, it leads only partitions that had no leader. Read by the active controller.
     auto_leader_rebalance: bool = true, "FJORD_AUTO_LEADER_REBALANCE";
     /// File to which the broker writes the addresses its listeners bound (one `setting=address` line each), replaced atomically once all are bound; useful with port 0. Empty = none.
     bound_addresses_file: PathBuf = PathBuf::new(), "FJORD_BOUND_ADDRESSES_FILE";

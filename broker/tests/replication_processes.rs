@@ -192,8 +192,14 @@ async fn killing_the_leader_loses_no_acknowledged_record() {
     }
     println!("{} acknowledged, {failed} failed", acknowledged.len());
 
-    // Every acknowledged record is where its acknowledgement said.
-    let mut client = NativeClient::connect(cluster.client(new_leader)).await;
+    // Every acknowledged record is where its acknowledgement said. (The restarted
+    // broker, the preferred replica, may lead again by now.)
+    let leader_now = wait_for("the partition has a leader", || async {
+        let (leader, _) = partition_state(&cluster, survivor).await;
+        (leader > 0).then_some(leader as i32)
+    })
+    .await;
+    let mut client = NativeClient::connect(cluster.client(leader_now)).await;
     let mut stored = BTreeMap::new();
     let mut next = 0;
     let end = loop {
@@ -236,7 +242,7 @@ async fn killing_the_leader_loses_no_acknowledged_record() {
     for node_id in 1..=3 {
         cluster.terminate(node_id).await;
     }
-    let leader_log = log_bytes(&cluster.node(new_leader).data_dir.clone());
+    let leader_log = log_bytes(&cluster.node(leader_now).data_dir.clone());
     for node_id in 1..=3 {
         let log = log_bytes(&cluster.node(node_id).data_dir.clone());
         assert!(

@@ -309,7 +309,9 @@ pub fn records_for(
         MetadataRequest::BumpLeaderEpoch { name, partition } => {
             bump_leader_epoch(name, *partition, image)
         }
-        MetadataRequest::AlterPartition(change) => alter_partition(change, image),
+        MetadataRequest::AlterPartition(change) => {
+            alter_partition(change, image, inputs.defaults.auto_leader_rebalance)
+        }
     }
 }
 
@@ -317,9 +319,14 @@ pub fn records_for(
 /// and partition epoch (else another change came first and the leader must look
 /// again), a set of replicas that holds the leader, and new members that are not
 /// fenced. The same set again changes nothing.
+/// An in-sync set change from a partition's leader. With `restore_preferred`, a change
+/// that brings the preferred (first) replica back into the set also gives it back the
+/// leadership, in a new leader epoch: a broker that returns after a restart leads its
+/// partitions again once it has caught up, which keeps leaders spread.
 fn alter_partition(
     change: &IsrChange,
     image: &MetadataImage,
+    restore_preferred: bool,
 ) -> Result<Vec<MetadataRecord>, TopicError> {
     let name = format!("{}-{}", change.topic_id, change.partition);
     let refused = |reason: String| Err(TopicError::PartitionChangeRefused(reason));
@@ -368,11 +375,24 @@ fn alter_partition(
             "broker {fenced} is fenced: it cannot join {name}'s in-sync set"
         ));
     }
+    let preferred = current.replicas.first().copied();
+    let (leader, leader_epoch) = match preferred {
+        Some(preferred)
+            if restore_preferred
+                && preferred != current.leader
+                && change.isr.contains(&preferred)
+                && !current.isr.contains(&preferred)
+                && image.is_unfenced(preferred) =>
+        {
+            (preferred, current.leader_epoch + 1)
+        }
+        _ => (current.leader, current.leader_epoch),
+    };
     Ok(vec![MetadataRecord::PartitionChanged {
         topic_id: change.topic_id.to_string(),
         partition: change.partition,
-        leader: current.leader,
-        leader_epoch: current.leader_epoch,
+        leader,
+        leader_epoch,
         isr: change.isr.clone(),
         partition_epoch: Some(current.partition_epoch + 1),
     }])

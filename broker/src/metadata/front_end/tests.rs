@@ -197,6 +197,8 @@ struct Case {
     partition_budgets: BTreeMap<i32, usize>,
     /// Unbounded unless a case says.
     replication_factor_max: i16,
+    /// The controller's `auto_leader_rebalance` (on by default).
+    auto_leader_rebalance: bool,
 }
 
 fn case(
@@ -213,6 +215,7 @@ fn case(
         live_brokers: None,
         partition_budgets: BTreeMap::new(),
         replication_factor_max: i16::MAX,
+        auto_leader_rebalance: true,
     }
 }
 
@@ -604,15 +607,31 @@ fn cases() -> Vec<Case> {
         ),
         // In-sync set changes from partition leaders. Partition 1 of `orders` is led by
         // 3 in leader epoch 4, at partition epoch 1, replicas 2 and 3, in sync only 3.
+        Case {
+            auto_leader_rebalance: false,
+            ..case(
+                "a leader adds a caught-up replica",
+                with_orders(),
+                isr_change(3, 4, 1, &[2, 3]),
+                Records(vec![MetadataRecord::PartitionChanged {
+                    topic_id: id(100),
+                    partition: 1,
+                    leader: 3,
+                    leader_epoch: 4,
+                    isr: vec![2, 3],
+                    partition_epoch: Some(2),
+                }]),
+            )
+        },
         case(
-            "a leader adds a caught-up replica",
+            "the preferred replica back in sync leads again (auto_leader_rebalance)",
             with_orders(),
             isr_change(3, 4, 1, &[2, 3]),
             Records(vec![MetadataRecord::PartitionChanged {
                 topic_id: id(100),
                 partition: 1,
-                leader: 3,
-                leader_epoch: 4,
+                leader: 2,
+                leader_epoch: 5,
                 isr: vec![2, 3],
                 partition_epoch: Some(2),
             }]),
@@ -714,10 +733,13 @@ fn cases() -> Vec<Case> {
 /// from 1 and every choice 1.
 #[test]
 fn requests_against_images() {
-    let defaults = BrokerConfig::default();
     let mut failures = Vec::new();
     let cases = cases();
     for case in &cases {
+        let defaults = BrokerConfig {
+            auto_leader_rebalance: case.auto_leader_rebalance,
+            ..BrokerConfig::default()
+        };
         let registered: BTreeSet<i32> = case.image.brokers.keys().copied().collect();
         let inputs = Inputs {
             defaults: &defaults,
