@@ -487,3 +487,49 @@ async fn committed_offsets_move_with_the_coordinator() {
     assert_eq!(fetched.error_code, ErrorCode::NotCoordinator);
     cluster.shutdown().await;
 }
+
+/// A follower that was away while its leader deleted old records finds its log ending
+/// below the leader's log start: it starts over, empty, at that start, copies the rest,
+/// and rejoins the in-sync set, holding the leader's bytes from there on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_leaders_log_start_starts_over_there() {
+    let mut cluster = Cluster::start().await;
+    cluster.settled().await;
+    create_replicated_topic(&cluster, 1).await;
+    produce_all(&cluster, 0, "old", 10, 2).await;
+    let leader = leader_of(&cluster, 0);
+    let away = (1..=3).find(|id| *id != leader).unwrap();
+    println!("stopping broker {away}, a follower");
+    cluster.stop(away).await;
+    let offsets = produce_all(&cluster, 0, "while-away", 20, 5).await;
+    assert_eq!(offsets[0], 20);
+    // What retention does, below the high watermark (120).
+    let partition = TopicPartition::new(TOPIC, 0);
+    let leader_log = cluster
+        .broker(leader)
+        .broker()
+        .logs
+        .get(&partition)
+        .unwrap();
+    assert_eq!(leader_log.delete_records_before(110).unwrap(), 110);
+
+    cluster.restart(away).await;
+    wait_until("the follower is back in the in-sync set", || {
+        let back = isr_of(&cluster, leader, 0) == vec![1, 2, 3];
+        async move { back }
+    })
+    .await;
+    let follower_log = cluster.broker(away).broker().logs.get(&partition).unwrap();
+    assert_eq!(follower_log.log_start_offset(), 110);
+    let read = |log: &fjord_broker::storage::PartitionLog| {
+        let end = log.log_end_offset();
+        (log.read(110, 64 << 20, end).unwrap().records, end)
+    };
+    wait_until("the follower holds the leader's log from 110", || {
+        let same = read(&follower_log) == read(&leader_log);
+        async move { same }
+    })
+    .await;
+    assert_eq!(follower_log.log_end_offset(), 120);
+    cluster.shutdown().await;
+}

@@ -1062,3 +1062,61 @@ fn time_retention_survives_absurd_timestamps() {
         );
     }
 }
+
+/// A follower whose whole log lies below its leader's log start starts over there:
+/// empty from that offset, it takes the leader's batches at their offsets, and a crash
+/// after that keeps them. An offset at or below the log end changes nothing.
+#[test]
+fn a_log_restarts_empty_at_a_later_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1);
+    let follower = open(&dir.path().join("follower"), small_config(), &clock);
+    for tag in 0..120 {
+        follower.append(&[batch(tag, 3, 1)], 1).unwrap();
+    }
+    follower.flush().unwrap();
+    assert!(follower.segment_count() > 2);
+    follower.restart_at(100).unwrap();
+    assert_eq!(
+        follower.log_end_offset(),
+        360,
+        "not past the end: nothing changes"
+    );
+
+    follower.restart_at(500).unwrap();
+    assert_eq!(
+        (
+            follower.log_start_offset(),
+            follower.log_end_offset(),
+            follower.high_watermark()
+        ),
+        (500, 500, 500)
+    );
+    assert_eq!(follower.segment_count(), 1);
+    assert!(read_all(&follower, 500).is_empty());
+    assert_eq!(follower.latest_epoch(), None);
+
+    // The leader's log, starting at 500 too, gives the batch to copy.
+    let leader = open(&dir.path().join("leader"), small_config(), &clock);
+    leader.restart_at(500).unwrap();
+    leader.append(&[batch(77, 3, 1)], 3).unwrap();
+    let bytes = leader.read(500, 1 << 20, i64::MAX).unwrap().records;
+    let copied: Vec<RecordBatch> = RecordBatches::new(bytes).map(Result::unwrap).collect();
+    follower.append_replicated(&copied).unwrap();
+    follower.flush().unwrap();
+    drop(follower); // a crash
+    let follower = open(&dir.path().join("follower"), small_config(), &clock);
+    assert_eq!(
+        (follower.log_start_offset(), follower.log_end_offset()),
+        (500, 503)
+    );
+    assert_eq!(
+        read_all(&follower, 500),
+        vec![
+            (500, "77:0".to_owned()),
+            (501, "77:1".to_owned()),
+            (502, "77:2".to_owned())
+        ]
+    );
+    assert_eq!(follower.latest_epoch(), Some(3));
+}

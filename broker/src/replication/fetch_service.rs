@@ -135,6 +135,14 @@ fn serve_partition(
     let log_end = log.log_end_offset();
     data.log_start_offset = log.log_start_offset();
     data.log_end_offset = log_end;
+    // A follower whose log ends below this one's start has nothing to keep: it
+    // starts over at this log's start, whatever its epochs say.
+    if fetch.fetch_offset < data.log_start_offset {
+        return failed(FetchError::OffsetOutOfRange {
+            fetch_offset: fetch.fetch_offset,
+            log_start_offset: data.log_start_offset,
+        });
+    }
     if let Some(last_epoch) = fetch.last_fetched_epoch {
         let diverging = match log.end_offset_for_epoch(last_epoch) {
             Some((found, end)) if found == last_epoch && end >= fetch.fetch_offset => None,
@@ -162,12 +170,6 @@ fn serve_partition(
         });
         data.high_watermark = log.high_watermark();
         return data;
-    }
-    if fetch.fetch_offset < data.log_start_offset {
-        return failed(FetchError::OffsetOutOfRange {
-            fetch_offset: fetch.fetch_offset,
-            log_start_offset: data.log_start_offset,
-        });
     }
     if let Err(refused) = leader.follower_fetched(replica_id, fetch.fetch_offset, fetch.durable_end)
     {

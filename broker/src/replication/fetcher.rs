@@ -287,6 +287,23 @@ fn apply_partition(
     answer: PartitionData,
 ) -> Result<(), String> {
     let log = &followed.log;
+    if let Some(FetchError::OffsetOutOfRange {
+        log_start_offset, ..
+    }) = &answer.error
+        && *log_start_offset > fetch.fetch_offset
+    {
+        // Everything this replica would fetch next is gone from the leader (its
+        // retention deleted it): start over, empty, at the leader's log start.
+        tracing::warn!(
+            %partition,
+            log_end = fetch.fetch_offset,
+            leader_log_start = log_start_offset,
+            "this replica's log ends below the leader's log start: starting it again there"
+        );
+        return log
+            .restart_at(*log_start_offset)
+            .map_err(|error| format!("restarting the log failed: {error}"));
+    }
     if let Some(error) = answer.error {
         if matches!(
             error,

@@ -1000,6 +1000,54 @@ impl PartitionLog {
         }
     }
 
+    /// Drops every batch and makes the log, empty, start at `offset`, past its end: a
+    /// follower whose whole log lies below its leader's log start (the leader's
+    /// retention deleted what it would fetch next) copies the leader from there.
+    /// Does nothing unless `offset` is past the log end.
+    ///
+    /// Crash-safe in this order: the new log start is checkpointed first, with the
+    /// recovery point left within the old log (a crash then finds the old segments,
+    /// and recovery keeps the old log); the old segment files are deleted (a crash then
+    /// finds none, and recovery starts an empty log at the checkpointed start); the new
+    /// segment is created, and the recovery point moves to it last.
+    pub fn restart_at(&self, offset: i64) -> Result<()> {
+        let config = self.config();
+        let now_ms = self.clock.now_ms();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        self.writable(state)?;
+        if offset <= state.next_offset {
+            return Ok(());
+        }
+        let result = (|| {
+            state.log_start_offset = offset;
+            self.checkpoint_with(state, false)?;
+            state.unsynced_segments.clear();
+            state.batch_infos.clear();
+            state.unflushed_bytes = 0;
+            for (_, segment) in std::mem::take(&mut state.segments) {
+                segment.delete()?;
+            }
+            state.epochs.truncate_from(&self.dir, i64::MIN)?;
+            state
+                .segments
+                .insert(offset, Segment::create(&self.dir, offset, &config, now_ms)?);
+            sync_dir(&self.dir)?;
+            state.recovery_point = offset;
+            self.high_watermark.store(offset, Ordering::Release);
+            self.checkpoint_with(state, false)
+        })();
+        match result {
+            Ok(()) => {
+                state.next_offset = offset;
+                self.durable.send_modify(|durable| *durable = offset);
+                self.high_watermark_changes.send_replace(offset);
+                Ok(())
+            }
+            Err(error) => Err(self.fail(state, error)),
+        }
+    }
+
     /// Makes offsets below `offset` unreadable and deletes the sealed segments wholly
     /// below it. `offset` may not pass the high watermark. Returns the new log start.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
