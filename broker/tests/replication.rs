@@ -48,6 +48,14 @@ async fn create_replicated_topic(cluster: &Cluster, node_id: i32) {
     .await;
 }
 
+/// Three brokers, settled, with `orders` created through broker 1.
+async fn cluster_with_topic() -> Cluster {
+    let cluster = Cluster::start().await;
+    cluster.settled().await;
+    create_replicated_topic(&cluster, 1).await;
+    cluster
+}
+
 fn leader_of(cluster: &Cluster, partition: i32) -> i32 {
     let image = cluster.image(cluster.running()[0]);
     image.topic(TOPIC).unwrap().partitions[partition as usize].leader
@@ -130,9 +138,7 @@ async fn replicas_converge(cluster: &Cluster) {
 /// every broker, and consumers of the leader see them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_copy_their_leaders_logs() {
-    let cluster = Cluster::start().await;
-    cluster.settled().await;
-    create_replicated_topic(&cluster, 1).await;
+    let cluster = cluster_with_topic().await;
     let mut produced = BTreeMap::new();
     for partition in 0..PARTITIONS {
         let offsets = produce_all(&cluster, partition, &format!("p{partition}"), 20, 5).await;
@@ -171,9 +177,7 @@ async fn followers_copy_their_leaders_logs() {
 /// catches up and rejoins the in-sync set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_has_every_acknowledged_record() {
-    let mut cluster = Cluster::start().await;
-    cluster.settled().await;
-    create_replicated_topic(&cluster, 1).await;
+    let mut cluster = cluster_with_topic().await;
     produce_all(&cluster, 0, "before", 30, 4).await;
     let old_leader = leader_of(&cluster, 0);
     println!("stopping broker {old_leader}, the leader of partition 0");
@@ -211,9 +215,7 @@ async fn a_new_leader_has_every_acknowledged_record() {
 /// the in-sync set, and acks=all works again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_of_three_down_refuses_acks_all_until_they_return() {
-    let mut cluster = Cluster::start().await;
-    cluster.settled().await;
-    create_replicated_topic(&cluster, 1).await;
+    let mut cluster = cluster_with_topic().await;
     produce_all(&cluster, 0, "before", 5, 2).await;
     let leader = leader_of(&cluster, 0);
     let http = cluster.broker(leader).http_addr();
@@ -345,21 +347,26 @@ async fn wait_for_coordinator(cluster: &Cluster, asked: i32, group: &str, not: O
     }
 }
 
+/// Every committed offset of `group`, as the broker `client` talks to answers.
+async fn offset_fetch(client: &mut NativeClient, group: &str) -> OffsetFetchResponse {
+    client
+        .call(
+            ApiKey::OffsetFetch,
+            &OffsetFetchRequest {
+                group_id: group.into(),
+                topics: None,
+            },
+        )
+        .await
+}
+
 /// The group's committed offsets of `TOPIC` at `node_id`, by partition, once it
 /// coordinates the group and has loaded it.
 async fn committed_at(cluster: &Cluster, node_id: i32, group: &str) -> BTreeMap<i32, i64> {
     let mut client = NativeClient::connect(cluster.broker(node_id).client_addr()).await;
     let started = std::time::Instant::now();
     loop {
-        let fetched: OffsetFetchResponse = client
-            .call(
-                ApiKey::OffsetFetch,
-                &OffsetFetchRequest {
-                    group_id: group.into(),
-                    topics: None,
-                },
-            )
-            .await;
+        let fetched = offset_fetch(&mut client, group).await;
         if fetched.error_code == ErrorCode::None {
             println!(
                 "offsets fetched from {node_id} after {:?}",
@@ -429,9 +436,7 @@ async fn commit_at(cluster: &Cluster, node_id: i32, group: &str, offsets: &[(i32
 /// and a broker that no longer leads the partition sends clients on (NOT_COORDINATOR).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_offsets_move_with_the_coordinator() {
-    let mut cluster = Cluster::start().await;
-    cluster.settled().await;
-    create_replicated_topic(&cluster, 1).await;
+    let mut cluster = cluster_with_topic().await;
     let group = "billing";
     let first = wait_for_coordinator(&cluster, 1, group, None).await;
     let offsets_topic = cluster.image(1);
@@ -475,16 +480,10 @@ async fn committed_offsets_move_with_the_coordinator() {
     // The second, back, follows: it forgot the group and sends clients on.
     cluster.restart(second).await;
     let mut client = NativeClient::connect(cluster.broker(second).client_addr()).await;
-    let fetched: OffsetFetchResponse = client
-        .call(
-            ApiKey::OffsetFetch,
-            &OffsetFetchRequest {
-                group_id: group.into(),
-                topics: None,
-            },
-        )
-        .await;
-    assert_eq!(fetched.error_code, ErrorCode::NotCoordinator);
+    assert_eq!(
+        offset_fetch(&mut client, group).await.error_code,
+        ErrorCode::NotCoordinator
+    );
     cluster.shutdown().await;
 }
 
@@ -493,9 +492,7 @@ async fn committed_offsets_move_with_the_coordinator() {
 /// and rejoins the in-sync set, holding the leader's bytes from there on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_behind_the_leaders_log_start_starts_over_there() {
-    let mut cluster = Cluster::start().await;
-    cluster.settled().await;
-    create_replicated_topic(&cluster, 1).await;
+    let mut cluster = cluster_with_topic().await;
     produce_all(&cluster, 0, "old", 10, 2).await;
     let leader = leader_of(&cluster, 0);
     let away = (1..=3).find(|id| *id != leader).unwrap();
