@@ -538,7 +538,8 @@ impl Controller {
             return self.register_here(registration).await;
         };
         let call = ControllerCall::Register(registration.clone());
-        match self.forward_membership(leader, &call).await? {
+        let timeout = self.log.propose_timeout() + FORWARD_BACKOFF_MAX;
+        match self.forward_membership(leader, &call, timeout).await? {
             ControllerReply::Registered(answer) => answer,
             other => Err(unexpected_reply(leader, &other)),
         }
@@ -594,8 +595,12 @@ impl Controller {
         let Some(leader) = self.membership_target()? else {
             return self.heartbeat_here(heartbeat).await;
         };
+        // Short, so that a controller that stopped answering (frozen, cut off) costs
+        // this broker its session at none of its successors: the next heartbeat goes
+        // to whoever leads the quorum by then, well within the session timeout.
+        let timeout = Duration::from_millis(self.defaults.broker_session_timeout_ms / 3);
         match self
-            .forward_membership(leader, &ControllerCall::Heartbeat(heartbeat))
+            .forward_membership(leader, &ControllerCall::Heartbeat(heartbeat), timeout)
             .await?
         {
             ControllerReply::Heartbeat(answer) => answer,
@@ -625,14 +630,13 @@ impl Controller {
     }
 
     /// Sends a registration or heartbeat to the active controller `leader`, once: the
-    /// broker's heartbeats retry on their own schedule. Waits at most the propose
-    /// timeout, which bounds what the controller does for it.
+    /// broker's heartbeats retry on their own schedule. Waits at most `timeout`.
     async fn forward_membership(
         &self,
         leader: i32,
         call: &ControllerCall,
+        timeout: Duration,
     ) -> Result<ControllerReply, MembershipCallError> {
-        let timeout = self.log.propose_timeout() + FORWARD_BACKOFF_MAX;
         match self.call_controller(leader, call, timeout).await {
             Ok(ControllerReply::NotReady) => Err(MembershipCallError::Metadata {
                 message: format!("the controller of node {leader} is still starting"),
