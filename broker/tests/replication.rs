@@ -530,3 +530,86 @@ async fn a_follower_behind_the_leaders_log_start_starts_over_there() {
     assert_eq!(follower_log.log_end_offset(), 120);
     cluster.shutdown().await;
 }
+
+/// A topic that allows unclean elections stays available when its only in-sync
+/// replica is gone: the other replica, back, leads alone, without the records only the
+/// lost one had, and the active controller counts the election. (Without the setting
+/// the partition would wait for its in-sync replica: the leadership table tests it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_unclean_election_makes_the_partition_available_again() {
+    let mut cluster = Cluster::start().await;
+    cluster.settled().await;
+    let created = send_json(
+        cluster.broker(1).http_addr(),
+        "POST",
+        "/v1/topics",
+        &json!({"name": "risky", "replication_factor": 2, "config": {
+            "unclean.leader.election.enable": true,
+            "min.insync.replicas": 1,
+        }}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let partition = |cluster: &Cluster, node_id: i32| {
+        cluster
+            .image(node_id)
+            .topic("risky")
+            .map(|topic| topic.partitions[0].clone())
+    };
+    wait_until("every broker knows the topic", || {
+        let known = (1..=3).all(|node_id| partition(&cluster, node_id).is_some());
+        async move { known }
+    })
+    .await;
+    let placed = partition(&cluster, 1).unwrap();
+    let (first, second) = (placed.replicas[0], placed.replicas[1]);
+    assert_eq!(placed.leader, first);
+    let produce = |address: std::net::SocketAddr, prefix: &'static str, count: usize| async move {
+        let mut client = NativeClient::connect(address).await;
+        client
+            .produce_with(Acks::All, "risky", 0, values_batch(prefix, count))
+            .await
+    };
+    let first_address = cluster.broker(first).client_addr();
+    assert_eq!(
+        produce(first_address, "both", 2).await.error_code,
+        ErrorCode::None
+    );
+    wait_until("both replicas are in sync", || {
+        let synced = partition(&cluster, first).unwrap().isr.len() == 2;
+        async move { synced }
+    })
+    .await;
+
+    println!("stopping broker {second}, then broker {first}, the leader");
+    cluster.stop(second).await;
+    let alone = produce(first_address, "alone", 3).await;
+    assert_eq!((alone.error_code, alone.base_offset), (ErrorCode::None, 2));
+    cluster.stop(first).await;
+    cluster.restart(second).await;
+    wait_until("the out-of-sync replica leads, alone in sync", || {
+        let now = partition(&cluster, second).unwrap();
+        let taken = now.leader == second && now.isr == vec![second];
+        async move { taken }
+    })
+    .await;
+    let log = cluster
+        .broker(second)
+        .broker()
+        .logs
+        .get(&TopicPartition::new("risky", 0))
+        .unwrap();
+    assert_eq!(
+        log.log_end_offset(),
+        2,
+        "the records only the lost leader had"
+    );
+    let after = produce(cluster.broker(second).client_addr(), "after", 1).await;
+    assert_eq!((after.error_code, after.base_offset), (ErrorCode::None, 2));
+    let metrics = common::http_client::scrape(cluster.broker(second).http_addr()).await;
+    assert_eq!(
+        metrics.value("fjord_controller_unclean_leader_elections_total", &[]),
+        Some(1.0)
+    );
+    cluster.shutdown().await;
+}

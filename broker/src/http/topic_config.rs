@@ -111,6 +111,20 @@ macro_rules! enumeration_config_value {
 }
 enumeration_config_value!(Durability, CleanupPolicy, MessageTimestampType);
 
+impl ConfigValue for bool {
+    fn read<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::deserialize(deserializer)
+    }
+
+    fn to_text(&self) -> String {
+        self.to_string()
+    }
+
+    fn from_text(text: &str) -> Option<Self> {
+        text.trim().parse().ok()
+    }
+}
+
 /// Deserializes a present key, `null` included, as `Some`; an absent key stays `None`
 /// through `#[serde(default)]`. That tells "remove the override" from "leave it".
 fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
@@ -269,8 +283,12 @@ topic_config_keys! {
     flush_ms: i64 = "flush.ms", schema(minimum = 1);
     /// The `interval` policy's byte threshold.
     flush_bytes: i64 = "flush.bytes", schema(minimum = 1);
-    /// In-sync replicas an `acks=all` produce needs.
+    /// In-sync replicas an `acks=all` produce needs. At most the replication factor.
     min_insync_replicas: i16 = "min.insync.replicas", schema(minimum = 1, maximum = 32767);
+    /// Whether a replica outside the in-sync set may lead when none in it can: the
+    /// partition is available again, without the acknowledged records that replica
+    /// lacks. Default: false.
+    unclean_leader_election_enable: bool = "unclean.leader.election.enable", schema(example = false);
     /// `delete`: retention removes old segments.
     cleanup_policy: CleanupPolicy = "cleanup.policy", schema(inline);
     /// `CreateTime` keeps the producer's timestamps; `LogAppendTime` stamps the
@@ -327,6 +345,15 @@ mod tests {
                 continue;
             }
             let types = value["type"].as_array().cloned().unwrap_or_default();
+            if types.contains(&Value::from("boolean")) {
+                outcome(key, "true").unwrap();
+                outcome(key, "false").unwrap();
+                assert!(matches!(
+                    outcome(key, "yes"),
+                    Err(TopicConfigError::Invalid(_))
+                ));
+                continue;
+            }
             assert!(types.contains(&Value::from("integer")), "{key}: {value}");
             let minimum = value["minimum"]
                 .as_i64()

@@ -404,7 +404,16 @@ impl Controller {
         if records.is_empty() {
             return Ok((before.clone(), before));
         }
+        let unclean = front_end::leadership::unclean_elections(&before, &records);
         let after = self.log.propose(records).await?;
+        if unclean > 0 {
+            tracing::warn!(
+                partitions = unclean,
+                "unclean leader election: leaders taken from outside the in-sync sets; acknowledged records they lack are lost"
+            );
+            metrics::counter!("fjord_controller_unclean_leader_elections_total")
+                .increment(unclean as u64);
+        }
         Ok((before, after))
     }
 

@@ -29,7 +29,7 @@ pub const TIMESTAMP_BEFORE_MAX_MS_DEFAULT: u64 = i64::MAX as u64;
 pub const TIMESTAMP_AFTER_MAX_MS_DEFAULT: u64 = 3_600_000;
 
 /// Every key a topic may set.
-pub const KEYS: [&str; 12] = [
+pub const KEYS: [&str; 13] = [
     "retention.ms",
     "retention.bytes",
     "segment.bytes",
@@ -39,6 +39,7 @@ pub const KEYS: [&str; 12] = [
     "flush.ms",
     "flush.bytes",
     "min.insync.replicas",
+    UNCLEAN_LEADER_ELECTION,
     "message.timestamp.type",
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
@@ -64,6 +65,8 @@ pub struct TopicConfig {
     pub max_message_bytes: u32,
     /// The topic's `min.insync.replicas`, or else the broker's; see [`Self::min_insync_for`].
     pub min_insync_replicas: i16,
+    /// Whether a replica outside the in-sync set may lead when none in it can.
+    pub unclean_leader_election: bool,
     /// Whose clock the records' timestamps come from.
     pub timestamp_type: TimestampType,
     /// A create-time timestamp more than this many ms before the broker's clock is
@@ -104,6 +107,10 @@ pub fn check_min_insync(
 
 const MIN_INSYNC_KEY: &str = "min.insync.replicas";
 
+/// The topic setting that lets a replica outside the in-sync set lead when none in it
+/// can (`true` or `false`; off by default).
+pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
+
 fn number<T>(key: &str, value: &str, min: T) -> Result<T, TopicConfigError>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display,
@@ -125,6 +132,7 @@ pub fn resolve(
     let mut log = defaults.default_log_config();
     let mut max_message_bytes = defaults.max_message_bytes;
     let mut min_insync_replicas = defaults.min_insync_replicas;
+    let mut unclean_leader_election = false;
     let mut timestamp_type = TimestampType::CreateTime;
     let mut timestamp_before_max_ms = TIMESTAMP_BEFORE_MAX_MS_DEFAULT;
     let mut timestamp_after_max_ms = TIMESTAMP_AFTER_MAX_MS_DEFAULT;
@@ -145,6 +153,17 @@ pub fn resolve(
             "flush.ms" => flush_ms = number(key, value, 1u64)?,
             "flush.bytes" => flush_bytes = number(key, value, 1u64)?,
             "min.insync.replicas" => min_insync_replicas = number(key, value, 1i16)?,
+            UNCLEAN_LEADER_ELECTION => {
+                unclean_leader_election = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err(TopicConfigError::Invalid(format!(
+                            "`{UNCLEAN_LEADER_ELECTION}` must be `true` or `false`, got `{other}`"
+                        )));
+                    }
+                }
+            }
             "message.timestamp.type" => {
                 timestamp_type = match value.as_str() {
                     "CreateTime" => TimestampType::CreateTime,
@@ -212,6 +231,7 @@ pub fn resolve(
         log,
         max_message_bytes,
         min_insync_replicas,
+        unclean_leader_election,
         timestamp_type,
         timestamp_before_max_ms,
         timestamp_after_max_ms,

@@ -11,12 +11,17 @@
 //! leader again when one of them returns. Every change of leader bumps the leader
 //! epoch. (The replication issue refines who is eligible, as KIP-966's "eligible
 //! leader replicas" do; the eligibility test is one closure here so that it can.)
+//!
+//! A topic with `unclean.leader.election.enable` gives a partition none of whose
+//! in-sync replicas can lead the first live replica outside the set instead, alone in
+//! a new set: available again, without the acknowledged records that replica lacks.
 
 #[cfg(test)]
 mod tests;
 
-use super::super::image::{MetadataImage, PartitionImage};
+use super::super::image::{MetadataImage, PartitionImage, TopicImage};
 use super::super::records::MetadataRecord;
+use super::super::topic_config::UNCLEAN_LEADER_ELECTION;
 
 /// No leader: every in-sync replica is fenced.
 pub const NO_LEADER: i32 = -1;
@@ -31,7 +36,7 @@ pub fn move_away(
     leaving: i32,
     is_eligible: &dyn Fn(i32) -> bool,
 ) -> Vec<MetadataRecord> {
-    changes(image, |partition| {
+    changes(image, |topic, partition| {
         if !partition.isr.contains(&leaving) && partition.leader != leaving {
             return None;
         }
@@ -53,7 +58,10 @@ pub fn move_away(
         }
         match first_eligible(partition, is_eligible) {
             Some(leader) => Some((leader, partition.leader_epoch + 1, shrunk)),
-            None => Some((NO_LEADER, partition.leader_epoch + 1, partition.isr.clone())),
+            None => match unclean_candidate(topic, partition, is_eligible) {
+                Some(leader) => Some((leader, partition.leader_epoch + 1, vec![leader])),
+                None => Some((NO_LEADER, partition.leader_epoch + 1, partition.isr.clone())),
+            },
         }
     })
 }
@@ -68,9 +76,15 @@ pub fn bring_back(
     restore_preferred: bool,
     is_eligible: &dyn Fn(i32) -> bool,
 ) -> Vec<MetadataRecord> {
-    changes(image, |partition| {
+    changes(image, |topic, partition| {
         if !partition.isr.contains(&returning) {
-            return None;
+            // Unclean: a leaderless partition none of whose in-sync replicas can lead
+            // takes the returning replica, if its topic allows it.
+            let leaderless = partition.leader == NO_LEADER
+                && partition.replicas.contains(&returning)
+                && first_eligible(partition, is_eligible).is_none();
+            return (leaderless && allows_unclean(topic))
+                .then(|| (returning, partition.leader_epoch + 1, vec![returning]));
         }
         let preferred = partition.replicas.first() == Some(&returning);
         let leader = if partition.leader == NO_LEADER {
@@ -82,6 +96,63 @@ pub fn bring_back(
         };
         Some((leader, partition.leader_epoch + 1, partition.isr.clone()))
     })
+}
+
+/// Whether `topic` lets a replica outside the in-sync set lead when no in-sync one can
+/// (`unclean.leader.election.enable`, off unless the topic sets it): the partition is
+/// available again, at the price of the acknowledged records that replica lacks.
+fn allows_unclean(topic: &TopicImage) -> bool {
+    topic
+        .config
+        .get(UNCLEAN_LEADER_ELECTION)
+        .is_some_and(|value| value.trim() == "true")
+}
+
+/// The first replica, in replica order, that may lead though it is not in sync, when
+/// the topic allows unclean elections.
+fn unclean_candidate(
+    topic: &TopicImage,
+    partition: &PartitionImage,
+    is_eligible: &dyn Fn(i32) -> bool,
+) -> Option<i32> {
+    if !allows_unclean(topic) {
+        return None;
+    }
+    partition
+        .replicas
+        .iter()
+        .copied()
+        .find(|&replica| is_eligible(replica))
+}
+
+/// How many of `records`, decided against `image`, are unclean elections: a leader
+/// taken from outside the partition's in-sync set, alone in its new set. (A preferred
+/// replica that a leader's in-sync set change brings back leads a set that also holds
+/// the old leader, so it does not count.)
+pub fn unclean_elections(image: &MetadataImage, records: &[MetadataRecord]) -> usize {
+    records
+        .iter()
+        .filter(|record| {
+            let MetadataRecord::PartitionChanged {
+                topic_id,
+                partition,
+                leader,
+                isr,
+                ..
+            } = record
+            else {
+                return false;
+            };
+            let before = image
+                .topics
+                .values()
+                .find(|topic| topic.topic_id.to_string() == *topic_id)
+                .and_then(|topic| topic.partition(*partition));
+            *leader != NO_LEADER
+                && isr.as_slice() == [*leader]
+                && before.is_some_and(|before| !before.isr.contains(leader))
+        })
+        .count()
 }
 
 /// The first in-sync replica, in replica order, that may lead.
@@ -97,12 +168,12 @@ fn first_eligible(partition: &PartitionImage, is_eligible: &dyn Fn(i32) -> bool)
 /// leader epoch and in-sync set, in topic name and partition order.
 fn changes(
     image: &MetadataImage,
-    decide: impl Fn(&PartitionImage) -> Option<(i32, i32, Vec<i32>)>,
+    decide: impl Fn(&TopicImage, &PartitionImage) -> Option<(i32, i32, Vec<i32>)>,
 ) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for topic in image.topics.values() {
         for partition in &topic.partitions {
-            if let Some((leader, leader_epoch, isr)) = decide(partition) {
+            if let Some((leader, leader_epoch, isr)) = decide(topic, partition) {
                 records.push(MetadataRecord::PartitionChanged {
                     topic_id: topic.topic_id.to_string(),
                     partition: partition.partition,

@@ -67,6 +67,30 @@ fn image(fenced: &[i32], replicas: Vec<Vec<i32>>, more: Vec<MetadataRecord>) -> 
     image
 }
 
+/// Topic `orders` lets a replica outside the in-sync set lead.
+fn unclean_allowed() -> MetadataRecord {
+    MetadataRecord::TopicConfigChanged {
+        topic_id: id(100),
+        config: BTreeMap::from([(
+            "unclean.leader.election.enable".to_owned(),
+            "true".to_owned(),
+        )]),
+    }
+}
+
+/// Only a leader from outside the in-sync set, alone in its new set, counts as an
+/// unclean election; a clean one and a preferred replica's return do not.
+#[test]
+fn unclean_elections_are_counted() {
+    let before = image(&[], vec![vec![1, 2, 3]], vec![changed(0, 1, 2, &[1, 3])]);
+    let unclean = changed(0, 2, 3, &[2]);
+    let clean = changed(0, 3, 3, &[3]);
+    let preferred_back = changed(0, 2, 3, &[1, 2, 3]);
+    assert_eq!(super::unclean_elections(&before, &[unclean]), 1);
+    assert_eq!(super::unclean_elections(&before, &[clean]), 0);
+    assert_eq!(super::unclean_elections(&before, &[preferred_back]), 0);
+}
+
 fn fence(node_id: i32, broker_epoch: u64) -> MetadataRequest {
     MetadataRequest::FenceBroker {
         node_id,
@@ -166,6 +190,37 @@ fn leadership_table() {
             image(&[], vec![vec![1, 2]], vec![changed(0, 1, 2, &[1])]),
             fence(1, 1),
             vec![fenced(1), changed(0, NO_LEADER, 3, &[1])],
+        ),
+        (
+            "unclean election on: no live in-sync replica, the first live replica leads alone",
+            image(
+                &[],
+                vec![vec![1, 2]],
+                vec![changed(0, 1, 2, &[1]), unclean_allowed()],
+            ),
+            fence(1, 1),
+            vec![fenced(1), changed(0, 2, 3, &[2])],
+        ),
+        (
+            "unclean election on: a returning replica leads a partition whose in-sync \
+             replicas are all fenced",
+            image(
+                &[1, 2],
+                vec![vec![1, 2]],
+                vec![changed(0, NO_LEADER, 3, &[1]), unclean_allowed()],
+            ),
+            unfence(2, false),
+            vec![unfenced(2), changed(0, 2, 4, &[2])],
+        ),
+        (
+            "unclean election off: a returning replica outside the in-sync set waits",
+            image(
+                &[1, 2],
+                vec![vec![1, 2]],
+                vec![changed(0, NO_LEADER, 3, &[1])],
+            ),
+            unfence(2, false),
+            vec![unfenced(2)],
         ),
         (
             "every other in-sync replica fenced: leaderless, in-sync set kept whole",
