@@ -249,6 +249,10 @@ impl Consumer {
 
     /// Returns the records available within `timeout`, at most `poll_records_max`,
     /// in offset order per partition; an empty vector when none arrived in time.
+    ///
+    /// Cancel-safe: a poll dropped before it completes (a branch of `tokio::select!`
+    /// that lost, a timeout) loses no record; the records it would have returned come
+    /// with the next poll.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         self.poll_until(Some(Instant::now() + timeout), self.config.poll_records_max)
             .await
@@ -292,10 +296,12 @@ impl Consumer {
     ) -> Result<Vec<ConsumerRecord>> {
         loop {
             if !self.buffered.is_empty() {
-                let records = self.take_buffered(records_max);
-                // Pipelining: the next fetch runs while the caller handles these.
+                // Pipelining: the next fetch runs while the caller handles these. It
+                // starts first, since it may wait (a metadata refresh): records leave
+                // the buffer, and positions move past them, only in the step that
+                // returns them, so a poll dropped at an await loses none.
                 self.start_fetches().await;
-                return Ok(records);
+                return Ok(self.take_buffered(records_max));
             }
             self.apply_resets().await?;
             self.start_fetches().await;

@@ -210,6 +210,12 @@ impl GroupConsumer {
 
     /// Returns the records available within `timeout` (at most `poll_records_max`),
     /// after acting on any assignment change; auto-commits when due.
+    ///
+    /// Cancel-safe: a poll dropped before it completes (a branch of `tokio::select!`
+    /// that lost, a timeout) loses no record, and an assignment change it was acting
+    /// on is acted on again, from where it stood, by the next poll (the change is
+    /// acknowledged to the coordinator only once done). A commit it started in the
+    /// background goes on.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + timeout;
         loop {
