@@ -65,6 +65,18 @@ pub enum Error {
         message: Option<String>,
     },
 
+    /// An offset commit that can no longer apply: this member lost the partitions it
+    /// was committing for, because the coordinator no longer knows it (its
+    /// coordinator moved or restarted, or its session expired: `code` is
+    /// `UNKNOWN_MEMBER_ID` or `FENCED_MEMBER_EPOCH`). Nothing was committed; the
+    /// member joins the group again by itself, and whoever owns the partitions next
+    /// starts from the last committed offsets, so records processed since then are
+    /// delivered again (at least once). Not retriable as such: keep polling.
+    #[error(
+        "commit for group '{group}' no longer applies: this member lost its partitions ({code})"
+    )]
+    CommitFailed { group: String, code: ErrorCode },
+
     /// A response body could not be decoded.
     #[error("malformed response from {address}: {source}")]
     Decode {

@@ -1,8 +1,8 @@
 //! Consumer groups against a real in-process broker: partitions shared by members,
 //! incremental rebalancing when a member joins, reassignment after a crash, no record
 //! processed by two live members at once, committed offsets across a broker restart,
-//! and the `fjord` tool's group commands (reset-offsets, a group consumer stopped with
-//! SIGTERM).
+//! a commit after the coordinator forgot the member, and the `fjord` tool's group
+//! commands (reset-offsets, a group consumer stopped with SIGTERM).
 //!
 //! Members heartbeat every 100 ms. The session timeout is 30 s, so that a live member
 //! starved of CPU on a loaded machine is never evicted, except in the crash test, which
@@ -19,8 +19,8 @@ use std::time::Duration;
 use fjord_broker::config::BrokerConfig;
 use fjord_broker::{Broker, BrokerHandle};
 use fjord_client::{
-    Admin, Client, ClientConfig, GroupConsumer, GroupConsumerConfig, NewTopic, OffsetReset,
-    Producer, ProducerConfig, ProducerRecord, RebalanceEvent, TopicPartition,
+    Admin, Client, ClientConfig, Error, ErrorCode, GroupConsumer, GroupConsumerConfig, NewTopic,
+    OffsetReset, Producer, ProducerConfig, ProducerRecord, RebalanceEvent, TopicPartition,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -753,5 +753,75 @@ async fn group_commands_of_the_fjord_tool() {
         "error: group 'nothing' does not exist\n"
     );
     producer.close().await.unwrap();
+    broker.shutdown().await.unwrap();
+}
+
+/// A commit after the coordinator forgot the member (here its broker restarted:
+/// memberships are not stored, only offsets) fails with the distinct, not retriable
+/// `Error::CommitFailed`, commits nothing, and the member joins again by itself at its
+/// next heartbeat (every 10 s here, so that none comes between the restart and the
+/// commit) and then commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_after_the_membership_was_lost_is_commit_failed() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = |listen: std::net::SocketAddr| {
+        let mut config = BrokerConfig::for_tests(directory.path());
+        config.listen = listen;
+        config.group_session_timeout_ms = SESSION_TIMEOUT_MS;
+        config.group_heartbeat_interval_ms = 10_000;
+        config
+    };
+    let broker = Broker::start(config("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let address = broker.client_addr();
+    let client = connect(&broker).await;
+    create_topic(&client, 1).await;
+    let mut group_config = GroupConsumerConfig::new("billing");
+    group_config.consumer.auto_offset_reset = OffsetReset::Earliest;
+    group_config.auto_commit_interval_ms = None;
+    let mut consumer = GroupConsumer::new(&client, group_config).unwrap();
+    consumer.subscribe([TOPIC]).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while consumer.assignment().is_empty() {
+        assert!(Instant::now() < deadline, "never assigned");
+        consumer.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    let member = consumer.member_id().unwrap();
+    broker.shutdown().await.unwrap();
+    // The same address, so that the client finds it again; the port may be held for
+    // a moment.
+    let broker = loop {
+        match Broker::start(config(address)).await {
+            Ok(broker) => break broker,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "no restart: {error:#}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    let error = consumer.commit().await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::CommitFailed {
+                code: ErrorCode::UnknownMemberId,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(!error.is_retriable());
+    let committed = Admin::new(&client).group_offsets("billing").await.unwrap();
+    assert!(committed.is_empty(), "{committed:?}");
+
+    let deadline = Instant::now() + PATIENCE;
+    while consumer.member_id().is_none_or(|id| id == member) || consumer.assignment().is_empty() {
+        assert!(Instant::now() < deadline, "never joined again");
+        consumer.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    consumer.commit().await.unwrap();
+    consumer.close().await.unwrap();
     broker.shutdown().await.unwrap();
 }

@@ -88,6 +88,16 @@ pub(crate) async fn commit(membership: &Membership, offsets: Offsets) -> Result<
                         );
                         if code == ErrorCode::StaleMemberEpoch {
                             stale = true;
+                        } else if matches!(
+                            code,
+                            ErrorCode::UnknownMemberId | ErrorCode::FencedMemberEpoch
+                        ) {
+                            pending.remove(&partition);
+                            refused.get_or_insert(Error::CommitFailed {
+                                group: link.group_id().to_owned(),
+                                code,
+                            });
+                            continue;
                         } else if code_invalidates_coordinator(code) || code.is_retriable() {
                             link.invalidate();
                         } else {
