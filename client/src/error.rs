@@ -69,7 +69,7 @@ pub enum Error {
     /// was committing for, because the coordinator no longer knows it (its
     /// coordinator moved or restarted, or its session expired: `code` is
     /// `UNKNOWN_MEMBER_ID` or `FENCED_MEMBER_EPOCH`). Nothing was committed; the
-    /// member joins the group again by itself, and whoever owns the partitions next
+    /// member joins the group again by itself, at once, and whoever owns the partitions next
     /// starts from the last committed offsets, so records processed since then are
     /// delivered again (at least once). Not retriable as such: keep polling.
     #[error(

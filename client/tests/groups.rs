@@ -758,9 +758,9 @@ async fn group_commands_of_the_fjord_tool() {
 
 /// A commit after the coordinator forgot the member (here its broker restarted:
 /// memberships are not stored, only offsets) fails with the distinct, not retriable
-/// `Error::CommitFailed`, commits nothing, and the member joins again by itself at its
-/// next heartbeat (every 10 s here, so that none comes between the restart and the
-/// commit) and then commits.
+/// `Error::CommitFailed`, commits nothing, and the member joins again by itself at
+/// once, without waiting for its next heartbeat (every 10 s here, so that none comes
+/// between the restart and the commit), and then commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_after_the_membership_was_lost_is_commit_failed() {
     let directory = tempfile::tempdir().unwrap();

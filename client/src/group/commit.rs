@@ -97,6 +97,8 @@ pub(crate) async fn commit(membership: &Membership, offsets: Offsets) -> Result<
                                 group: link.group_id().to_owned(),
                                 code,
                             });
+                            // Its next heartbeat finds out and joins again: now.
+                            membership.wake.notify_one();
                             continue;
                         } else if code_invalidates_coordinator(code) || code.is_retriable() {
                             link.invalidate();

@@ -86,6 +86,8 @@ pub(crate) struct Membership {
     pub updates: watch::Sender<AssignmentUpdate>,
     pub owned: watch::Sender<OwnedReport>,
     pub leave: watch::Sender<bool>,
+    /// Heartbeat now: a commit found that the coordinator no longer knows this member.
+    pub wake: tokio::sync::Notify,
 }
 
 impl Membership {
@@ -101,6 +103,7 @@ impl Membership {
             }),
             owned: watch::Sender::new(OwnedReport::default()),
             leave: watch::Sender::new(false),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -147,6 +150,7 @@ pub(crate) async fn run(membership: Arc<Membership>) {
     let mut owned = membership.owned.subscribe();
     let mut leave = membership.leave.subscribe();
     let latest = membership.updates.borrow().clone();
+    let woken = membership.clone();
     let mut heartbeats = Heartbeats {
         latest,
         membership,
@@ -173,6 +177,7 @@ pub(crate) async fn run(membership: Arc<Membership>) {
             _ = subscription.changed() => {}
             _ = owned.changed() => {}
             _ = leave.changed() => {}
+            _ = woken.wake.notified() => {}
         }
     }
 }
