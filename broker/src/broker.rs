@@ -257,7 +257,7 @@ impl Broker {
             host: host.clone(),
             port,
             internal_address,
-            rack: None,
+            rack: Some(config.broker_rack.trim().to_owned()).filter(|rack| !rack.is_empty()),
         };
         // A controller-only node does not register: it holds no partitions and
         // coordinates no groups.

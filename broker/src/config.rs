@@ -96,6 +96,8 @@ settings! {
     broker_heartbeat_interval_ms: u64 = 1_000, "FJORD_BROKER_HEARTBEAT_INTERVAL_MS";
     /// A broker whose heartbeats stop for this long is fenced by the active controller (its leaderships move away). A new process of the same node is refused while the old one's session lives. Must be more than twice `broker_heartbeat_interval_ms`.
     broker_session_timeout_ms: u64 = 6_000, "FJORD_BROKER_SESSION_TIMEOUT_MS";
+    /// The rack (or availability zone) this broker is in; empty = unknown. When every broker of the cluster names one, a new topic's partitions span as many racks as their replication factor allows.
+    broker_rack: String = String::new(), "FJORD_BROKER_RACK";
     /// Whether a broker that comes back (unfenced) gets back the leadership of the partitions it is the preferred (first) replica of, keeping leaders spread (of a replicated partition once it has caught up and rejoined the in-sync set); off, it leads only partitions that had no leader. Read by the active controller.
     auto_leader_rebalance: bool = true, "FJORD_AUTO_LEADER_REBALANCE";
     /// File to which the broker writes the addresses its listeners bound (one `setting=address` line each), replaced atomically once all are bound; useful with port 0. Empty = none.

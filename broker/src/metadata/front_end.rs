@@ -539,13 +539,34 @@ fn create_topic(
         )));
     }
     topic_config::check_min_insync(&request.config, replication_factor as usize)?;
-    let replicas = placement::place_replicas(
-        &brokers,
-        partitions as usize,
-        replication_factor as usize,
-        random.below(brokers.len()),
-        random.below(brokers.len()),
-    );
+    let start = random.below(brokers.len());
+    let shift = random.below(brokers.len());
+    // Rack-aware when every broker names its rack and there are several racks.
+    let racked: Option<Vec<(i32, &str)>> = brokers
+        .iter()
+        .map(|broker| {
+            let rack = image.brokers.get(broker)?.rack.as_deref()?;
+            Some((*broker, rack))
+        })
+        .collect();
+    let replicas = match racked {
+        Some(racked) if racked.iter().any(|(_, rack)| *rack != racked[0].1) => {
+            placement::place_replicas_in_racks(
+                &racked,
+                partitions as usize,
+                replication_factor as usize,
+                start,
+                shift,
+            )
+        }
+        _ => placement::place_replicas(
+            &brokers,
+            partitions as usize,
+            replication_factor as usize,
+            start,
+            shift,
+        ),
+    };
     check_partition_budgets(image, &replicas, inputs.partition_budgets)?;
     Ok(vec![MetadataRecord::TopicCreated {
         name: request.name.clone(),

@@ -810,3 +810,79 @@ fn applied_records_make_the_requested_topic() {
         Err(TopicError::AlreadyExists(_))
     ));
 }
+
+/// When every broker names its rack, a new topic's partitions span as many racks as
+/// their replication factor allows; when one does not, placement ignores racks.
+#[test]
+fn placement_follows_racks_when_every_broker_has_one() {
+    let in_rack = |node_id: i32, rack: Option<&str>| MetadataRecord::BrokerRegistered {
+        node_id,
+        host: "127.0.0.1".into(),
+        port: 9000 + node_id as u16,
+        internal_address: String::new(),
+        incarnation_id: id(node_id as u128),
+        rack: rack.map(str::to_owned),
+        broker_epoch: 1,
+        fenced: false,
+    };
+    let defaults = BrokerConfig::default();
+    let racks = [(1, "a"), (2, "a"), (3, "a"), (4, "b")];
+    let image = image_of(
+        racks
+            .iter()
+            .map(|(node_id, rack)| in_rack(*node_id, Some(rack)))
+            .collect(),
+    );
+    let live: BTreeSet<i32> = image.brokers.keys().copied().collect();
+    let inputs = Inputs {
+        defaults: &defaults,
+        live_brokers: &live,
+        partition_budgets: &BTreeMap::new(),
+        replication_factor_max: i16::MAX,
+    };
+    let mut random = Scripted {
+        next_id: 0,
+        choice: 1,
+    };
+    let records = records_for(
+        &create("events", Some(8), Some(2)),
+        &image,
+        &inputs,
+        &mut random,
+    )
+    .unwrap();
+    let [MetadataRecord::TopicCreated { replicas, .. }] = records.as_slice() else {
+        panic!("{records:?}");
+    };
+    for partition in replicas {
+        assert!(
+            partition.contains(&4),
+            "rack b in every partition: {replicas:?}"
+        );
+    }
+
+    // Broker 4 without a rack: plain round robin, which puts some partitions in rack a
+    // alone.
+    let mut image = image;
+    let mut position = image.applied_position().unwrap();
+    position.index += 1;
+    image.apply(position, &in_rack(4, None)).unwrap();
+    let mut random = Scripted {
+        next_id: 0,
+        choice: 1,
+    };
+    let records = records_for(
+        &create("events", Some(8), Some(2)),
+        &image,
+        &inputs,
+        &mut random,
+    )
+    .unwrap();
+    let [MetadataRecord::TopicCreated { replicas, .. }] = records.as_slice() else {
+        panic!("{records:?}");
+    };
+    assert!(
+        replicas.iter().any(|partition| !partition.contains(&4)),
+        "{replicas:?}"
+    );
+}
