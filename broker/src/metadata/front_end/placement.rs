@@ -22,28 +22,9 @@ pub fn place_replicas(
     start: usize,
     shift: usize,
 ) -> Vec<Vec<i32>> {
-    let count = brokers.len();
-    assert!(
-        (1..=count).contains(&replication_factor),
-        "replication factor {replication_factor} for {count} brokers"
-    );
-    // With one broker there are no followers to shift (and `n - 1` is zero).
-    let followers = count.saturating_sub(1).max(1);
-    let start = start % count;
-    let shift = shift % followers;
-    (0..partitions)
-        .map(|partition| {
-            let leader = (start + partition) % count;
-            let round_shift = shift + partition / count;
-            let mut replicas = Vec::with_capacity(replication_factor);
-            replicas.push(brokers[leader]);
-            for follower in 0..replication_factor - 1 {
-                let distance = 1 + (round_shift + follower) % followers;
-                replicas.push(brokers[(leader + distance) % count]);
-            }
-            replicas
-        })
-        .collect()
+    // One rack: no candidate is ever passed over, and the order is the brokers'.
+    let unracked: Vec<(i32, &str)> = brokers.iter().map(|&broker| (broker, "")).collect();
+    place(&unracked, partitions, replication_factor, start, shift)
 }
 
 /// [`place_replicas`] over brokers in racks (`(node id, rack)`, at least two racks):
@@ -75,12 +56,29 @@ pub fn place_replicas_in_racks(
             }
         }
     }
-    let racks = by_rack.len();
+    place(&ordered, partitions, replication_factor, start, shift)
+}
+
+/// The placement of both: `ordered` brokers with their racks, leaders going round them
+/// from `start`, each partition's followers taken at shifted distances, passing over a
+/// candidate whose rack the partition already has while some rack is still missing.
+fn place(
+    ordered: &[(i32, &str)],
+    partitions: usize,
+    replication_factor: usize,
+    start: usize,
+    shift: usize,
+) -> Vec<Vec<i32>> {
+    let mut racks: Vec<&str> = ordered.iter().map(|(_, rack)| *rack).collect();
+    racks.sort_unstable();
+    racks.dedup();
+    let racks = racks.len();
     let count = ordered.len();
     assert!(
         (1..=count).contains(&replication_factor),
         "replication factor {replication_factor} for {count} brokers"
     );
+    // With one broker there are no followers to shift (and `n - 1` is zero).
     let followers = count.saturating_sub(1).max(1);
     let start = start % count;
     let shift = shift % followers;
