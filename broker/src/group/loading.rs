@@ -117,7 +117,6 @@ impl GroupService {
                 }
                 None if was.is_some() => {
                     let forgotten = self.unload(partition, count);
-                    self.loaded_lock().remove(&partition);
                     tracing::info!(%id, groups = forgotten, "no longer coordinating the groups of an offsets partition");
                 }
                 None => {}

@@ -41,6 +41,23 @@ pub struct AppendInfo {
     pub bytes: u64,
 }
 
+impl AppendInfo {
+    /// The append of the batches described by `infos`, from `base_offset` to
+    /// `last_offset`.
+    fn of(base_offset: i64, last_offset: i64, infos: &[BatchInfo]) -> Self {
+        Self {
+            base_offset,
+            last_offset,
+            max_timestamp: infos
+                .iter()
+                .map(|info| info.max_timestamp)
+                .max()
+                .unwrap_or(-1),
+            bytes: infos.iter().map(|info| info.size).sum(),
+        }
+    }
+}
+
 /// Batches read from the log, with the log's offsets at the time of the read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadResult {
@@ -547,16 +564,7 @@ impl PartitionLog {
             })
             .collect();
         let result = self.write(state, &config, &mut slices, &infos, leader_epoch);
-        let info = AppendInfo {
-            base_offset,
-            last_offset: next_offset - 1,
-            max_timestamp: infos
-                .iter()
-                .map(|info| info.max_timestamp)
-                .max()
-                .unwrap_or(-1),
-            bytes: infos.iter().map(|info| info.size).sum(),
-        };
+        let info = AppendInfo::of(base_offset, next_offset - 1, &infos);
         state.batch_infos = infos;
         result.map(|()| info)
     }
@@ -609,16 +617,7 @@ impl PartitionLog {
             self.write(state, &config, &mut slices, &infos[start..end], epoch)?;
             start = end;
         }
-        Ok(AppendInfo {
-            base_offset,
-            last_offset: expected - 1,
-            max_timestamp: infos
-                .iter()
-                .map(|info| info.max_timestamp)
-                .max()
-                .unwrap_or(-1),
-            bytes: infos.iter().map(|info| info.size).sum(),
-        })
+        Ok(AppendInfo::of(base_offset, expected - 1, &infos))
     }
 
     fn write(
