@@ -18,6 +18,7 @@
 //! (its leaderships move away), stop accepting, let connections finish their in-flight
 //! requests, flush and close every log, then stop the quorum member.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
@@ -251,6 +252,16 @@ impl Broker {
         } else {
             internal_addr.to_string()
         };
+        let held = match held_replicas(&logs, &controller.image()) {
+            Ok(held) => {
+                report_lost_replicas(&controller.image(), config.node_id, &held);
+                held
+            }
+            Err(error) => {
+                metadata_log.shutdown().await;
+                return Err(error);
+            }
+        };
         let registration = BrokerRegistration {
             node_id: config.node_id,
             incarnation_id,
@@ -258,6 +269,7 @@ impl Broker {
             port,
             internal_address,
             rack: Some(config.broker_rack.trim().to_owned()).filter(|rack| !rack.is_empty()),
+            held_replicas: Some(held),
         };
         // A controller-only node does not register: it holds no partitions and
         // coordinates no groups.
@@ -495,6 +507,49 @@ impl Broker {
         partition: i32,
     ) -> Result<(Arc<TopicImage>, PartitionImage, Arc<PartitionLog>), ErrorCode> {
         self.partitions.leader_log(topic, partition)
+    }
+}
+
+/// The partitions whose directory is in the data directory, by topic id: the one the
+/// directory records, or else (a directory of an earlier release) the one its name has
+/// in `image`. Any other replica the metadata gives this node has lost its data.
+fn held_replicas(
+    logs: &LogManager,
+    image: &MetadataImage,
+) -> anyhow::Result<BTreeSet<(uuid::Uuid, i32)>> {
+    let found = logs
+        .partition_dirs_found()
+        .context("cannot list the partition directories")?;
+    Ok(found
+        .into_iter()
+        .filter_map(|(partition, recorded)| {
+            let topic_id =
+                recorded.or_else(|| image.topic(&partition.topic).map(|topic| topic.topic_id))?;
+            Some((topic_id, partition.partition))
+        })
+        .collect())
+}
+
+/// Says which replicas of replicated partitions this node had, by the metadata it
+/// kept, but found no directory of: their data is lost here (a replaced disk, a
+/// deleted directory). Each is recreated empty and copies the log from its leader; the
+/// controller keeps it out of the in-sync set and the eligible leaders until then. (A
+/// partition of one replica has no other copy: it goes offline instead.)
+fn report_lost_replicas(image: &MetadataImage, node_id: i32, held: &BTreeSet<(uuid::Uuid, i32)>) {
+    for topic in image.topics.values() {
+        for partition in &topic.partitions {
+            if partition.replicas.len() > 1
+                && partition.replicas.contains(&node_id)
+                && !held.contains(&(topic.topic_id, partition.partition))
+            {
+                tracing::error!(
+                    topic = %topic.name,
+                    partition = partition.partition,
+                    "the partition directory is missing: this replica's data is lost; it is recreated empty and copies the log from the partition's leader, and neither leads nor counts as in sync until it has caught up"
+                );
+                metrics::counter!("fjord_replication_lost_replicas_total").increment(1);
+            }
+        }
     }
 }
 

@@ -180,8 +180,10 @@ pub const METRICS: &[MetricDescription] = &[
         "In-sync set changes that added a replica, of partitions this broker leads."),
     metric("fjord_replication_leaderships_started_total", Counter, Count, &[], Event,
         "Partition leaderships this broker took: a new leader epoch (a topic's creation, a failover to this broker, a preferred leader's return) or its own start-up. Summed over the brokers, failovers show as increases outside restarts."),
+    metric("fjord_replication_lost_replicas_total", Counter, Count, &[], Event,
+        "Replicas of replicated partitions this broker held by its metadata but found without a directory at start-up (a replaced disk, a deleted directory), recreated empty to copy the log from their leader."),
     metric("fjord_controller_unclean_leader_elections_total", Counter, Count, &[], Event,
-        "Partition leaders this broker, as active controller, elected from outside their in-sync sets (topics with unclean.leader.election.enable); each may have lost acknowledged records."),
+        "Partition leaders this broker, as active controller, elected from outside their in-sync sets and eligible leader replicas (topics with unclean.leader.election.enable); each may have lost acknowledged records."),
     // Broker membership (metadata/heartbeats.rs).
     metric("fjord_broker_heartbeats_total", Counter, Count, &["outcome"], Event,
         "Heartbeats this broker sent to the active controller, by outcome: ok, refused (by membership, such as a stale broker epoch) or failed (the controller could not answer)."),

@@ -109,6 +109,7 @@ async fn logs_and_leadership_follow_metadata_changed_elsewhere() {
                     leader: other,
                     leader_epoch: partition.leader_epoch + 1,
                     isr: vec![other],
+                    elr: Vec::new(),
                     partition_epoch: None,
                 })
                 .collect::<Vec<_>>()

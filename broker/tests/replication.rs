@@ -570,6 +570,16 @@ async fn an_allowed_unclean_election_makes_the_partition_available_again() {
             .produce_with(Acks::All, "risky", 0, values_batch(prefix, count))
             .await
     };
+    // The image may name the leader before its broker has taken the leadership up.
+    wait_until("the first replica leads", || {
+        let leads = cluster
+            .broker(first)
+            .broker()
+            .leader_log_now("risky", 0)
+            .is_ok();
+        async move { leads }
+    })
+    .await;
     let first_address = cluster.broker(first).client_addr();
     assert_eq!(
         produce(first_address, "both", 2).await.error_code,

@@ -310,11 +310,12 @@ async fn a_shrink_while_a_request_waits_is_not_enough_replicas_after_append() {
         waited.error_message
     );
     assert_eq!(waited.error_code, ErrorCode::NotEnoughReplicasAfterAppend);
-    // Stored all the same, at the next offset.
+    // Stored all the same, but not visible: the high watermark waits for
+    // `min.insync.replicas` in-sync members.
     let fetched = client.fetch(TOPIC, 0, 2).await;
     assert_eq!(
-        values(fetched.records),
-        vec![(2, "waited-0".to_owned()), (3, "waited-1".to_owned())]
+        (values(fetched.records), fetched.high_watermark),
+        (vec![], 2)
     );
     let refused = client
         .produce_with(Acks::All, TOPIC, 0, values_batch("refused", 1))
@@ -327,8 +328,183 @@ async fn a_shrink_while_a_request_waits_is_not_enough_replicas_after_append() {
         (isr == vec![1, 2, 3]).then_some(())
     })
     .await;
+    // Visible now, at the next offsets.
+    let fetched = client.fetch(TOPIC, 0, 2).await;
+    assert_eq!(
+        values(fetched.records),
+        vec![(2, "waited-0".to_owned()), (3, "waited-1".to_owned())]
+    );
     let after = client
         .produce_with(Acks::All, TOPIC, 0, values_batch("after", 1))
         .await;
     assert_eq!((after.error_code, after.base_offset), (ErrorCode::None, 4));
+}
+
+/// A partition's description by `node_id`: leader, in-sync replicas and eligible
+/// leader replicas.
+async fn leadership(cluster: &ProcessCluster, node_id: i32) -> (i64, Vec<i64>, Vec<i64>) {
+    let described = get(cluster.http(node_id), &format!("/v1/topics/{TOPIC}")).await;
+    assert_eq!(described.status, 200, "{}", described.text());
+    let partition = &described.json()["partitions"][0];
+    let ids = |key: &str| -> Vec<i64> {
+        let mut ids: Vec<i64> = partition[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_i64().unwrap())
+            .collect();
+        ids.sort();
+        ids
+    };
+    (
+        partition["leader"].as_i64().unwrap(),
+        ids("isr"),
+        ids("eligible_leaders"),
+    )
+}
+
+/// The partition's two replicas, leader first, once it is led with both in sync.
+async fn two_in_sync(cluster: &ProcessCluster) -> (i32, i32) {
+    wait_for(
+        "the partition is led with both replicas in sync",
+        || async {
+            let described = get(cluster.http(1), &format!("/v1/topics/{TOPIC}")).await;
+            let partition = &described.json()["partitions"][0];
+            let leader = partition["leader"].as_i64()? as i32;
+            let isr = partition["isr"].as_array()?.len();
+            let replicas: Vec<i32> = partition["replicas"]
+                .as_array()?
+                .iter()
+                .filter_map(|id| id.as_i64().map(|id| id as i32))
+                .collect();
+            let follower = *replicas.iter().find(|id| **id != leader)?;
+            (leader > 0 && isr == 2).then_some((leader, follower))
+        },
+    )
+    .await
+}
+
+/// The last in-sync replica of a partition comes back with its partition directory
+/// gone. A partition of two replicas (`min.insync.replicas` 2): the follower is frozen
+/// (SIGSTOP) and fenced, so the in-sync set shrinks to the leader and the follower
+/// becomes an eligible leader replica; then the leader is killed (SIGKILL), its
+/// directory deleted, and it is restarted. It must not lead its empty log: the
+/// partition waits leaderless until the follower resumes, which leads with every
+/// acknowledged record; the restarted broker copies the log back and rejoins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_lost_its_disk_does_not_lead_before_it_has_caught_up() {
+    let mut cluster = ProcessCluster::new();
+    cluster.start_all().await;
+    cluster.settled(3).await;
+    cluster.create_replicated(1, TOPIC, 1, 2).await;
+    cluster.same_metadata().await;
+    let (leader, follower) = two_in_sync(&cluster).await;
+    let witness = (1..=3).find(|id| *id != leader && *id != follower).unwrap();
+    println!("leader {leader}, follower {follower}, third broker {witness}");
+    let mut client = NativeClient::connect(cluster.client(leader)).await;
+    let mut acknowledged = Vec::new();
+    for batch in 0..5 {
+        let prefix = format!("before-{batch}");
+        let produced = client
+            .produce_with(Acks::All, TOPIC, 0, values_batch(&prefix, 4))
+            .await;
+        assert_eq!(produced.error_code, ErrorCode::None);
+        for index in 0..4 {
+            acknowledged.push((produced.base_offset + index, format!("{prefix}-{index}")));
+        }
+    }
+
+    cluster.pause(follower);
+    wait_for(
+        "the frozen follower is an eligible leader replica",
+        || async {
+            let state = leadership(&cluster, witness).await;
+            (state
+                == (
+                    i64::from(leader),
+                    vec![i64::from(leader)],
+                    vec![i64::from(follower)],
+                ))
+                .then_some(())
+        },
+    )
+    .await;
+    // acks=leader still works, but the high watermark waits for two in-sync replicas.
+    let alone = client
+        .produce_with(Acks::Leader, TOPIC, 0, values_batch("alone", 2))
+        .await;
+    assert_eq!(alone.error_code, ErrorCode::None);
+    assert_eq!(client.fetch(TOPIC, 0, 20).await.high_watermark, 20);
+
+    println!("killing broker {leader} and deleting its partition directory");
+    cluster.kill(leader);
+    let data_dir = cluster.node(leader).data_dir.clone();
+    std::fs::remove_dir_all(data_dir.join(format!("{TOPIC}-0"))).unwrap();
+    cluster.spawn(leader).await;
+    cluster.ready(leader).await;
+    wait_for(
+        "the empty replica left the in-sync set; nobody leads",
+        || async {
+            let state = leadership(&cluster, witness).await;
+            (state == (-1, vec![], vec![i64::from(follower)])).then_some(())
+        },
+    )
+    .await;
+    let metrics = get(cluster.http(leader), "/metrics").await.text();
+    assert!(
+        metrics.contains("fjord_replication_lost_replicas_total 1"),
+        "the restarted broker counts its lost replica:
+{metrics}"
+    );
+
+    cluster.resume(follower);
+    wait_for("the eligible leader replica leads", || async {
+        let (now, _, _) = leadership(&cluster, witness).await;
+        (now == i64::from(follower)).then_some(())
+    })
+    .await;
+    // In sync again, it may lead once more: it is the preferred replica.
+    let leader_now = wait_for(
+        "the restarted broker copied the log and is in sync",
+        || async {
+            let (leader_now, isr, _) = leadership(&cluster, witness).await;
+            (isr.len() == 2 && leader_now > 0).then_some(leader_now as i32)
+        },
+    )
+    .await;
+    let mut client = NativeClient::connect(cluster.client(leader_now)).await;
+    let more = client
+        .produce_with(Acks::All, TOPIC, 0, values_batch("after", 2))
+        .await;
+    assert_eq!(more.error_code, ErrorCode::None);
+    acknowledged.push((more.base_offset, "after-0".to_owned()));
+    acknowledged.push((more.base_offset + 1, "after-1".to_owned()));
+    let stored: BTreeMap<i64, String> = values(client.fetch(TOPIC, 0, 0).await.records)
+        .into_iter()
+        .collect();
+    for (offset, value) in &acknowledged {
+        assert_eq!(
+            stored.get(offset),
+            Some(value),
+            "acknowledged record at {offset}"
+        );
+    }
+    for node_id in [leader, follower] {
+        wait_for("both replicas have the same log end", || async {
+            let described = get(cluster.http(node_id), &format!("/v1/topics/{TOPIC}"))
+                .await
+                .json();
+            (described["partitions"][0]["log_end_offset"].as_i64() == Some(more.base_offset + 2))
+                .then_some(())
+        })
+        .await;
+    }
+    for node_id in 1..=3 {
+        cluster.terminate(node_id).await;
+    }
+    assert!(
+        log_bytes(&cluster.node(leader).data_dir.clone())
+            == log_bytes(&cluster.node(follower).data_dir.clone()),
+        "the recreated replica's log differs from the leader's"
+    );
 }

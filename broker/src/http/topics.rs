@@ -58,6 +58,10 @@ pub struct Partition {
     pub replicas: Vec<i32>,
     /// Node ids of the in-sync replicas.
     pub isr: Vec<i32>,
+    /// Node ids of the eligible leader replicas: outside the in-sync set, yet holding
+    /// every record acknowledged with acks=all, so that they may lead when no in-sync
+    /// replica can. Empty unless the in-sync set is below `min.insync.replicas`.
+    pub eligible_leaders: Vec<i32>,
     /// First offset still stored.
     pub log_start_offset: Option<i64>,
     /// Offset the next record appended gets.
@@ -176,6 +180,7 @@ pub fn describe(partitions: &Partitions, topic: &TopicImage) -> Topic {
                 leader_epoch: partition.leader_epoch,
                 replicas: partition.replicas.clone(),
                 isr: partition.isr.clone(),
+                eligible_leaders: partition.elr.clone(),
                 log_start_offset: log.as_ref().map(|log| log.log_start_offset()),
                 log_end_offset: log.as_ref().map(|log| log.log_end_offset()),
                 high_watermark: log.as_ref().map(|log| log.high_watermark()),

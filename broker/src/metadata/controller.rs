@@ -717,6 +717,7 @@ impl Controller {
             port,
             internal_address: String::new(),
             rack: None,
+            held_replicas: None,
         };
         let registered = controller
             .register_broker(&registration)

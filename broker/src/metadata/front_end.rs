@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use fjord_protocol::ErrorCode;
 use fjord_protocol::limits::TOPIC_NAME_BYTES_MAX;
 
-use super::image::MetadataImage;
+use super::image::{MetadataImage, PartitionImage, TopicImage};
 use super::metadata_log::ProposeError;
 use super::records::MetadataRecord;
 use super::topic_config::{self, TopicConfigError};
@@ -118,6 +118,13 @@ pub struct BrokerRegistration {
     /// `host:port` where other brokers reach its internal listener.
     pub internal_address: String,
     pub rack: Option<String>,
+    /// The partitions whose directory the broker found when it started, by topic id
+    /// and partition; `None` when it does not say (a single node registering itself).
+    /// A replica it lacks lost its data (a replaced disk, a deleted directory): the
+    /// controller takes it out of the partition's in-sync set and eligible leaders
+    /// until it has copied the log again.
+    #[serde(default)]
+    pub held_replicas: Option<BTreeSet<(uuid::Uuid, i32)>>,
 }
 
 /// Where the front end's new ids and random choices come from. The controller draws
@@ -284,13 +291,20 @@ pub fn records_for(
 ) -> Result<Vec<MetadataRecord>, TopicError> {
     match request {
         MetadataRequest::InitializeCluster => Ok(initialize_cluster(image, random)),
-        MetadataRequest::RegisterIncarnation(registration) => {
-            Ok(register_incarnation(image, registration))
-        }
+        MetadataRequest::RegisterIncarnation(registration) => Ok(register_incarnation(
+            image,
+            registration,
+            electorate_defaults(inputs),
+        )),
         MetadataRequest::FenceBroker {
             node_id,
             broker_epoch,
-        } => Ok(fence_broker(image, *node_id, *broker_epoch)),
+        } => Ok(fence_broker(
+            image,
+            *node_id,
+            *broker_epoch,
+            electorate_defaults(inputs),
+        )),
         MetadataRequest::UnfenceBroker {
             node_id,
             broker_epoch,
@@ -300,6 +314,7 @@ pub fn records_for(
             *node_id,
             *broker_epoch,
             *restore_preferred_leaders,
+            electorate_defaults(inputs),
         )),
         MetadataRequest::CreateTopic(request) => create_topic(request, image, inputs, random),
         MetadataRequest::DeleteTopic { name } => delete_topic(name, image),
@@ -309,9 +324,7 @@ pub fn records_for(
         MetadataRequest::BumpLeaderEpoch { name, partition } => {
             bump_leader_epoch(name, *partition, image)
         }
-        MetadataRequest::AlterPartition(change) => {
-            alter_partition(change, image, inputs.defaults.auto_leader_rebalance)
-        }
+        MetadataRequest::AlterPartition(change) => alter_partition(change, image, inputs.defaults),
     }
 }
 
@@ -326,15 +339,16 @@ pub fn records_for(
 fn alter_partition(
     change: &IsrChange,
     image: &MetadataImage,
-    restore_preferred: bool,
+    defaults: &BrokerConfig,
 ) -> Result<Vec<MetadataRecord>, TopicError> {
+    let restore_preferred = defaults.auto_leader_rebalance;
     let name = format!("{}-{}", change.topic_id, change.partition);
     let refused = |reason: String| Err(TopicError::PartitionChangeRefused(reason));
-    let Some(current) = image
+    let Some((topic, current)) = image
         .topics
         .values()
         .find(|topic| topic.topic_id == change.topic_id)
-        .and_then(|topic| topic.partition(change.partition))
+        .and_then(|topic| Some((topic, topic.partition(change.partition)?)))
     else {
         return Err(TopicError::UnknownTopic(name));
     };
@@ -388,14 +402,19 @@ fn alter_partition(
         }
         _ => (current.leader, current.leader_epoch),
     };
-    Ok(vec![MetadataRecord::PartitionChanged {
-        topic_id: change.topic_id.to_string(),
-        partition: change.partition,
+    let min_insync = topic_config::resolve(defaults, &topic.config)
+        .map_or(defaults.min_insync_replicas.max(1) as usize, |config| {
+            config.min_insync_for(current.replicas.len())
+        });
+    let decision = leadership::Decision {
         leader,
         leader_epoch,
         isr: change.isr.clone(),
-        partition_epoch: Some(current.partition_epoch + 1),
-    }])
+        elr: leadership::next_elr(current, &change.isr, min_insync, None),
+    };
+    Ok(vec![leadership::partition_changed(
+        topic, current, decision,
+    )])
 }
 
 fn initialize_cluster(image: &MetadataImage, random: &mut dyn Randomness) -> Vec<MetadataRecord> {
@@ -418,6 +437,7 @@ fn next_broker_epoch(image: &MetadataImage, node_id: i32) -> u64 {
 fn register_incarnation(
     image: &MetadataImage,
     registration: &BrokerRegistration,
+    default_min_insync: i16,
 ) -> Vec<MetadataRecord> {
     let node_id = registration.node_id;
     let registered = image.brokers.get(&node_id);
@@ -434,11 +454,26 @@ fn register_incarnation(
         broker_epoch: next_broker_epoch(image, node_id),
         fenced: true,
     }];
-    if registered.is_some_and(|broker| !broker.fenced) {
-        records.extend(leadership::move_away(image, node_id, &|broker| {
-            broker != node_id && image.is_unfenced(broker)
-        }));
-    }
+    // A replica of a replicated partition whose directory the new process did not
+    // find has lost its data. (A partition of one replica has no other copy: its
+    // broker keeps it offline until an operator accepts the loss.)
+    let lost = |topic: &TopicImage, partition: &PartitionImage| {
+        registration.held_replicas.as_ref().is_some_and(|held| {
+            partition.replicas.len() > 1
+                && partition.replicas.contains(&node_id)
+                && !held.contains(&(topic.topic_id, partition.partition))
+        })
+    };
+    let is_eligible = |broker| broker != node_id && image.is_unfenced(broker);
+    records.extend(leadership::move_away(
+        image,
+        node_id,
+        &lost,
+        leadership::Electorate {
+            is_eligible: &is_eligible,
+            default_min_insync,
+        },
+    ));
     records
 }
 
@@ -451,7 +486,18 @@ fn is_registered_as(image: &MetadataImage, node_id: i32, broker_epoch: u64, fenc
         .is_some_and(|broker| broker.broker_epoch == broker_epoch && broker.fenced == fenced)
 }
 
-fn fence_broker(image: &MetadataImage, node_id: i32, broker_epoch: u64) -> Vec<MetadataRecord> {
+/// The broker's default `min_insync_replicas`, which elections need for topics that do
+/// not set their own.
+fn electorate_defaults(inputs: &Inputs<'_>) -> i16 {
+    inputs.defaults.min_insync_replicas
+}
+
+fn fence_broker(
+    image: &MetadataImage,
+    node_id: i32,
+    broker_epoch: u64,
+    default_min_insync: i16,
+) -> Vec<MetadataRecord> {
     if !is_registered_as(image, node_id, broker_epoch, false) {
         return Vec::new();
     }
@@ -459,9 +505,16 @@ fn fence_broker(image: &MetadataImage, node_id: i32, broker_epoch: u64) -> Vec<M
         node_id,
         broker_epoch,
     }];
-    records.extend(leadership::move_away(image, node_id, &|broker| {
-        broker != node_id && image.is_unfenced(broker)
-    }));
+    let is_eligible = |broker| broker != node_id && image.is_unfenced(broker);
+    records.extend(leadership::move_away(
+        image,
+        node_id,
+        &|_, _| false,
+        leadership::Electorate {
+            is_eligible: &is_eligible,
+            default_min_insync,
+        },
+    ));
     records
 }
 
@@ -470,6 +523,7 @@ fn unfence_broker(
     node_id: i32,
     broker_epoch: u64,
     restore_preferred_leaders: bool,
+    default_min_insync: i16,
 ) -> Vec<MetadataRecord> {
     if !is_registered_as(image, node_id, broker_epoch, true) {
         return Vec::new();
@@ -478,11 +532,15 @@ fn unfence_broker(
         node_id,
         broker_epoch,
     }];
+    let is_eligible = |broker| broker == node_id || image.is_unfenced(broker);
     records.extend(leadership::bring_back(
         image,
         node_id,
         restore_preferred_leaders,
-        &|broker| broker == node_id || image.is_unfenced(broker),
+        leadership::Electorate {
+            is_eligible: &is_eligible,
+            default_min_insync,
+        },
     ));
     records
 }
@@ -661,6 +719,7 @@ fn bump_leader_epoch(
         leader: current.leader,
         leader_epoch: current.leader_epoch + 1,
         isr: current.isr.clone(),
+        elr: current.elr.clone(),
         partition_epoch: Some(current.partition_epoch + 1),
     }])
 }

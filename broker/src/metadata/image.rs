@@ -42,6 +42,9 @@ pub struct PartitionImage {
     pub leader_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Eligible leader replicas: outside the in-sync set, yet holding every record
+    /// acknowledged with acks=all (see [`MetadataRecord::PartitionChanged`]).
+    pub elr: Vec<i32>,
     /// Bumped by every change of leader or in-sync set, so that a change proposed
     /// from an older state of the partition is refused.
     pub partition_epoch: i32,
@@ -170,6 +173,7 @@ impl MetadataImage {
                     leader: partition.leader,
                     leader_epoch: partition.leader_epoch,
                     isr: partition.isr.clone(),
+                    elr: partition.elr.clone(),
                     partition_epoch: Some(partition.partition_epoch),
                 });
             }
@@ -305,6 +309,7 @@ impl MetadataImage {
                         leader_epoch: 0,
                         replicas: replicas.clone(),
                         isr: replicas.clone(),
+                        elr: Vec::new(),
                         partition_epoch: 0,
                     })
                     .collect();
@@ -325,6 +330,7 @@ impl MetadataImage {
                 leader,
                 leader_epoch,
                 isr,
+                elr,
                 partition_epoch,
             } => {
                 if let Some(topic) = self.topic_by_id(topic_id)
@@ -334,6 +340,7 @@ impl MetadataImage {
                     image.leader = *leader;
                     image.leader_epoch = *leader_epoch;
                     image.isr = isr.clone();
+                    image.elr = elr.clone();
                     // Records written before partition epochs bump it by one each.
                     image.partition_epoch = partition_epoch.unwrap_or(image.partition_epoch + 1);
                 }
@@ -467,6 +474,7 @@ mod tests {
                 leader: 1,
                 leader_epoch: 3,
                 isr: vec![1],
+                elr: Vec::new(),
                 partition_epoch: None,
             },
             MetadataRecord::TopicConfigChanged {
@@ -639,6 +647,7 @@ mod tests {
                         leader,
                         leader_epoch,
                         isr,
+                        elr: Vec::new(),
                         partition_epoch: None,
                     }
                 }),

@@ -71,6 +71,12 @@ pub enum MetadataRecord {
         leader: i32,
         leader_epoch: i32,
         isr: Vec<i32>,
+        /// Eligible leader replicas: replicas outside the in-sync set that hold every
+        /// record acknowledged with acks=all (see
+        /// [`leadership`](super::front_end::leadership)). Absent when empty, and in
+        /// records written before there were any.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        elr: Vec<i32>,
         /// The partition epoch after this change; records written before partition
         /// epochs lack it, and bump the epoch by one.
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -105,7 +105,8 @@ pub fn check_min_insync(
     Ok(())
 }
 
-const MIN_INSYNC_KEY: &str = "min.insync.replicas";
+/// The topic setting of how many in-sync replicas acks=all writes need.
+pub const MIN_INSYNC_KEY: &str = "min.insync.replicas";
 
 /// The topic setting that lets a replica outside the in-sync set lead when none in it
 /// can (`true` or `false`; off by default).

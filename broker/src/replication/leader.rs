@@ -6,7 +6,10 @@
 //! - the **high watermark**: the lowest durable end over the in-sync replicas, the
 //!   leader included. It only moves forward, and not at all until every in-sync
 //!   follower has fetched once in this leader epoch (before that, the leader does not
-//!   know what they hold).
+//!   know what they hold), nor while the in-sync set has fewer than
+//!   `min.insync.replicas` members (as in Kafka's KIP-966): the replicas that left it
+//!   then may be elected (the controller's eligible leader replicas), and they must
+//!   hold everything below the high watermark, which consumers have seen.
 //! - **in-sync set changes**, proposed to the controller with the partition epoch they
 //!   start from: a follower that has not caught up with the leader's log end for
 //!   `replica_lag_ms` is proposed out; one that has reached the high watermark (and the
@@ -44,10 +47,12 @@ pub enum Event {
     /// Time passed; lagging followers may leave the in-sync set.
     Tick { now_ms: i64 },
     /// The metadata now has this replica set and in-sync set at `partition_epoch` (the
-    /// same leader epoch: another leader epoch means another state machine).
+    /// same leader epoch: another leader epoch means another state machine), and the
+    /// topic needs `min_insync` in-sync replicas.
     Metadata {
         replicas: Vec<i32>,
         isr: Vec<i32>,
+        min_insync: usize,
         partition_epoch: i32,
         now_ms: i64,
     },
@@ -102,6 +107,8 @@ pub struct LeaderStart {
     pub partition_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// In-sync replicas the high watermark needs to move.
+    pub min_insync: usize,
     /// The leader's log end when it took over: the first offset of its epoch.
     pub log_end: i64,
     pub durable_end: i64,
@@ -120,6 +127,7 @@ pub struct LeaderState {
     epoch_start_offset: i64,
     replicas: Vec<i32>,
     isr: Vec<i32>,
+    min_insync: usize,
     /// The in-sync set proposed to the controller and not yet seen in the metadata.
     proposed: Option<Vec<i32>>,
     followers: BTreeMap<i32, Follower>,
@@ -147,6 +155,7 @@ impl LeaderState {
             epoch_start_offset: start.log_end,
             replicas: start.replicas,
             isr: start.isr,
+            min_insync: start.min_insync,
             proposed: None,
             followers,
             log_end: start.log_end,
@@ -257,12 +266,14 @@ impl LeaderState {
             Event::Metadata {
                 replicas,
                 isr,
+                min_insync,
                 partition_epoch,
                 now_ms,
             } => {
                 if partition_epoch < self.partition_epoch {
                     return Ok(effects);
                 }
+                self.min_insync = min_insync;
                 for &replica in &replicas {
                     if replica != self.node_id {
                         self.followers
@@ -303,6 +314,9 @@ impl LeaderState {
     }
 
     fn advance_high_watermark(&mut self, effects: &mut Vec<Effect>) {
+        if self.isr.len() < self.min_insync {
+            return;
+        }
         if let Some(committable) = self.committable()
             && committable > self.high_watermark
         {

@@ -86,13 +86,15 @@ impl Replicas {
 
     /// Leads `partition` (its log `log`) as the metadata describes it, from its
     /// leader epoch on: a new leader epoch starts a new leader; the same one takes the
-    /// metadata's in-sync set and replicas. Stops following it first, so that no
-    /// fetched batch lands in the log once it leads.
+    /// metadata's in-sync set and replicas, and the topic's `min_insync` (in-sync
+    /// replicas the high watermark needs to move). Stops following it first, so that
+    /// no fetched batch lands in the log once it leads.
     pub fn lead(
         &self,
         partition: &TopicPartition,
         topic_id: Uuid,
         image: &PartitionImage,
+        min_insync: usize,
         log: Arc<PartitionLog>,
     ) {
         self.fetchers.unfollow(partition);
@@ -102,7 +104,7 @@ impl Replicas {
             && Arc::ptr_eq(&leader.log, &log)
             && leader.leader_epoch() == image.leader_epoch
         {
-            leader.metadata_changed(image);
+            leader.metadata_changed(image, min_insync);
             return;
         }
         let leader = PartitionLeader::start(
@@ -111,6 +113,7 @@ impl Replicas {
             partition.clone(),
             topic_id,
             image,
+            min_insync,
             log,
             self.changes.clone(),
             self.proposals.clone(),
@@ -277,6 +280,13 @@ pub enum CommitError {
 }
 
 /// One partition this broker leads, in one leader epoch.
+/// How a wait for the in-sync replicas ended.
+enum Waited {
+    Committed,
+    Deposed,
+    Shrunk,
+}
+
 #[derive(Debug)]
 pub struct PartitionLeader {
     partition: TopicPartition,
@@ -289,6 +299,9 @@ pub struct PartitionLeader {
     node_id: i32,
     /// Turns true when this leader is replaced or stopped: its waiters give up.
     deposed: watch::Sender<bool>,
+    /// The size of the in-sync set as the metadata has it: a waiter whose topic needs
+    /// more gives up.
+    isr_size: watch::Sender<usize>,
 }
 
 impl PartitionLeader {
@@ -299,6 +312,7 @@ impl PartitionLeader {
         partition: TopicPartition,
         topic_id: Uuid,
         image: &PartitionImage,
+        min_insync: usize,
         log: Arc<PartitionLog>,
         changes: Arc<watch::Sender<u64>>,
         proposals: mpsc::UnboundedSender<Proposal>,
@@ -309,6 +323,7 @@ impl PartitionLeader {
             partition_epoch: image.partition_epoch,
             replicas: image.replicas.clone(),
             isr: image.isr.clone(),
+            min_insync,
             log_end: log.log_end_offset(),
             durable_end: log.durable_end(),
             high_watermark: log.high_watermark(),
@@ -327,6 +342,7 @@ impl PartitionLeader {
             proposals,
             node_id,
             deposed: watch::Sender::new(false),
+            isr_size: watch::Sender::new(image.isr.len()),
         };
         leader.run(&effects);
         leader
@@ -425,26 +441,31 @@ impl PartitionLeader {
         let end = info.last_offset + 1;
         let mut high_watermark = self.log.watch_high_watermark();
         let mut deposed = self.deposed.subscribe();
+        let mut isr_size = self.isr_size.subscribe();
+        // The high watermark does not move while the in-sync set is below the
+        // topic's minimum: a shrink below it ends the wait.
         let waited = tokio::time::timeout_at(deadline, async {
             tokio::select! {
-                reached = high_watermark.wait_for(|offset| *offset >= end) => reached.is_ok(),
-                _ = deposed.wait_for(|deposed| *deposed) => false,
+                reached = high_watermark.wait_for(|offset| *offset >= end) => {
+                    reached.map_or(Waited::Deposed, |_| Waited::Committed)
+                }
+                _ = deposed.wait_for(|deposed| *deposed) => Waited::Deposed,
+                _ = isr_size.wait_for(|size| *size < min_insync) => Waited::Shrunk,
             }
         })
         .await;
-        match waited {
-            Err(_) => return Err(CommitError::TimedOut(timeout)),
-            Ok(false) => return Err(CommitError::NotLeader),
-            Ok(true) => {}
-        }
         let isr = self.state().isr().len();
-        if isr < min_insync {
-            return Err(CommitError::NotEnoughReplicasAfterAppend {
-                isr,
-                min: min_insync,
-            });
+        match waited {
+            Err(_) => Err(CommitError::TimedOut(timeout)),
+            Ok(Waited::Deposed) => Err(CommitError::NotLeader),
+            Ok(Waited::Committed) if isr >= min_insync => Ok(()),
+            Ok(Waited::Committed | Waited::Shrunk) => {
+                Err(CommitError::NotEnoughReplicasAfterAppend {
+                    isr,
+                    min: min_insync,
+                })
+            }
         }
-        Ok(())
     }
 
     /// A follower fetched from `fetch_offset` with everything below `durable_end`
@@ -466,7 +487,7 @@ impl PartitionLeader {
         Ok(())
     }
 
-    fn metadata_changed(&self, image: &PartitionImage) {
+    fn metadata_changed(&self, image: &PartitionImage, min_insync: usize) {
         let mut state = self.state();
         let before = state.isr().to_vec();
         self.handle(
@@ -474,11 +495,13 @@ impl PartitionLeader {
             Event::Metadata {
                 replicas: image.replicas.clone(),
                 isr: image.isr.clone(),
+                min_insync,
                 partition_epoch: image.partition_epoch,
                 now_ms: now_ms(),
             },
         );
         let after = state.isr();
+        self.isr_size.send_replace(after.len());
         if after.iter().any(|replica| !before.contains(replica)) {
             metrics::counter!("fjord_replication_isr_expands_total").increment(1);
         }

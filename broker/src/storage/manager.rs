@@ -155,6 +155,20 @@ impl LogManager {
         Ok(manager)
     }
 
+    /// Every partition directory in the data directory, with the topic id it records
+    /// (`None` when it records none, as in a directory of an earlier release, or its
+    /// record cannot be read). What a broker tells the controller it holds.
+    pub fn partition_dirs_found(&self) -> Result<Vec<(TopicPartition, Option<Uuid>)>> {
+        Ok(self
+            .partition_dirs()?
+            .into_iter()
+            .filter_map(|(name, path)| {
+                let partition = TopicPartition::parse_dir_name(&name)?;
+                Some((partition, topic_id::load(&path).ok().flatten()))
+            })
+            .collect())
+    }
+
     fn partition_dirs(&self) -> Result<Vec<(String, PathBuf)>> {
         let mut dirs = Vec::new();
         let entries = fs::read_dir(&self.data_dir)
@@ -541,6 +555,19 @@ impl LogManager {
                 Err(error.into())
             }
         }
+    }
+
+    /// The log end last recorded for `partition` when its directory is gone although
+    /// its log held data (a replaced disk, a deleted directory); `None` when the
+    /// directory is there, or nothing of it was recorded.
+    pub fn lost_log_end(&self, partition: &TopicPartition) -> Option<i64> {
+        let end = self
+            .known_ends
+            .lock()
+            .expect("lock poisoned")
+            .get(partition)
+            .copied()?;
+        (end > 0 && !self.data_dir.join(partition.to_string()).exists()).then_some(end)
     }
 
     /// Forgets what was known of a partition's log end: a new topic's partitions have

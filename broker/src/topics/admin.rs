@@ -249,6 +249,7 @@ impl TopicAdmin {
                     &partition_id,
                     topic_image.topic_id,
                     held,
+                    admin.partitions.min_insync(topic_image, held),
                     log.clone(),
                 );
             }

@@ -65,6 +65,13 @@ impl Partitions {
         self.config_with_overrides(&topic.name, &topic.config)
     }
 
+    /// In-sync replicas `partition` of `topic` needs for acks=all writes, and for its
+    /// high watermark to move.
+    pub fn min_insync(&self, topic: &TopicImage, partition: &PartitionImage) -> usize {
+        self.topic_config(topic)
+            .min_insync_for(partition.replicas.len())
+    }
+
     /// The effective configuration of the topic `topic` whose overrides are `overrides`.
     pub fn config_with_overrides(
         &self,

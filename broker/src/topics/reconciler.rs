@@ -155,16 +155,16 @@ pub fn plan(
     deletions
 }
 
-/// A partition as `image` has it, with its topic id and the log this broker has of
-/// it; `None` when the log is not open (offline, or the topic is gone).
+/// A partition as `image` has it, with its topic and the log this broker has of it;
+/// `None` when the log is not open (offline, or the topic is gone).
 fn held_log<'a>(
     image: &'a MetadataImage,
     logs: &LogManager,
     partition: &TopicPartition,
-) -> Option<(Uuid, &'a PartitionImage, Arc<PartitionLog>)> {
+) -> Option<(&'a TopicImage, &'a PartitionImage, Arc<PartitionLog>)> {
     let topic = image.topic(&partition.topic)?;
     let log = logs.get_of(partition, topic.topic_id)?;
-    Some((topic.topic_id, topic.partition(partition.partition)?, log))
+    Some((topic, topic.partition(partition.partition)?, log))
 }
 
 /// The partitions of `topic` that `node_id` holds a replica of.
@@ -278,6 +278,23 @@ impl Reconciler {
                 config,
             } => {
                 let config = self.log_config(&partition.topic, &config);
+                let replicated = image
+                    .topic(&partition.topic)
+                    .and_then(|topic| topic.partition(partition.partition))
+                    .is_some_and(|held| held.replicas.len() > 1);
+                if replicated
+                    && logs.get(&partition).is_none()
+                    && logs.offline_reason(&partition).is_none()
+                    && let Some(lost_log_end) = logs.lost_log_end(&partition)
+                {
+                    // Other replicas hold the log: this one starts again from nothing
+                    // and copies it. The controller took it out of the in-sync set
+                    // and the eligible leaders when this process registered without
+                    // the directory (see `broker::held_replicas`), so it neither
+                    // leads nor counts until caught up.
+                    tracing::info!(%partition, lost_log_end, "recreating the lost replica empty, to copy the log from the leader");
+                    logs.forget_log_end(&partition);
+                }
                 if let Err(error) = logs.get_or_create(&partition, topic_id, config) {
                     tracing::error!(%partition, %error, "partition is offline");
                     if logs.offline_reason(&partition).is_none() {
@@ -294,14 +311,27 @@ impl Reconciler {
                 {
                     log.set_config(config.clone());
                 }
+                // Leaders take the topic's `min.insync.replicas`, which their high
+                // watermark waits for.
+                for (partition, _) in replicas
+                    .leaders()
+                    .into_iter()
+                    .filter(|(partition, _)| partition.topic == topic)
+                {
+                    if let Some((topic, partition_image, log)) = held_log(image, logs, &partition) {
+                        let min_insync = self.partitions.min_insync(topic, partition_image);
+                        replicas.lead(&partition, topic.topic_id, partition_image, min_insync, log);
+                    }
+                }
             }
             Action::BecomeLeader {
                 partition,
                 leader_epoch,
             } => {
                 match held_log(image, logs, &partition) {
-                    Some((topic_id, partition_image, log)) => {
-                        replicas.lead(&partition, topic_id, partition_image, log);
+                    Some((topic, partition_image, log)) => {
+                        let min_insync = self.partitions.min_insync(topic, partition_image);
+                        replicas.lead(&partition, topic.topic_id, partition_image, min_insync, log);
                         tracing::debug!(%partition, leader_epoch, "leading partition");
                     }
                     // Its log is offline: it is not served until an operator recovers it.
@@ -316,8 +346,8 @@ impl Reconciler {
                 // `Partitions::leader_log` does not serve the log to clients since the
                 // image names another leader; the fetcher copies the leader's into it.
                 match held_log(image, logs, &partition) {
-                    Some((topic_id, partition_image, log)) => {
-                        replicas.follow(&partition, topic_id, partition_image, log);
+                    Some((topic, partition_image, log)) => {
+                        replicas.follow(&partition, topic.topic_id, partition_image, log);
                         tracing::debug!(%partition, leader, leader_epoch, "following partition");
                     }
                     None => replicas.stop(&partition),
@@ -409,6 +439,7 @@ mod tests {
             leader_epoch: epoch,
             replicas: replicas.to_vec(),
             isr: replicas.to_vec(),
+            elr: Vec::new(),
             partition_epoch: 0,
         }
     }
@@ -655,6 +686,7 @@ mod tests {
             leader: 2,
             leader_epoch: 1,
             isr: vec![2],
+            elr: Vec::new(),
             partition_epoch: None,
         };
         after
@@ -748,6 +780,7 @@ mod tests {
             leader: me + 1,
             leader_epoch: 1,
             isr: vec![me + 1],
+            elr: Vec::new(),
             partition_epoch: None,
         }])
         .await;

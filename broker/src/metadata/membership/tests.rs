@@ -156,6 +156,7 @@ fn registration(node_id: i32, incarnation: u128) -> BrokerRegistration {
         port: 9000 + node_id.clamp(0, 999) as u16,
         internal_address: String::new(),
         rack: None,
+        held_replicas: None,
     }
 }
 
@@ -333,11 +334,18 @@ fn expired_sessions_are_fenced() {
         }]
     );
     assert_eq!(cluster.fenced(), [1]);
-    // Broker 2 is in sync for neither partition: both are leaderless (unclean
-    // election is off), with broker 1 kept as their last in-sync replica.
-    assert_eq!(leaders(&cluster), [(-1, 1), (-1, 2)]);
+    // Broker 2 is in sync for neither partition, but it left both sets when they fell
+    // below min.insync.replicas (2): no acks=all write was acknowledged without it
+    // since, so it is an eligible leader replica, and leads both.
+    assert_eq!(leaders(&cluster), [(2, 1), (2, 2)]);
+    let partition = &cluster.image.topic("orders").unwrap().partitions[0];
+    assert_eq!(
+        (partition.isr.as_slice(), partition.elr.as_slice()),
+        ([2].as_slice(), [1].as_slice())
+    );
+    // Broker 1 returns as an eligible leader replica, a follower until it is in sync.
     cluster.heartbeat(1, true, false).unwrap();
-    assert_eq!(leaders(&cluster), [(1, 2), (1, 3)]);
+    assert_eq!(leaders(&cluster), [(2, 1), (2, 2)]);
 }
 
 /// A new active controller starts every session afresh: brokers that heartbeat to it
@@ -509,6 +517,7 @@ fn preferred_leaders_stay_put_without_rebalancing() {
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,
                 isr: vec![2, 1],
+                elr: Vec::new(),
                 partition_epoch: None,
             })
             .collect();
@@ -707,6 +716,7 @@ impl Cluster {
                     leader,
                     leader_epoch,
                     isr,
+                    elr: Vec::new(),
                     partition_epoch: None,
                 }]);
             }

@@ -13,6 +13,7 @@ fn three_replicas() -> LeaderState {
         partition_epoch: 7,
         replicas: vec![1, 2, 3],
         isr: vec![1, 2, 3],
+        min_insync: 1,
         log_end: 10,
         durable_end: 10,
         high_watermark: 8,
@@ -52,6 +53,7 @@ fn a_leader_alone_commits_what_it_has_durable() {
         partition_epoch: 0,
         replicas: vec![1],
         isr: vec![1],
+        min_insync: 1,
         log_end: 10,
         durable_end: 10,
         high_watermark: 0,
@@ -170,6 +172,7 @@ fn a_follower_that_lags_too_long_is_proposed_out_once() {
             Event::Metadata {
                 replicas: vec![1, 2, 3],
                 isr: vec![1, 2],
+                min_insync: 1,
                 partition_epoch: 8,
                 now_ms: LAG_MS + 3,
             }
@@ -218,6 +221,7 @@ fn a_refused_proposal_lets_the_next_one_go() {
 fn a_caught_up_replica_is_proposed_in_and_counted_at_once() {
     let (mut state, _) = LeaderState::new(LeaderStart {
         isr: vec![1, 2],
+        min_insync: 1,
         ..start_of(&three_replicas())
     });
     handle(&mut state, Event::Appended { log_end: 20 });
@@ -253,6 +257,7 @@ fn a_caught_up_replica_is_proposed_in_and_counted_at_once() {
             Event::Metadata {
                 replicas: vec![1, 2, 3],
                 isr: vec![1, 2],
+                min_insync: 1,
                 partition_epoch: 8,
                 now_ms: 5,
             }
@@ -266,6 +271,7 @@ fn a_replica_rejoins_only_from_the_start_of_the_leader_epoch() {
     // The high watermark (8) is below the epoch's start (10): reaching 8 is not enough.
     let (mut state, _) = LeaderState::new(LeaderStart {
         isr: vec![1],
+        min_insync: 1,
         replicas: vec![1, 2],
         high_watermark: 8,
         ..start_of(&three_replicas())
@@ -291,6 +297,7 @@ fn stale_metadata_is_ignored_and_new_replicas_are_tracked() {
             Event::Metadata {
                 replicas: vec![1, 2],
                 isr: vec![1],
+                min_insync: 1,
                 partition_epoch: 6,
                 now_ms: 1,
             }
@@ -307,6 +314,7 @@ fn stale_metadata_is_ignored_and_new_replicas_are_tracked() {
         Event::Metadata {
             replicas: vec![1, 2, 4],
             isr: vec![1, 2],
+            min_insync: 1,
             partition_epoch: 8,
             now_ms: 1,
         },
@@ -337,10 +345,52 @@ fn start_of(state: &LeaderState) -> LeaderStart {
         partition_epoch: state.partition_epoch,
         replicas: state.replicas.clone(),
         isr: state.isr.clone(),
+        min_insync: state.min_insync,
         log_end: state.log_end,
         durable_end: state.durable_end,
         high_watermark: state.high_watermark,
         replica_lag_ms: state.replica_lag_ms,
         now_ms: 0,
     }
+}
+
+/// Below `min.insync.replicas` in-sync members the high watermark stands still, even
+/// for a leader that holds everything alone (KIP-966): the replicas that left may be
+/// elected, and they lack what came after. Back at the minimum, it moves again.
+#[test]
+fn the_high_watermark_waits_for_min_insync_members() {
+    let mut state = three_replicas();
+    let metadata = |isr: &[i32], min_insync: usize, partition_epoch: i32| Event::Metadata {
+        replicas: vec![1, 2, 3],
+        isr: isr.to_vec(),
+        min_insync,
+        partition_epoch,
+        now_ms: 1,
+    };
+    handle(&mut state, fetched(2, 10, 10, 1));
+    handle(&mut state, fetched(3, 10, 10, 1));
+    assert_eq!(state.high_watermark(), 10);
+    assert_eq!(handle(&mut state, metadata(&[1], 2, 8)), vec![]);
+    handle(&mut state, Event::Appended { log_end: 20 });
+    assert_eq!(
+        handle(&mut state, Event::Durable { durable_end: 20 }),
+        vec![],
+        "one in-sync replica of the two needed: the high watermark stays"
+    );
+    assert_eq!(state.high_watermark(), 10);
+    assert_eq!(
+        handle(&mut state, metadata(&[1], 1, 8)),
+        vec![Effect::HighWatermark(20)],
+        "a topic whose minimum drops to one lets it move"
+    );
+    handle(&mut state, metadata(&[1], 2, 8));
+    handle(&mut state, Event::Appended { log_end: 30 });
+    handle(&mut state, Event::Durable { durable_end: 30 });
+    handle(&mut state, fetched(2, 30, 30, 2));
+    assert_eq!(state.high_watermark(), 20);
+    assert_eq!(
+        handle(&mut state, metadata(&[1, 2], 2, 9)),
+        vec![Effect::HighWatermark(30)],
+        "back at two in-sync replicas, it moves to what both hold"
+    );
 }

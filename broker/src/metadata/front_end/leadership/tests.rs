@@ -38,6 +38,26 @@ fn changed(partition: i32, leader: i32, leader_epoch: i32, isr: &[i32]) -> Metad
         leader,
         leader_epoch,
         isr: isr.to_vec(),
+        elr: Vec::new(),
+        partition_epoch: None,
+    }
+}
+
+/// A change that also sets the eligible leader replicas.
+fn changed_elr(
+    partition: i32,
+    leader: i32,
+    leader_epoch: i32,
+    isr: &[i32],
+    elr: &[i32],
+) -> MetadataRecord {
+    MetadataRecord::PartitionChanged {
+        topic_id: id(100),
+        partition,
+        leader,
+        leader_epoch,
+        isr: isr.to_vec(),
+        elr: elr.to_vec(),
         partition_epoch: None,
     }
 }
@@ -89,6 +109,13 @@ fn unclean_elections_are_counted() {
     assert_eq!(super::unclean_elections(&before, &[unclean]), 1);
     assert_eq!(super::unclean_elections(&before, &[clean]), 0);
     assert_eq!(super::unclean_elections(&before, &[preferred_back]), 0);
+    let eligible = image(
+        &[],
+        vec![vec![1, 2, 3]],
+        vec![changed_elr(0, 1, 2, &[1], &[2])],
+    );
+    let from_elr = changed_elr(0, 2, 3, &[2], &[1]);
+    assert_eq!(super::unclean_elections(&eligible, &[from_elr]), 0);
 }
 
 fn fence(node_id: i32, broker_epoch: u64) -> MetadataRequest {
@@ -128,7 +155,49 @@ fn register(node_id: i32, incarnation: u128) -> MetadataRequest {
         port: 9000 + node_id as u16,
         internal_address: String::new(),
         rack: Some("r1".into()),
+        held_replicas: None,
     })
+}
+
+/// A new process of `node_id` that found the directories of the partitions `held` of
+/// topic `orders` only.
+fn register_holding(node_id: i32, incarnation: u128, held: &[i32]) -> MetadataRequest {
+    let MetadataRequest::RegisterIncarnation(mut registration) = register(node_id, incarnation)
+    else {
+        unreachable!("register gives a registration");
+    };
+    registration.held_replicas = Some(
+        held.iter()
+            .map(|&partition| (uuid::Uuid::from_u128(100), partition))
+            .collect(),
+    );
+    MetadataRequest::RegisterIncarnation(registration)
+}
+
+/// A leader's in-sync set change for partition 0 of `orders`.
+fn alter(leader: i32, leader_epoch: i32, partition_epoch: i32, isr: &[i32]) -> MetadataRequest {
+    MetadataRequest::AlterPartition(super::super::IsrChange {
+        topic_id: uuid::Uuid::from_u128(100),
+        partition: 0,
+        leader,
+        leader_epoch,
+        partition_epoch,
+        isr: isr.to_vec(),
+    })
+}
+
+/// Broker `node_id`'s registration by incarnation `incarnation`, at epoch 2.
+fn registered_again(node_id: i32, incarnation: u128) -> MetadataRecord {
+    MetadataRecord::BrokerRegistered {
+        node_id,
+        host: "127.0.0.1".into(),
+        port: 9000 + node_id as u16,
+        internal_address: String::new(),
+        incarnation_id: id(incarnation),
+        rack: Some("r1".into()),
+        broker_epoch: 2,
+        fenced: true,
+    }
 }
 
 struct Never;
@@ -290,6 +359,131 @@ fn leadership_table() {
             ),
             unfence(1, false),
             vec![unfenced(1), changed(0, 1, 4, &[1]), changed(1, 1, 2, &[1])],
+        ),
+        (
+            "a follower that leaves a set falling below min.insync.replicas (2) becomes an \
+             eligible leader replica",
+            image(&[], vec![vec![1, 2, 3]], vec![changed(0, 1, 2, &[1, 3])]),
+            fence(3, 1),
+            vec![fenced(3), changed_elr(0, 1, 2, &[1], &[3])],
+        ),
+        (
+            "a follower that leaves a set still at min.insync.replicas does not",
+            image(&[], vec![vec![1, 2, 3]], vec![]),
+            fence(3, 1),
+            vec![fenced(3), changed(0, 1, 0, &[1, 2])],
+        ),
+        (
+            "the last in-sync replica fenced: an eligible leader replica leads alone, and \
+             the old leader becomes eligible in its place",
+            image(
+                &[],
+                vec![vec![1, 2, 3]],
+                vec![changed_elr(0, 1, 2, &[1], &[3])],
+            ),
+            fence(1, 1),
+            vec![fenced(1), changed_elr(0, 3, 3, &[3], &[1])],
+        ),
+        (
+            "an eligible leader replica returning leads a leaderless partition",
+            image(
+                &[1, 3],
+                vec![vec![1, 2, 3]],
+                vec![changed_elr(0, NO_LEADER, 3, &[1], &[3])],
+            ),
+            unfence(3, false),
+            vec![unfenced(3), changed_elr(0, 3, 4, &[3], &[1])],
+        ),
+        (
+            "a replica that was never eligible waits, unclean election off",
+            image(
+                &[1, 2, 3],
+                vec![vec![1, 2, 3]],
+                vec![changed_elr(0, NO_LEADER, 3, &[1], &[3])],
+            ),
+            unfence(2, false),
+            vec![unfenced(2)],
+        ),
+        (
+            "the in-sync set back at min.insync.replicas empties the eligible leaders",
+            image(
+                &[],
+                vec![vec![1, 2, 3]],
+                vec![changed_elr(0, 1, 2, &[1], &[3])],
+            ),
+            alter(1, 2, 1, &[1, 2]),
+            vec![changed(0, 1, 2, &[1, 2])],
+        ),
+        (
+            "an eligible leader replica back in sync leaves the eligible leaders",
+            image(
+                &[],
+                vec![vec![1, 2, 3]],
+                vec![
+                    MetadataRecord::TopicConfigChanged {
+                        topic_id: id(100),
+                        config: BTreeMap::from([(
+                            "min.insync.replicas".to_owned(),
+                            "3".to_owned(),
+                        )]),
+                    },
+                    changed_elr(0, 1, 2, &[1], &[2, 3]),
+                ],
+            ),
+            alter(1, 2, 1, &[1, 3]),
+            vec![changed_elr(0, 1, 2, &[1, 3], &[2])],
+        ),
+        (
+            "a new process without the directory of a partition whose last in-sync \
+             replica it is: it leaves the set, and the eligible leader leads",
+            image(
+                &[1],
+                vec![vec![1, 2, 3]],
+                vec![changed_elr(0, NO_LEADER, 3, &[1], &[3])],
+            ),
+            register_holding(1, 11, &[]),
+            vec![registered_again(1, 11), changed(0, 3, 4, &[3])],
+        ),
+        (
+            "... and with no eligible leader alive, the partition stays leaderless with an \
+             empty in-sync set: a replica without the data never leads",
+            image(
+                &[1, 3],
+                vec![vec![1, 2, 3]],
+                vec![changed_elr(0, NO_LEADER, 3, &[1], &[3])],
+            ),
+            register_holding(1, 11, &[]),
+            vec![
+                registered_again(1, 11),
+                changed_elr(0, NO_LEADER, 3, &[], &[3]),
+            ],
+        ),
+        (
+            "a new process without the directory of a partition it is an eligible leader \
+             of: no longer eligible",
+            image(
+                &[3],
+                vec![vec![1, 2, 3]],
+                vec![changed_elr(0, 1, 2, &[1], &[3])],
+            ),
+            register_holding(3, 33, &[]),
+            vec![registered_again(3, 33), changed(0, 1, 2, &[1])],
+        ),
+        (
+            "a new process that found the partition's directory: only the usual move",
+            image(
+                &[1],
+                vec![vec![1, 2, 3]],
+                vec![changed_elr(0, NO_LEADER, 3, &[1], &[3])],
+            ),
+            register_holding(1, 11, &[0]),
+            vec![registered_again(1, 11)],
+        ),
+        (
+            "a partition of one replica has no other copy: its replica is not taken out",
+            image(&[1], vec![vec![1]], vec![changed(0, NO_LEADER, 1, &[1])]),
+            register_holding(1, 11, &[]),
+            vec![registered_again(1, 11)],
         ),
         (
             "unfencing an unfenced broker changes nothing",
