@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::blocking_client::values;
 use common::http_client::get;
 use common::native_client::{NativeClient, values_batch};
+use common::netns::Network;
 use common::process_cluster::{ProcessCluster, wait_for};
 use fjord_client::{Acks, Client, ClientConfig, Producer, ProducerConfig, ProducerRecord};
 use fjord_protocol::ErrorCode;
@@ -507,4 +508,149 @@ async fn a_replica_that_lost_its_disk_does_not_lead_before_it_has_caught_up() {
             == log_bytes(&cluster.node(follower).data_dir.clone()),
         "the recreated replica's log differs from the leader's"
     );
+}
+
+/// The leader cut off from the other two brokers by the network (its packets to and
+/// from them dropped in its network namespace), while clients still reach it. It stops
+/// acknowledging acks=all writes at once (its followers no longer fetch), though it
+/// still stores acks=leader ones; the other two fence it and elect a new leader, which
+/// acknowledges acks=all writes. When the network heals the old leader learns it was
+/// replaced, truncates the tail only it had, follows, and rejoins the in-sync set:
+/// every acks=all acknowledgement holds and the three logs are byte-identical.
+/// Needs root for the namespaces; prints "skipped" without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_by_the_network_loses_no_acknowledged_record() {
+    let network = match Network::create(3) {
+        Ok(network) => network,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let mut cluster = ProcessCluster::in_network(network);
+    cluster.start_all().await;
+    cluster.settled(3).await;
+    cluster.create_replicated(1, TOPIC, 1, 3).await;
+    cluster.same_metadata().await;
+    let leader = wait_for("the partition is led with a full in-sync set", || async {
+        let (leader, isr) = partition_state(&cluster, 1).await;
+        (leader > 0 && isr == vec![1, 2, 3]).then_some(leader as i32)
+    })
+    .await;
+    let others: Vec<i32> = (1..=3).filter(|id| *id != leader).collect();
+    let mut acknowledged = Vec::new();
+    let mut old_leader = NativeClient::connect(cluster.client(leader)).await;
+    let before = old_leader
+        .produce_with(Acks::All, TOPIC, 0, values_batch("before", 5))
+        .await;
+    assert_eq!(before.error_code, ErrorCode::None);
+    acknowledged.extend((0..5).map(|i| (before.base_offset + i, format!("before-{i}"))));
+
+    println!("cutting broker {leader}, the leader, off from brokers {others:?}");
+    let cut_at = Instant::now();
+    let network = cluster.network.as_ref().unwrap();
+    network.cut(leader as usize, &[others[0] as usize, others[1] as usize]);
+    // The isolated leader stores acks=leader writes that no one else will have...
+    let stranded = old_leader
+        .produce_with(Acks::Leader, TOPIC, 0, values_batch("stranded", 3))
+        .await;
+    assert_eq!(stranded.error_code, ErrorCode::None);
+    // ...and acknowledges no acks=all write: it times out (or the leadership moves).
+    let unacknowledged = old_leader
+        .produce_with(Acks::All, TOPIC, 0, values_batch("unacknowledged", 2))
+        .await;
+    println!(
+        "acks=all to the isolated leader: {:?} after {:?}",
+        unacknowledged.error_code,
+        cut_at.elapsed()
+    );
+    assert_ne!(unacknowledged.error_code, ErrorCode::None);
+
+    let new_leader = wait_for("the others elect a new leader", || async {
+        let (now, _) = partition_state(&cluster, others[0]).await;
+        (now > 0 && now != i64::from(leader)).then_some(now as i32)
+    })
+    .await;
+    println!(
+        "broker {new_leader} leads {:?} after the cut",
+        cut_at.elapsed()
+    );
+    let mut client = NativeClient::connect(cluster.client(new_leader)).await;
+    let during_at = Instant::now();
+    let during = loop {
+        let produced = client
+            .produce_with(Acks::All, TOPIC, 0, values_batch("during", 5))
+            .await;
+        if produced.error_code == ErrorCode::None {
+            break produced.base_offset;
+        }
+        assert!(
+            during_at.elapsed() < common::process_cluster::PATIENCE,
+            "acks=all writes to broker {new_leader} never succeed: {:?}",
+            produced.error_code
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    acknowledged.extend((0..5).map(|i| (during + i, format!("during-{i}"))));
+    let old_view = partition_state(&cluster, leader).await;
+    println!("the isolated broker still believes: leader and in-sync set {old_view:?}");
+
+    println!("healing the network");
+    network.heal(leader as usize);
+    let healed_at = Instant::now();
+    wait_for("the old leader is back in the in-sync set", || async {
+        let (_, isr) = partition_state(&cluster, new_leader).await;
+        (isr == vec![1, 2, 3]).then_some(())
+    })
+    .await;
+    println!("in sync again {:?} after the heal", healed_at.elapsed());
+    let leader_now = wait_for("the partition has a leader", || async {
+        let (now, isr) = partition_state(&cluster, others[0]).await;
+        (now > 0 && isr == vec![1, 2, 3]).then_some(now as i32)
+    })
+    .await;
+    let mut client = NativeClient::connect(cluster.client(leader_now)).await;
+    let after = client
+        .produce_with(Acks::All, TOPIC, 0, values_batch("after", 2))
+        .await;
+    assert_eq!(after.error_code, ErrorCode::None);
+    acknowledged.extend((0..2).map(|i| (after.base_offset + i, format!("after-{i}"))));
+    let end = after.base_offset + 2;
+
+    let stored: BTreeMap<i64, String> = values(client.fetch(TOPIC, 0, 0).await.records)
+        .into_iter()
+        .collect();
+    for (offset, value) in &acknowledged {
+        assert_eq!(
+            stored.get(offset),
+            Some(value),
+            "acknowledged record at {offset}"
+        );
+    }
+    let stranded_left = stored
+        .values()
+        .filter(|v| v.starts_with("stranded"))
+        .count();
+    println!("{stranded_left} of 3 acks=leader records written to the isolated leader survive");
+    wait_for("every replica has the leader's log end", || async {
+        let mut ends = Vec::new();
+        for node_id in 1..=3 {
+            let described = get(cluster.http(node_id), &format!("/v1/topics/{TOPIC}"))
+                .await
+                .json();
+            ends.push(described["partitions"][0]["log_end_offset"].as_i64());
+        }
+        ends.iter().all(|e| *e == Some(end)).then_some(())
+    })
+    .await;
+    for node_id in 1..=3 {
+        cluster.terminate(node_id).await;
+    }
+    let leader_log = log_bytes(&cluster.node(leader_now).data_dir.clone());
+    for node_id in 1..=3 {
+        assert!(
+            log_bytes(&cluster.node(node_id).data_dir.clone()) == leader_log,
+            "broker {node_id}'s log differs from the leader's"
+        );
+    }
 }

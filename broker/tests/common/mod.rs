@@ -6,6 +6,7 @@ pub mod blocking_client;
 pub mod http_client;
 pub mod in_process_cluster;
 pub mod native_client;
+pub mod netns;
 pub mod pre_raft;
 pub mod process;
 pub mod process_cluster;

@@ -52,13 +52,19 @@ pub struct BrokerProcess {
 /// The broker binary with nothing inherited that could change its settings.
 pub fn broker_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fjord-broker"));
+    clean_environment(&mut command);
+    command
+}
+
+/// Removes every `FJORD_*` variable from what `command` inherits, logs at info level,
+/// and gives it no stdin.
+pub fn clean_environment(command: &mut Command) {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("FJORD_") {
             command.env_remove(name);
         }
     }
     command.env("RUST_LOG", "info").stdin(Stdio::null());
-    command
 }
 
 impl BrokerProcess {

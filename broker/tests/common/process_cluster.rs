@@ -1,4 +1,5 @@
-//! Three real `fjord-broker` processes, voters of one metadata quorum on 127.0.0.1:
+//! Three real `fjord-broker` processes, voters of one metadata quorum on 127.0.0.1 (or
+//! each in a network namespace of its own, see [`ProcessCluster::in_network`]):
 //! started, killed (SIGKILL), frozen (SIGSTOP), stopped (SIGTERM) and started again.
 //! Every process is killed and reaped when a test fails (`BrokerProcess` does it on
 //! drop).
@@ -13,7 +14,8 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::http_client::{get, send_json};
-use super::process::{Bound, BrokerProcess, port_below_the_ephemeral_range};
+use super::netns::Network;
+use super::process::{Bound, BrokerProcess, clean_environment, port_below_the_ephemeral_range};
 
 /// Generous: elections take seconds, a change without a quorum takes the propose
 /// timeout (4 s here), and the machine may be loaded.
@@ -54,6 +56,9 @@ pub struct ProcessCluster {
     /// Flags every node's process gets besides the cluster's own.
     pub extra_arguments: Vec<String>,
     pub nodes: Vec<Node>,
+    /// The network namespaces the nodes run in, if any; dropped after the nodes
+    /// (fields drop in order), so that no process outlives its namespace.
+    pub network: Option<Network>,
 }
 
 impl ProcessCluster {
@@ -84,7 +89,25 @@ impl ProcessCluster {
             voters,
             extra_arguments: Vec::new(),
             nodes,
+            network: None,
         }
+    }
+
+    /// Three nodes, none started yet, each in its namespace of `network` (its
+    /// listeners on its own address there, the internal one at port 9094).
+    pub fn in_network(network: Network) -> Self {
+        let mut cluster = Self::new();
+        for (index, node) in cluster.nodes.iter_mut().enumerate() {
+            node.internal = SocketAddr::from((network.address(index + 1), 9094));
+        }
+        cluster.voters = cluster
+            .nodes
+            .iter()
+            .map(|node| format!("{}@{}", node.node_id, node.internal))
+            .collect::<Vec<_>>()
+            .join(",");
+        cluster.network = Some(network);
+        cluster
     }
 
     pub fn node(&mut self, node_id: i32) -> &mut Node {
@@ -114,14 +137,30 @@ impl ProcessCluster {
             "4000",
         ];
         let extra = self.extra_arguments.clone();
-        let node = self.node(node_id);
+        let index = (node_id - 1) as usize;
         let arguments: Vec<&str> = arguments
             .into_iter()
             .chain(extra.iter().map(String::as_str))
             .collect();
         let started = Instant::now();
         loop {
-            let mut process = BrokerProcess::spawn(&node.work_dir, &node.data_dir, &arguments);
+            let node = &self.nodes[index];
+            let mut process = match &self.network {
+                None => BrokerProcess::spawn(&node.work_dir, &node.data_dir, &arguments),
+                Some(network) => {
+                    let mut command =
+                        network.command(index + 1, env!("CARGO_BIN_EXE_fjord-broker"));
+                    clean_environment(&mut command);
+                    let any_port = format!("{}:0", network.address(index + 1));
+                    command
+                        .args(["--listen", &any_port, "--http-listen", &any_port])
+                        .arg("--data-dir")
+                        .arg(&node.data_dir)
+                        .args(&arguments);
+                    BrokerProcess::spawn_command(&node.work_dir, command)
+                }
+            };
+            let node = &mut self.nodes[index];
             match process.try_addresses().await {
                 Ok(bound) => {
                     node.process = Some(process);
