@@ -1,7 +1,8 @@
 //! Consumer groups against a real in-process broker: partitions shared by members,
 //! incremental rebalancing when a member joins, reassignment after a crash, no record
 //! processed by two live members at once, committed offsets across a broker restart,
-//! a commit after the coordinator forgot the member, and the `fjord` tool's group
+//! a commit after the coordinator forgot the member, a manual-commit member committing
+//! what it processed when a partition is revoked, and the `fjord` tool's group
 //! commands (reset-offsets, a group consumer stopped with SIGTERM).
 //!
 //! Members heartbeat every 100 ms. The session timeout is 30 s, so that a live member
@@ -823,5 +824,90 @@ async fn a_commit_after_the_membership_was_lost_is_commit_failed() {
     }
     consumer.commit().await.unwrap();
     consumer.close().await.unwrap();
+    broker.shutdown().await.unwrap();
+}
+
+/// A member that commits by hand (auto-commit off) and marks each record processed:
+/// when a new member takes one of its partitions, the offset after the last record it
+/// marked is committed before the partition is released, so the new owner starts
+/// there. It read further than it marked (the rest was fetched but not processed): the
+/// new owner reads those again, and nothing processed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_commit_member_commits_what_it_processed_when_a_partition_is_revoked() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start_broker(directory.path()).await;
+    let client = connect(&broker).await;
+    create_topic(&client, 2).await;
+    let producer = Producer::new(&client, ProducerConfig::default()).unwrap();
+    for sequence in 0..10 {
+        for partition in 0..2 {
+            let record = ProducerRecord::new(TOPIC, sequence.to_string()).with_partition(partition);
+            producer.send(record).await.unwrap().await.unwrap();
+        }
+    }
+    producer.close().await.unwrap();
+    const PROCESSED: i64 = 4;
+    let manual = || {
+        let mut config = GroupConsumerConfig::new("billing");
+        config.consumer.auto_offset_reset = OffsetReset::Earliest;
+        config.auto_commit_interval_ms = None;
+        config
+    };
+
+    let mut first = GroupConsumer::new(&client, manual()).unwrap();
+    first.subscribe([TOPIC]).unwrap();
+    let mut read: BTreeMap<i32, i64> = BTreeMap::new();
+    let deadline = Instant::now() + PATIENCE;
+    while read.len() < 2 || read.values().any(|last| *last < 9) {
+        assert!(
+            Instant::now() < deadline,
+            "the first member never read everything: {read:?}"
+        );
+        for record in first.poll(Duration::from_millis(100)).await.unwrap() {
+            read.insert(record.partition, record.offset);
+            if record.offset < PROCESSED {
+                first.mark_processed(&record);
+            }
+        }
+    }
+    assert_eq!(first.assignment().len(), 2);
+
+    let mut second = GroupConsumer::new(&client, manual()).unwrap();
+    second.subscribe([TOPIC]).unwrap();
+    let mut second_read: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    let deadline = Instant::now() + PATIENCE;
+    while second_read.is_empty() {
+        assert!(Instant::now() < deadline, "the second member never read");
+        first.poll(Duration::from_millis(50)).await.unwrap();
+        for record in second.poll(Duration::from_millis(50)).await.unwrap() {
+            second_read
+                .entry(record.partition)
+                .or_default()
+                .push(record.offset);
+        }
+    }
+    let taken: Vec<i32> = second.assignment().iter().map(|p| p.partition).collect();
+    let kept: Vec<i32> = first.assignment().iter().map(|p| p.partition).collect();
+    println!("the second member took {taken:?}, the first kept {kept:?}");
+    assert_eq!((taken.len(), kept.len()), (1, 1));
+    let committed = Admin::new(&client).group_offsets("billing").await.unwrap();
+    assert_eq!(
+        committed.get(&TopicPartition::new(TOPIC, taken[0])),
+        Some(&PROCESSED),
+        "the revoked partition's processed offset is committed: {committed:?}"
+    );
+    assert_eq!(
+        second_read[&taken[0]].first(),
+        Some(&PROCESSED),
+        "the new owner starts after the last processed record"
+    );
+    first.close().await.unwrap();
+    let committed = Admin::new(&client).group_offsets("billing").await.unwrap();
+    assert_eq!(
+        committed.get(&TopicPartition::new(TOPIC, kept[0])),
+        Some(&PROCESSED),
+        "closing commits the kept partition's processed offset: {committed:?}"
+    );
+    second.close().await.unwrap();
     broker.shutdown().await.unwrap();
 }

@@ -23,7 +23,8 @@ pub struct GroupConsumerConfig {
     /// Commit the positions of owned partitions this often, during `poll`; `None`
     /// commits only when the application asks. With auto-commit on, the positions of
     /// revoked partitions are also committed before they are given up, and all
-    /// positions when the consumer closes.
+    /// positions when the consumer closes; with it off, the offsets the application
+    /// marked processed ([`GroupConsumer::mark_processed`](super::GroupConsumer::mark_processed)).
     pub auto_commit_interval_ms: Option<u64>,
     /// How long the application may take to give up a revoked partition (between two
     /// polls) before the coordinator removes this member.

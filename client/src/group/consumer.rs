@@ -5,8 +5,10 @@
 //! heartbeat task's updates ([`super::membership`]). Every change is acted on inside
 //! `poll`, before any record of the new assignment is returned:
 //!
-//! 1. revoked partitions: with auto-commit, their positions are committed; the
-//!    listener hears [`RebalanceEvent::Revoked`]; their buffered records are dropped;
+//! 1. revoked partitions: with auto-commit, their positions are committed; without,
+//!    the offsets the application marked processed ([`GroupConsumer::mark_processed`]);
+//!    the listener hears [`RebalanceEvent::Revoked`]; their buffered records are
+//!    dropped;
 //! 2. added partitions: their committed offsets are fetched and sought (partitions
 //!    without one start per `auto_offset_reset`); the listener hears
 //!    [`RebalanceEvent::Assigned`];
@@ -71,6 +73,33 @@ type Listener = Box<dyn FnMut(&RebalanceEvent) + Send>;
 ///
 /// Dropping it without [`GroupConsumer::close`] stops its heartbeats without leaving:
 /// the coordinator reassigns its partitions once its session times out.
+///
+/// **At-least-once with manual commits.** With `auto_commit_interval_ms` set to `None`,
+/// call [`GroupConsumer::mark_processed`] for each record once it is processed, and
+/// [`GroupConsumer::commit_processed`] when it suits you. A partition taken away in a
+/// rebalance has its marked offset committed before it is released (where the Java
+/// client would have the application commit in `onPartitionsRevoked`; the rebalance
+/// listener here is a plain function and cannot wait for a commit), and so does
+/// [`GroupConsumer::close`]: its next owner starts right after the last record marked,
+/// neither skipping a record nor reading a processed one again.
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # use fjord_client::{Client, ClientConfig, GroupConsumer, GroupConsumerConfig};
+/// # async fn example(client: &Client) -> fjord_client::Result<()> {
+/// let mut config = GroupConsumerConfig::new("billing");
+/// config.auto_commit_interval_ms = None;
+/// let mut consumer = GroupConsumer::new(client, config)?;
+/// consumer.subscribe(["orders"])?;
+/// loop {
+///     for record in consumer.poll(Duration::from_millis(500)).await? {
+///         // ... process the record ...
+///         consumer.mark_processed(&record);
+///     }
+///     consumer.commit_processed().await?;
+/// }
+/// # }
+/// ```
 pub struct GroupConsumer {
     config: GroupConsumerConfig,
     consumer: Consumer,
@@ -85,6 +114,9 @@ pub struct GroupConsumer {
     next_auto_commit: Option<Instant>,
     /// What was committed last, so that only changed positions are committed.
     committed: Offsets,
+    /// The offsets after the records the application marked processed, of owned
+    /// partitions.
+    processed: Offsets,
     /// An auto-commit in flight and the offsets it carries.
     in_flight: Option<(JoinHandle<Result<()>>, Offsets)>,
 }
@@ -147,6 +179,7 @@ impl GroupConsumer {
             listener: None,
             next_auto_commit: None,
             committed: Offsets::new(),
+            processed: Offsets::new(),
             in_flight: None,
         })
     }
@@ -273,6 +306,29 @@ impl GroupConsumer {
         }
     }
 
+    /// Marks `record` processed: [`GroupConsumer::commit_processed`], a rebalance that
+    /// takes its partition away and [`GroupConsumer::close`] commit the offset after
+    /// it (when auto-commit is off). A record of a partition this member no longer
+    /// owns is ignored: its next owner reads it again.
+    pub fn mark_processed(&mut self, record: &ConsumerRecord) {
+        let partition = TopicPartition::new(record.topic.clone(), record.partition);
+        if self.owned.contains(&partition) {
+            self.processed.insert(partition, record.offset + 1);
+        }
+    }
+
+    /// Commits the offsets marked with [`GroupConsumer::mark_processed`] that changed
+    /// since they were last committed, and waits for the outcome.
+    pub async fn commit_processed(&mut self) -> Result<()> {
+        let offsets = self.processed_of(&self.owned);
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        commit::commit(&self.membership, offsets.clone()).await?;
+        self.committed.extend(offsets);
+        Ok(())
+    }
+
     /// Commits the given offsets (each the next offset to consume) of owned partitions.
     pub async fn commit_offsets(&mut self, offsets: BTreeMap<TopicPartition, i64>) -> Result<()> {
         commit::commit(&self.membership, offsets.clone()).await?;
@@ -281,14 +337,17 @@ impl GroupConsumer {
     }
 
     /// Leaves the group in an orderly way: waits for a commit in flight, commits the
-    /// positions (with auto-commit on), tells the listener the partitions are revoked,
-    /// and leaves, so the coordinator reassigns them at once.
+    /// positions (with auto-commit on) or the offsets marked processed (with it off),
+    /// tells the listener the partitions are revoked, and leaves, so the coordinator
+    /// reassigns them at once.
     pub async fn close(mut self) -> Result<()> {
         self.finish_in_flight().await;
         let mut result = Ok(());
-        if self.config.auto_commit_interval_ms.is_some() && self.member_id().is_some() {
-            let offsets = self.positions(&self.owned, true);
-            result = commit::commit(&self.membership, offsets).await;
+        if self.member_id().is_some() {
+            let offsets = self.releasing(&self.owned);
+            if !offsets.is_empty() {
+                result = commit::commit(&self.membership, offsets).await;
+            }
         }
         let revoked: Vec<TopicPartition> = std::mem::take(&mut self.owned).into_iter().collect();
         self.consumer.assign(std::iter::empty());
@@ -312,6 +371,27 @@ impl GroupConsumer {
         if let Some(listener) = &mut self.listener {
             listener(event);
         }
+    }
+
+    /// What to commit for `partitions` when this member lets them go: with auto-commit
+    /// on their changed positions, else their changed offsets marked processed.
+    fn releasing(&self, partitions: &BTreeSet<TopicPartition>) -> Offsets {
+        if self.config.auto_commit_interval_ms.is_some() {
+            self.positions(partitions, true)
+        } else {
+            self.processed_of(partitions)
+        }
+    }
+
+    /// The offsets marked processed of `partitions` that differ from the last commit.
+    fn processed_of(&self, partitions: &BTreeSet<TopicPartition>) -> Offsets {
+        self.processed
+            .iter()
+            .filter(|(partition, offset)| {
+                partitions.contains(*partition) && self.committed.get(*partition) != Some(*offset)
+            })
+            .map(|(partition, offset)| (partition.clone(), *offset))
+            .collect()
     }
 
     /// The positions of `partitions`; with `changed_only`, those that differ from
@@ -396,6 +476,7 @@ impl GroupConsumer {
                     std::mem::take(&mut self.owned).into_iter().collect();
                 self.consumer.assign(std::iter::empty());
                 self.committed.clear();
+                self.processed.clear();
                 if !lost.is_empty() {
                     self.notify(&RebalanceEvent::Lost(lost));
                 }
@@ -412,15 +493,16 @@ impl GroupConsumer {
         let added: BTreeSet<TopicPartition> = target.difference(&self.owned).cloned().collect();
         if !revoked.is_empty() {
             self.finish_in_flight().await;
-            if self.config.auto_commit_interval_ms.is_some() {
-                let offsets = self.positions(&revoked, true);
-                if let Err(error) = commit::commit(&self.membership, offsets).await {
-                    tracing::warn!(group = %self.config.group_id, %error, "committing revoked partitions failed");
-                }
+            let offsets = self.releasing(&revoked);
+            if !offsets.is_empty()
+                && let Err(error) = commit::commit(&self.membership, offsets).await
+            {
+                tracing::warn!(group = %self.config.group_id, %error, "committing revoked partitions failed");
             }
             self.notify(&RebalanceEvent::Revoked(revoked.iter().cloned().collect()));
             for partition in &revoked {
                 self.committed.remove(partition);
+                self.processed.remove(partition);
                 self.owned.remove(partition);
             }
         }

@@ -10,7 +10,9 @@ pub enum RebalanceEvent {
     /// committed offsets (or per `auto_offset_reset` where there is none).
     Assigned(Vec<TopicPartition>),
     /// These partitions were taken away, in an orderly way: with auto-commit on, their
-    /// positions were committed first. No record of them is returned any more.
+    /// positions were committed first; with it off, the offsets marked processed
+    /// ([`GroupConsumer::mark_processed`](super::GroupConsumer::mark_processed)). No
+    /// record of them is returned any more.
     Revoked(Vec<TopicPartition>),
     /// The membership was lost (the coordinator removed this member: its session
     /// timed out, or it was fenced): these partitions were dropped without committing,
