@@ -622,6 +622,7 @@ async fn produce(
             name: topic.into(),
             partitions: vec![ProducePartition {
                 partition,
+                current_leader_epoch: -1,
                 records: Bytes::from(records),
             }],
         }],

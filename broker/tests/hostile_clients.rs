@@ -187,6 +187,7 @@ fn produce_request(topic: &str, acks: Acks, records: Bytes) -> ProduceRequest {
             name: topic.into(),
             partitions: vec![ProducePartition {
                 partition: 0,
+                current_leader_epoch: -1,
                 records,
             }],
         }],

@@ -78,6 +78,7 @@ async fn produce(
             name: topic.into(),
             partitions: vec![ProducePartition {
                 partition: 0,
+                current_leader_epoch: -1,
                 records: Bytes::from(records),
             }],
         }],

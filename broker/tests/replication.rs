@@ -193,6 +193,21 @@ async fn a_new_leader_has_every_acknowledged_record() {
     let new_leader = leader_of(&cluster, 0);
     let (_, end, _) = log_of(&cluster, new_leader, 0);
     assert_eq!(end, 120, "the new leader holds every acknowledged record");
+    // A producer that knows an older leader epoch is fenced, one that knows a newer
+    // one than the broker is told to wait (Produce version 1); neither is stored.
+    let epoch = cluster.image(new_leader).topic(TOPIC).unwrap().partitions[0].leader_epoch;
+    assert!(epoch > 0, "the failover bumped the leader epoch");
+    let mut client = NativeClient::connect(cluster.broker(new_leader).client_addr()).await;
+    for (known, expected) in [
+        (epoch - 1, ErrorCode::FencedLeaderEpoch),
+        (epoch + 1, ErrorCode::UnknownLeaderEpoch),
+    ] {
+        let refused = client
+            .produce_at_epoch(Acks::All, TOPIC, 0, known, values_batch("stale", 1))
+            .await;
+        assert_eq!(refused.error_code, expected, "{:?}", refused.error_message);
+    }
+    assert_eq!(log_of(&cluster, new_leader, 0).1, 120, "nothing was stored");
     let offsets = produce_all(&cluster, 0, "after", 10, 4).await;
     assert_eq!(offsets[0], 120);
 

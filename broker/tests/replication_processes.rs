@@ -513,8 +513,9 @@ async fn a_replica_that_lost_its_disk_does_not_lead_before_it_has_caught_up() {
 /// The leader cut off from the other two brokers by the network (its packets to and
 /// from them dropped in its network namespace), while clients still reach it. It stops
 /// acknowledging acks=all writes at once (its followers no longer fetch), though it
-/// still stores acks=leader ones; the other two fence it and elect a new leader, which
-/// acknowledges acks=all writes. When the network heals the old leader learns it was
+/// still stores acks=leader ones from producers that do not know better; the other two
+/// fence it and elect a new leader, which acknowledges acks=all writes, and a producer
+/// that knows the new leader epoch is refused by the old leader. When the network heals the old leader learns it was
 /// replaced, truncates the tail only it had, follows, and rejoins the in-sync set:
 /// every acks=all acknowledgement holds and the three logs are byte-identical.
 /// Needs root for the namespaces; prints "skipped" without.
@@ -575,6 +576,16 @@ async fn a_leader_cut_off_by_the_network_loses_no_acknowledged_record() {
         "broker {new_leader} leads {:?} after the cut",
         cut_at.elapsed()
     );
+    // A producer that learned the new leader epoch is not stored by the isolated
+    // broker, which has not: it answers UNKNOWN_LEADER_EPOCH (Produce version 1).
+    let described = get(cluster.http(others[0]), &format!("/v1/topics/{TOPIC}")).await;
+    let new_epoch = described.json()["partitions"][0]["leader_epoch"]
+        .as_i64()
+        .unwrap() as i32;
+    let fenced = old_leader
+        .produce_at_epoch(Acks::Leader, TOPIC, 0, new_epoch, values_batch("fenced", 1))
+        .await;
+    assert_eq!(fenced.error_code, ErrorCode::UnknownLeaderEpoch);
     let mut client = NativeClient::connect(cluster.client(new_leader)).await;
     let during_at = Instant::now();
     let during = loop {

@@ -146,7 +146,11 @@ fn produce_request(topic: &str, partition: i32, acks: Acks, records: Bytes) -> P
         timeout_ms: 10_000,
         topics: vec![ProduceTopic {
             name: topic.into(),
-            partitions: vec![ProducePartition { partition, records }],
+            partitions: vec![ProducePartition {
+                partition,
+                current_leader_epoch: -1,
+                records,
+            }],
         }],
     }
 }

@@ -354,7 +354,9 @@ impl Connection {
             client_id: self.shared.client_id.clone(),
         };
         let mut out = BytesMut::new();
-        frame::encode_request(&mut out, &header, |out| request.encode(out));
+        frame::encode_request(&mut out, &header, |out| {
+            request.encode_version(version, out)
+        });
         out.freeze()
     }
 

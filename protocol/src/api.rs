@@ -67,7 +67,11 @@ impl ApiKey {
 
     /// The versions of this API that this build encodes and decodes.
     pub fn versions(self) -> VersionRange {
-        VersionRange { min: 0, max: 0 }
+        match self {
+            // Version 1 adds each partition's `current_leader_epoch`.
+            Self::Produce => VersionRange { min: 0, max: 1 },
+            _ => VersionRange { min: 0, max: 0 },
+        }
     }
 
     pub fn supports(self, version: i16) -> bool {

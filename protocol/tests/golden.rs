@@ -130,7 +130,7 @@ ffff                  #   error_message = null
 /// docs/protocol.md, section 5.1 ApiVersions (key 10), example response body.
 const API_VERSIONS_RESPONSE: &str = r#"
 0000000d              # apis count = 13
-0000 0000 0000        # Produce                 0..0
+0000 0000 0001        # Produce                 0..1
 0001 0000 0000        # Fetch                   0..0
 0002 0000 0000        # ListOffsets             0..0
 0003 0000 0000        # Metadata                0..0
@@ -619,7 +619,8 @@ fn api_versions_response() {
     let entry = |api_key| ApiVersion {
         api_key,
         min_version: 0,
-        max_version: 0,
+        // Produce version 1 carries the producer's leader epoch.
+        max_version: i16::from(api_key == 0),
     };
     let response = ApiVersionsResponse {
         apis: [0, 1, 2, 3, 10, 20, 21, 100, 101, 102, 103, 104, 105]
@@ -751,6 +752,7 @@ fn produce_request() {
             name: "orders".to_owned(),
             partitions: vec![ProducePartition {
                 partition: 0,
+                current_leader_epoch: -1,
                 records: build_example_batch(),
             }],
         }],

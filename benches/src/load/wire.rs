@@ -89,6 +89,7 @@ impl Sender {
                 name: topic.to_owned(),
                 partitions: vec![ProducePartition {
                     partition,
+                    current_leader_epoch: -1,
                     records: Bytes::new(),
                 }],
             }],

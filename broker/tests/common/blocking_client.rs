@@ -98,7 +98,11 @@ impl Client {
             timeout_ms: 30_000,
             topics: vec![ProduceTopic {
                 name: topic.into(),
-                partitions: vec![ProducePartition { partition, records }],
+                partitions: vec![ProducePartition {
+                    partition,
+                    current_leader_epoch: -1,
+                    records,
+                }],
             }],
         };
         let response: ProduceResponse = self.call(ApiKey::Produce, &request);

@@ -37,11 +37,21 @@ impl NativeClient {
     }
 
     pub async fn send_raw(&mut self, api_key: i16, write_body: impl FnOnce(&mut BytesMut)) -> i32 {
+        self.send_raw_version(api_key, 0, write_body).await
+    }
+
+    /// [`Self::send_raw`] with the header's `api_version`.
+    pub async fn send_raw_version(
+        &mut self,
+        api_key: i16,
+        api_version: i16,
+        write_body: impl FnOnce(&mut BytesMut),
+    ) -> i32 {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id += 1;
         let header = RequestHeader {
             api_key,
-            api_version: 0,
+            api_version,
             correlation_id,
             client_id: Some("http-test".into()),
         };
@@ -93,10 +103,48 @@ impl NativeClient {
             timeout_ms: 10_000,
             topics: vec![ProduceTopic {
                 name: topic.into(),
-                partitions: vec![ProducePartition { partition, records }],
+                partitions: vec![ProducePartition {
+                    partition,
+                    current_leader_epoch: -1,
+                    records,
+                }],
             }],
         };
         let response: ProduceResponse = self.call(ApiKey::Produce, &request).await;
+        response.topics[0].partitions[0].clone()
+    }
+
+    /// Produces with Produce version 1, which carries the leader epoch the client
+    /// knows; the partition's whole answer.
+    pub async fn produce_at_epoch(
+        &mut self,
+        acks: Acks,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+        records: Bytes,
+    ) -> ProducePartitionResponse {
+        let request = ProduceRequest {
+            acks: acks.code(),
+            timeout_ms: 10_000,
+            topics: vec![ProduceTopic {
+                name: topic.into(),
+                partitions: vec![ProducePartition {
+                    partition,
+                    current_leader_epoch,
+                    records,
+                }],
+            }],
+        };
+        let correlation_id = self
+            .send_raw_version(ApiKey::Produce.code(), 1, |out| {
+                request.encode_version(1, out)
+            })
+            .await;
+        let (header, body) = self.receive().await;
+        assert_eq!(header.correlation_id, correlation_id);
+        assert_eq!(header.error_code, ErrorCode::None);
+        let response = ProduceResponse::decode_body(body).unwrap();
         response.topics[0].partitions[0].clone()
     }
 

@@ -58,6 +58,9 @@ pub(crate) struct ProducerBatch {
     /// Not to be sent again before this instant.
     pub retry_at: Option<Instant>,
     pub last_error: Option<Error>,
+    /// The leader epoch of the partition's leader it is sent to, from the metadata
+    /// (-1 until it is sent): a broker with another epoch refuses it.
+    pub leader_epoch: i32,
 }
 
 #[derive(Debug)]
@@ -79,6 +82,7 @@ impl ProducerBatch {
             attempts: 0,
             retry_at: None,
             last_error: None,
+            leader_epoch: -1,
         }
     }
 

@@ -67,9 +67,12 @@ async fn dispatch(shared: &Arc<Shared>, ready: Vec<ProducerBatch>) {
     }
     let snapshot = shared.client.snapshot();
     let mut by_leader: BTreeMap<String, Vec<ProducerBatch>> = BTreeMap::new();
-    for batch in ready {
+    for mut batch in ready {
         match snapshot.leader(&batch.topic_partition) {
-            Ok(leader) => by_leader.entry(leader.address).or_default().push(batch),
+            Ok(leader) => {
+                batch.leader_epoch = leader.leader_epoch;
+                by_leader.entry(leader.address).or_default().push(batch);
+            }
             Err(failure) => {
                 // The leader may be unknown only for now (an election, a restart, a
                 // topic the broker is still loading): retry until the deadline.
@@ -115,6 +118,7 @@ fn build_request(shared: &Shared, batches: &[ProducerBatch]) -> ProduceRequest {
             .or_default()
             .push(ProducePartition {
                 partition: batch.topic_partition.partition,
+                current_leader_epoch: batch.leader_epoch,
                 records: batch.records().clone(),
             });
     }

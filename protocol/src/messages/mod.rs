@@ -68,6 +68,25 @@ pub trait Message: Sized {
     fn encode(&self, out: &mut BytesMut);
     fn decode(reader: &mut Reader) -> Result<Self, DecodeError>;
 
+    /// Encodes the body as `version` of its API has it. A message whose API has one
+    /// version encodes it whatever is asked.
+    fn encode_version(&self, _version: i16, out: &mut BytesMut) {
+        self.encode(out);
+    }
+
+    /// Decodes a body of `version` of its API (see [`Message::encode_version`]).
+    fn decode_version(reader: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
+        Self::decode(reader)
+    }
+
+    /// Decodes a whole body of `version`; bytes left over are an error.
+    fn decode_body_version(body: Bytes, version: i16) -> Result<Self, DecodeError> {
+        let mut reader = Reader::new(body);
+        let message = Self::decode_version(&mut reader, version)?;
+        reader.finish()?;
+        Ok(message)
+    }
+
     /// Decodes a whole body; bytes left over are an error.
     fn decode_body(body: Bytes) -> Result<Self, DecodeError> {
         let mut reader = Reader::new(body);
@@ -138,7 +157,9 @@ impl Request {
         }
         let malformed = |source| RequestError::Malformed { api, source };
         Ok(match api {
-            ApiKey::Produce => Self::Produce(ProduceRequest::decode_body(body).map_err(malformed)?),
+            ApiKey::Produce => Self::Produce(
+                ProduceRequest::decode_body_version(body, header.api_version).map_err(malformed)?,
+            ),
             ApiKey::Fetch => Self::Fetch(FetchRequest::decode_body(body).map_err(malformed)?),
             ApiKey::ListOffsets => {
                 Self::ListOffsets(ListOffsetsRequest::decode_body(body).map_err(malformed)?)
@@ -193,8 +214,13 @@ impl Request {
     }
 
     pub fn encode(&self, out: &mut BytesMut) {
+        self.encode_version(0, out);
+    }
+
+    /// Encodes the body as `version` of its API has it.
+    pub fn encode_version(&self, version: i16, out: &mut BytesMut) {
         match self {
-            Self::Produce(request) => request.encode(out),
+            Self::Produce(request) => request.encode_version(version, out),
             Self::Fetch(request) => request.encode(out),
             Self::ListOffsets(request) => request.encode(out),
             Self::Metadata(request) => request.encode(out),

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! request  := acks:int16  timeout_ms:int32
-//!             topics:array[name:string  partitions:array[partition:int32  records:bytes]]
+//!             topics:array[name:string  partitions:array[partition:int32
+//!                                                    current_leader_epoch:int32  (v1+)
+//!                                                    records:bytes]]
 //! response := topics:array[name:string
 //!                          partitions:array[partition:int32  error_code:int16
 //!                                           base_offset:int64  log_append_time_ms:int64
@@ -54,6 +56,9 @@ impl Acks {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducePartition {
     pub partition: i32,
+    /// The leader epoch the producer knows (from Metadata); -1 (any negative value)
+    /// skips the check. Sent from version 1 on; version 0 reads as -1.
+    pub current_leader_epoch: i32,
     pub records: Bytes,
 }
 
@@ -71,20 +76,34 @@ pub struct ProduceRequest {
     pub topics: Vec<ProduceTopic>,
 }
 
+/// The version [`Message::encode`] and [`Message::decode`] speak: the first.
+const PLAIN_VERSION: i16 = 0;
+
 impl Message for ProduceRequest {
     fn encode(&self, out: &mut BytesMut) {
+        self.encode_version(PLAIN_VERSION, out);
+    }
+
+    fn decode(reader: &mut Reader) -> Result<Self, DecodeError> {
+        Self::decode_version(reader, PLAIN_VERSION)
+    }
+
+    fn encode_version(&self, version: i16, out: &mut BytesMut) {
         out.put_i16(self.acks);
         out.put_i32(self.timeout_ms);
         put_array(out, &self.topics, |out, topic| {
             put_string(out, &topic.name);
             put_array(out, &topic.partitions, |out, partition| {
                 out.put_i32(partition.partition);
+                if version >= 1 {
+                    out.put_i32(partition.current_leader_epoch);
+                }
                 put_nullable_bytes(out, Some(&partition.records));
             });
         });
     }
 
-    fn decode(reader: &mut Reader) -> Result<Self, DecodeError> {
+    fn decode_version(reader: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let acks = reader.i16("acks")?;
         let timeout_ms = reader.u31("timeout_ms")?;
         let topics = reader.array("topics", TOPICS_MAX, 6, |reader| {
@@ -93,6 +112,11 @@ impl Message for ProduceRequest {
                 partitions: reader.array("partitions", PARTITIONS_MAX, 8, |reader| {
                     Ok(ProducePartition {
                         partition: reader.i32("partition")?,
+                        current_leader_epoch: if version >= 1 {
+                            reader.i32("current_leader_epoch")?
+                        } else {
+                            -1
+                        },
                         records: reader.nullable_bytes("records", FRAME_BYTES_MAX)?.ok_or(
                             DecodeError::InvalidValue {
                                 field: "records",

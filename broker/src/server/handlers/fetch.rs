@@ -196,11 +196,11 @@ async fn read_partitions(
             match leader_log {
                 Err(code) => response.error_code = code,
                 Ok((_, partition, log)) => {
-                    let epoch = fetch.current_leader_epoch;
-                    if epoch >= 0 && epoch < partition.leader_epoch {
-                        response.error_code = ErrorCode::FencedLeaderEpoch;
-                    } else if epoch > partition.leader_epoch {
-                        response.error_code = ErrorCode::UnknownLeaderEpoch;
+                    if let Some(code) = super::leader_epoch_error(
+                        fetch.current_leader_epoch,
+                        partition.leader_epoch,
+                    ) {
+                        response.error_code = code;
                     } else {
                         changes.push(log.watch_high_watermark());
                         let limit = log.high_watermark();

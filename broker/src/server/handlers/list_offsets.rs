@@ -41,14 +41,11 @@ pub fn handle(
                                 return response;
                             }
                         };
-                    // As in Fetch: -1 (any negative) skips the check.
-                    let epoch = entry.current_leader_epoch;
-                    if epoch >= 0 && epoch < partition.leader_epoch {
-                        response.error_code = ErrorCode::FencedLeaderEpoch;
-                        return response;
-                    }
-                    if epoch > partition.leader_epoch {
-                        response.error_code = ErrorCode::UnknownLeaderEpoch;
+                    if let Some(code) = super::leader_epoch_error(
+                        entry.current_leader_epoch,
+                        partition.leader_epoch,
+                    ) {
+                        response.error_code = code;
                         return response;
                     }
                     response.leader_epoch = partition.leader_epoch;

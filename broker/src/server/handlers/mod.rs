@@ -10,12 +10,28 @@ mod produce_rules;
 
 use std::net::SocketAddr;
 
+use fjord_protocol::ErrorCode;
 use fjord_protocol::messages::Request;
 use tokio::sync::watch;
 
 use super::handles::Handles;
 use super::order::Turn;
 use super::response::ResponseFrame;
+
+/// The answer to a request that knows leader epoch `known` of a partition now at
+/// `current` (Produce, Fetch, ListOffsets): `FENCED_LEADER_EPOCH` when the request's
+/// view is older, `UNKNOWN_LEADER_EPOCH` when it is newer than this broker's (this
+/// broker has not learned of a leader change, or was cut off from the cluster); `None`
+/// when they match, or `known` is negative (no check).
+fn leader_epoch_error(known: i32, current: i32) -> Option<ErrorCode> {
+    if known < 0 || known == current {
+        None
+    } else if known < current {
+        Some(ErrorCode::FencedLeaderEpoch)
+    } else {
+        Some(ErrorCode::UnknownLeaderEpoch)
+    }
+}
 
 /// Who sent a request: from its header and its connection.
 #[derive(Debug, Clone)]

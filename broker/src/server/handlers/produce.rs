@@ -12,10 +12,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use fjord_protocol::batch::{RecordBatches, TimestampType};
 use fjord_protocol::messages::{
-    Acks, ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopicResponse,
+    Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse,
+    ProduceTopicResponse,
 };
 use fjord_protocol::{ErrorCode, RecordBatch};
 
@@ -87,14 +87,7 @@ pub async fn handle(
     for topic in request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for partition in topic.partitions {
-            let outcome = append(
-                handles,
-                &topic.name,
-                partition.partition,
-                partition.records,
-                acks,
-            )
-            .await;
+            let outcome = append(handles, &topic.name, &partition, acks).await;
             partitions.push((partition.partition, outcome));
         }
         results.push((topic.name, partitions));
@@ -182,10 +175,11 @@ async fn wait(
 async fn append(
     handles: &Handles,
     topic: &str,
-    partition: i32,
-    records: Bytes,
+    request: &ProducePartition,
     acks: Acks,
 ) -> Result<Appended, ProducePartitionResponse> {
+    let partition = request.partition;
+    let records = request.records.clone();
     let fail = |code: ErrorCode, message: String| failure(partition, code, Some(message));
     let unavailable = |code: ErrorCode| fail(code, format!("{topic}-{partition}: {}", code.name()));
     handles
@@ -197,6 +191,17 @@ async fn append(
         .partitions
         .leader(topic, partition)
         .map_err(unavailable)?;
+    if let Some(code) =
+        super::leader_epoch_error(request.current_leader_epoch, partition_image.leader_epoch)
+    {
+        return Err(fail(
+            code,
+            format!(
+                "{topic}-{partition} is at leader epoch {} here, the request knows {}",
+                partition_image.leader_epoch, request.current_leader_epoch
+            ),
+        ));
+    }
     if topic_image.name == OFFSETS_TOPIC {
         return Err(fail(
             ErrorCode::InvalidTopic,
