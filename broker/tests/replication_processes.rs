@@ -102,6 +102,35 @@ fn log_bytes(data_dir: &Path) -> Vec<u8> {
     bytes
 }
 
+/// Waits until all three replicas' logs end at `end`, stops the brokers (SIGTERM), and
+/// checks that every log holds the same bytes as `leader`'s.
+async fn stop_with_identical_logs(cluster: &mut ProcessCluster, leader: i32, end: i64) {
+    wait_for("every replica has the leader's log end", || async {
+        let mut ends = Vec::new();
+        for node_id in 1..=3 {
+            let described = get(cluster.http(node_id), &format!("/v1/topics/{TOPIC}"))
+                .await
+                .json();
+            ends.push(described["partitions"][0]["log_end_offset"].as_i64());
+        }
+        ends.iter().all(|e| *e == Some(end)).then_some(())
+    })
+    .await;
+    for node_id in 1..=3 {
+        cluster.terminate(node_id).await;
+    }
+    let leader_log = log_bytes(&cluster.node(leader).data_dir.clone());
+    for node_id in 1..=3 {
+        let log = log_bytes(&cluster.node(node_id).data_dir.clone());
+        assert!(
+            log == leader_log,
+            "broker {node_id}'s log differs from the leader's ({} and {} bytes)",
+            log.len(),
+            leader_log.len()
+        );
+    }
+}
+
 /// Four producers write with acks=all to a partition of three replicas
 /// (`min.insync.replicas` 2 by default); its leader is killed with SIGKILL. Writes go on
 /// through a new leader; the killed broker, restarted, truncates what was not
@@ -228,31 +257,7 @@ async fn killing_the_leader_loses_no_acknowledged_record() {
         distinct.len()
     );
 
-    // The replicas' logs, once all have the same end, are the same bytes.
-    wait_for("every replica has the leader's log end", || async {
-        let mut ends = Vec::new();
-        for node_id in 1..=3 {
-            let described = get(cluster.http(node_id), &format!("/v1/topics/{TOPIC}"))
-                .await
-                .json();
-            ends.push(described["partitions"][0]["log_end_offset"].as_i64());
-        }
-        ends.iter().all(|e| *e == Some(end)).then_some(())
-    })
-    .await;
-    for node_id in 1..=3 {
-        cluster.terminate(node_id).await;
-    }
-    let leader_log = log_bytes(&cluster.node(leader_now).data_dir.clone());
-    for node_id in 1..=3 {
-        let log = log_bytes(&cluster.node(node_id).data_dir.clone());
-        assert!(
-            log == leader_log,
-            "broker {node_id}'s log differs from the leader's ({} and {} bytes)",
-            log.len(),
-            leader_log.len()
-        );
-    }
+    stop_with_identical_logs(&mut cluster, leader_now, end).await;
 }
 
 /// A follower frozen (SIGSTOP) while an acks=all request waits for it, the active
@@ -643,25 +648,5 @@ async fn a_leader_cut_off_by_the_network_loses_no_acknowledged_record() {
         .filter(|v| v.starts_with("stranded"))
         .count();
     println!("{stranded_left} of 3 acks=leader records written to the isolated leader survive");
-    wait_for("every replica has the leader's log end", || async {
-        let mut ends = Vec::new();
-        for node_id in 1..=3 {
-            let described = get(cluster.http(node_id), &format!("/v1/topics/{TOPIC}"))
-                .await
-                .json();
-            ends.push(described["partitions"][0]["log_end_offset"].as_i64());
-        }
-        ends.iter().all(|e| *e == Some(end)).then_some(())
-    })
-    .await;
-    for node_id in 1..=3 {
-        cluster.terminate(node_id).await;
-    }
-    let leader_log = log_bytes(&cluster.node(leader_now).data_dir.clone());
-    for node_id in 1..=3 {
-        assert!(
-            log_bytes(&cluster.node(node_id).data_dir.clone()) == leader_log,
-            "broker {node_id}'s log differs from the leader's"
-        );
-    }
+    stop_with_identical_logs(&mut cluster, leader_now, end).await;
 }

@@ -98,18 +98,7 @@ impl NativeClient {
         partition: i32,
         records: Bytes,
     ) -> ProducePartitionResponse {
-        let request = ProduceRequest {
-            acks: acks.code(),
-            timeout_ms: 10_000,
-            topics: vec![ProduceTopic {
-                name: topic.into(),
-                partitions: vec![ProducePartition {
-                    partition,
-                    current_leader_epoch: -1,
-                    records,
-                }],
-            }],
-        };
+        let request = produce_request(acks, topic, partition, -1, records);
         let response: ProduceResponse = self.call(ApiKey::Produce, &request).await;
         response.topics[0].partitions[0].clone()
     }
@@ -124,18 +113,7 @@ impl NativeClient {
         current_leader_epoch: i32,
         records: Bytes,
     ) -> ProducePartitionResponse {
-        let request = ProduceRequest {
-            acks: acks.code(),
-            timeout_ms: 10_000,
-            topics: vec![ProduceTopic {
-                name: topic.into(),
-                partitions: vec![ProducePartition {
-                    partition,
-                    current_leader_epoch,
-                    records,
-                }],
-            }],
-        };
+        let request = produce_request(acks, topic, partition, current_leader_epoch, records);
         let correlation_id = self
             .send_raw_version(ApiKey::Produce.code(), 1, |out| {
                 request.encode_version(1, out)
@@ -238,4 +216,26 @@ pub fn values_batch(prefix: &str, count: usize) -> Bytes {
         })
         .collect();
     batch(&records)
+}
+
+/// A Produce request for one partition, with a 10 s timeout.
+fn produce_request(
+    acks: Acks,
+    topic: &str,
+    partition: i32,
+    current_leader_epoch: i32,
+    records: Bytes,
+) -> ProduceRequest {
+    ProduceRequest {
+        acks: acks.code(),
+        timeout_ms: 10_000,
+        topics: vec![ProduceTopic {
+            name: topic.into(),
+            partitions: vec![ProducePartition {
+                partition,
+                current_leader_epoch,
+                records,
+            }],
+        }],
+    }
 }

@@ -32,15 +32,7 @@ fn broker(node_id: i32, fenced: bool) -> MetadataRecord {
 }
 
 fn changed(partition: i32, leader: i32, leader_epoch: i32, isr: &[i32]) -> MetadataRecord {
-    MetadataRecord::PartitionChanged {
-        topic_id: id(100),
-        partition,
-        leader,
-        leader_epoch,
-        isr: isr.to_vec(),
-        elr: Vec::new(),
-        partition_epoch: None,
-    }
+    changed_elr(partition, leader, leader_epoch, isr, &[])
 }
 
 /// A change that also sets the eligible leader replicas.
