@@ -50,6 +50,11 @@ async fn logs_and_leadership_follow_metadata_changed_elsewhere() {
         .unwrap();
     let partition = TopicPartition::new("elsewhere", 0);
     wait_until("the log exists", || broker.logs.get(&partition).is_some()).await;
+    // The reconciler creates the log, then takes up its leadership.
+    wait_until("the broker leads it", || {
+        broker.leader_log_now("elsewhere", 0).is_ok()
+    })
+    .await;
     assert_eq!(
         client.produce("elsewhere", 0, values_batch("a", 2)).await,
         ErrorCode::None

@@ -650,3 +650,51 @@ async fn a_leader_cut_off_by_the_network_loses_no_acknowledged_record() {
     println!("{stranded_left} of 3 acks=leader records written to the isolated leader survive");
     stop_with_identical_logs(&mut cluster, leader_now, end).await;
 }
+
+/// A broker killed with SIGKILL is fenced as soon as it missed a heartbeat and its
+/// internal address refuses connections, not when its session expires: with a session
+/// timeout longer than any wait of this test, its partition still gets a new leader,
+/// and its restarted process registers at once (the dead one's session was ended).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_is_replaced_before_its_session_expires() {
+    let mut cluster = ProcessCluster::new();
+    cluster.session_timeout_ms = 300_000;
+    cluster.start_all().await;
+    cluster.settled(3).await;
+    cluster.create_replicated(1, TOPIC, 1, 3).await;
+    cluster.same_metadata().await;
+    let leader = wait_for("the partition is led with a full in-sync set", || async {
+        let (leader, isr) = partition_state(&cluster, 1).await;
+        (leader > 0 && isr == vec![1, 2, 3]).then_some(leader as i32)
+    })
+    .await;
+    let survivor = (1..=3).find(|id| *id != leader).unwrap();
+    println!("killing broker {leader}, the leader");
+    let killed_at = Instant::now();
+    cluster.kill(leader);
+    let new_leader = wait_for("another broker leads", || async {
+        let (now, _) = partition_state(&cluster, survivor).await;
+        (now > 0 && now != i64::from(leader)).then_some(now as i32)
+    })
+    .await;
+    println!(
+        "broker {new_leader} leads {:?} after the kill (the session timeout is 300 s)",
+        killed_at.elapsed()
+    );
+    let mut client = NativeClient::connect(cluster.client(new_leader)).await;
+    let produced = client
+        .produce_with(Acks::All, TOPIC, 0, values_batch("after", 2))
+        .await;
+    assert_eq!(produced.error_code, ErrorCode::None);
+
+    cluster.spawn(leader).await;
+    cluster.ready(leader).await;
+    wait_for(
+        "the restarted broker is back in the in-sync set",
+        || async {
+            let (_, isr) = partition_state(&cluster, new_leader).await;
+            (isr == vec![1, 2, 3]).then_some(())
+        },
+    )
+    .await;
+}

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::front_end::{BrokerRegistration, MetadataRequest, TopicError};
 use super::image::MetadataImage;
-use super::membership::{Heartbeat, HeartbeatReply, Membership, MembershipError};
+use super::membership::{Heartbeat, HeartbeatReply, Membership, MembershipError, SilentBroker};
 use super::metadata_log::{Leadership, ProposeError};
 
 /// Milliseconds from some fixed start; never goes back.
@@ -287,6 +287,30 @@ impl BrokerSessions {
     pub fn leaving(&self, image: &MetadataImage) -> BTreeSet<i32> {
         self.when_active(image, |membership, _| membership.leaving())
             .unwrap_or_default()
+    }
+
+    /// Brokers silent for `silence_ms` whose sessions live on (see
+    /// [`Membership::silent`]); none when this node does not lead.
+    pub fn silent(&self, image: &MetadataImage, silence_ms: u64) -> Vec<SilentBroker> {
+        let own = self.node_id;
+        self.when_active(image, |membership, now_ms| {
+            membership.silent(image, now_ms, silence_ms, own)
+        })
+        .unwrap_or_default()
+    }
+
+    /// A silent broker's process is gone: the requests that fence it (see
+    /// [`Membership::gone`]); none when this node does not lead.
+    pub fn gone(
+        &self,
+        image: &MetadataImage,
+        node_id: i32,
+        incarnation_id: uuid::Uuid,
+    ) -> Vec<MetadataRequest> {
+        self.when_active(image, |membership, _| {
+            membership.gone(image, node_id, incarnation_id)
+        })
+        .unwrap_or_default()
     }
 
     /// Time passed: the requests that fence brokers whose session expired; none when

@@ -669,15 +669,51 @@ impl Controller {
         Ok(requests.len())
     }
 
-    /// Every `interval` until `shutdown` turns true (or its sender is dropped): fences
-    /// the brokers whose sessions expired, while this node is the active controller.
-    /// A node that starts leading gives every broker a fresh session first.
+    /// Fences the brokers that missed heartbeats for `silence` and whose process is
+    /// gone: a connection to their internal address is refused (nothing listens
+    /// there, as after `kill -9`), which no live process, frozen or busy, answers.
+    /// Without waiting for their sessions to expire, their partitions get new
+    /// leaders within about `silence`. Returns how many it fenced.
+    pub async fn fence_gone_brokers(
+        &self,
+        silence: Duration,
+    ) -> Result<usize, MembershipCallError> {
+        let silent = self
+            .sessions
+            .silent(&self.image(), silence.as_millis() as u64);
+        let mut requests = Vec::new();
+        for broker in silent {
+            if process_is_gone(&broker.internal_address).await {
+                tracing::warn!(
+                    node_id = broker.node_id,
+                    address = %broker.internal_address,
+                    "a silent broker's process is gone (its internal address refuses connections): fencing it without waiting for its session to expire"
+                );
+                requests.extend(self.sessions.gone(
+                    &self.image(),
+                    broker.node_id,
+                    broker.incarnation_id,
+                ));
+            }
+        }
+        if !requests.is_empty() {
+            self.submit_here(&requests).await?;
+        }
+        Ok(requests.len())
+    }
+
+    /// Every quarter of the heartbeat `interval` until `shutdown` turns true (or its
+    /// sender is dropped): fences the brokers whose sessions expired, and those that
+    /// missed a heartbeat and a half and whose process is gone
+    /// ([`Self::fence_gone_brokers`]), while this node is the active controller. A
+    /// node that starts leading gives every broker a fresh session first.
     pub async fn run_broker_sessions(
         self: Arc<Self>,
         interval: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut ticks = tokio::time::interval(interval);
+        let silence = interval * 3 / 2;
+        let mut ticks = tokio::time::interval(interval / 4);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -692,8 +728,22 @@ impl Controller {
                 Ok(fenced) => tracing::info!(fenced, "fenced brokers whose sessions expired"),
                 Err(error) => tracing::warn!(%error, "cannot fence brokers whose sessions expired"),
             }
+            if let Err(error) = self.fence_gone_brokers(silence).await {
+                tracing::warn!(%error, "cannot fence brokers whose process is gone");
+            }
         }
     }
+}
+
+/// Whether nothing listens at `address`: a connection to it is refused at once. A
+/// connection that succeeds, times out or fails otherwise (an unreachable network)
+/// proves nothing.
+async fn process_is_gone(address: &str) -> bool {
+    const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(address)).await,
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused
+    )
 }
 
 /// For tests elsewhere in the crate: a started controller whose own broker is

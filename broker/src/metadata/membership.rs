@@ -25,6 +25,11 @@
 //!   is done, stays unfenced and leading until it exits, and is fenced when its
 //!   session expires (or replaced by its next process's registration).
 //! - A broker whose session expired (no heartbeat for `session_timeout_ms`) is fenced.
+//! - A broker that has been silent for a while ([`Membership::silent`]) may be found
+//!   gone before that: its shell connects to its internal address and, when the
+//!   connection is refused (nothing listens: the process died, as after `kill -9`),
+//!   reports it ([`Membership::gone`]); its session ends and it is fenced at once. A
+//!   machine that vanished (no answer at all) still waits for the session to expire.
 //!
 //! Pure: time is a number of milliseconds passed in, nothing reads a clock, and
 //! effects are returned, not carried out. Its shell is
@@ -113,8 +118,19 @@ struct Session {
     incarnation_id: uuid::Uuid,
     /// The session is live while `now_ms` is below this.
     expires_at_ms: u64,
+    /// Whether this controller heard from the process (a registration or heartbeat):
+    /// a session it only inherited, becoming active, is worth checking at once.
+    heard: bool,
     /// Once asked, a controlled shutdown stays asked for until the process is gone.
     wants_shutdown: bool,
+}
+
+/// A broker [`Membership::silent`] names: where to check that its process still lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SilentBroker {
+    pub node_id: i32,
+    pub incarnation_id: uuid::Uuid,
+    pub internal_address: String,
 }
 
 /// Whether `node_id` leads a partition that another unfenced in-sync replica could
@@ -163,6 +179,7 @@ impl Membership {
                 let session = Session {
                     incarnation_id: broker.incarnation_id,
                     expires_at_ms: now_ms.saturating_add(self.session_timeout_ms),
+                    heard: false,
                     wants_shutdown: false,
                 };
                 (broker.node_id, session)
@@ -182,6 +199,64 @@ impl Membership {
         {
             self.sessions.remove(&node_id);
         }
+    }
+
+    /// Unfenced brokers other than `except` whose sessions are live but who have not
+    /// heartbeated for `silence_ms`, or not at all since this controller became active
+    /// (the previous controller's node may be the one that died): worth checking
+    /// whether their process is gone.
+    pub fn silent(
+        &self,
+        image: &MetadataImage,
+        now_ms: u64,
+        silence_ms: u64,
+        except: i32,
+    ) -> Vec<SilentBroker> {
+        self.sessions
+            .iter()
+            .filter(|(node_id, session)| {
+                let last_heartbeat_ms = session
+                    .expires_at_ms
+                    .saturating_sub(self.session_timeout_ms);
+                **node_id != except
+                    && now_ms < session.expires_at_ms
+                    && (!session.heard || now_ms >= last_heartbeat_ms.saturating_add(silence_ms))
+            })
+            .filter_map(|(&node_id, session)| {
+                let broker = image.brokers.get(&node_id)?;
+                (broker.incarnation_id == session.incarnation_id
+                    && !broker.fenced
+                    && !broker.internal_address.is_empty())
+                .then(|| SilentBroker {
+                    node_id,
+                    incarnation_id: broker.incarnation_id,
+                    internal_address: broker.internal_address.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The process `incarnation_id` of `node_id` is gone (nothing listens at its
+    /// internal address): its session ends, so that its next process registers at
+    /// once, and it is fenced, moving its leaderships away. Nothing when that process
+    /// is not the node's current registration.
+    pub fn gone(
+        &mut self,
+        image: &MetadataImage,
+        node_id: i32,
+        incarnation_id: uuid::Uuid,
+    ) -> Vec<MetadataRequest> {
+        self.end_session(node_id, incarnation_id);
+        image
+            .brokers
+            .get(&node_id)
+            .filter(|broker| broker.incarnation_id == incarnation_id && !broker.fenced)
+            .map(|broker| MetadataRequest::FenceBroker {
+                node_id,
+                broker_epoch: broker.broker_epoch,
+            })
+            .into_iter()
+            .collect()
     }
 
     /// The brokers whose processes asked to shut down: they take no replicas of new
@@ -242,6 +317,7 @@ impl Membership {
             Session {
                 incarnation_id: registration.incarnation_id,
                 expires_at_ms: now_ms.saturating_add(self.session_timeout_ms),
+                heard: true,
                 wants_shutdown,
             },
         );
@@ -273,6 +349,7 @@ impl Membership {
         let session = self.sessions.entry(node_id).or_insert(Session {
             incarnation_id: broker.incarnation_id,
             expires_at_ms: 0,
+            heard: true,
             wants_shutdown: false,
         });
         if session.incarnation_id != broker.incarnation_id {
@@ -286,6 +363,7 @@ impl Membership {
         session.expires_at_ms = session
             .expires_at_ms
             .max(now_ms.saturating_add(self.session_timeout_ms));
+        session.heard = true;
         session.wants_shutdown |= heartbeat.wants_shutdown;
         let wants_shutdown = session.wants_shutdown;
         let broker_epoch = broker.broker_epoch;

@@ -56,6 +56,8 @@ pub struct ProcessCluster {
     /// Flags every node's process gets besides the cluster's own.
     pub extra_arguments: Vec<String>,
     pub nodes: Vec<Node>,
+    /// `--broker-session-timeout-ms` of every node (2000 unless a test changes it).
+    pub session_timeout_ms: u64,
     /// The network namespaces the nodes run in, if any; dropped after the nodes
     /// (fields drop in order), so that no process outlives its namespace.
     pub network: Option<Network>,
@@ -89,6 +91,7 @@ impl ProcessCluster {
             voters,
             extra_arguments: Vec::new(),
             nodes,
+            session_timeout_ms: 2_000,
             network: None,
         }
     }
@@ -121,6 +124,7 @@ impl ProcessCluster {
         let voters = self.voters.clone();
         let internal = self.node(node_id).internal.to_string();
         let node_id_text = node_id.to_string();
+        let session_timeout = self.session_timeout_ms.to_string();
         let arguments = [
             "--node-id",
             &node_id_text,
@@ -131,7 +135,7 @@ impl ProcessCluster {
             "--broker-heartbeat-interval-ms",
             "250",
             "--broker-session-timeout-ms",
-            "2000",
+            &session_timeout,
             // Shorter than the default 10 s: the tests wait for it without a majority.
             "--metadata-propose-timeout-ms",
             "4000",

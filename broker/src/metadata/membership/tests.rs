@@ -154,7 +154,7 @@ fn registration(node_id: i32, incarnation: u128) -> BrokerRegistration {
         incarnation_id: uuid::Uuid::from_u128(incarnation),
         host: "127.0.0.1".into(),
         port: 9000 + node_id.clamp(0, 999) as u16,
-        internal_address: String::new(),
+        internal_address: format!("127.0.0.1:{}", 10_000 + node_id.clamp(0, 999)),
         rack: None,
         held_replicas: None,
     }
@@ -346,6 +346,66 @@ fn expired_sessions_are_fenced() {
     // Broker 1 returns as an eligible leader replica, a follower until it is in sync.
     cluster.heartbeat(1, true, false).unwrap();
     assert_eq!(leaders(&cluster), [(2, 1), (2, 2)]);
+}
+
+/// A broker that stopped heartbeating is named silent before its session expires;
+/// reported gone (its address refused a connection), its session ends at once and it
+/// is fenced, and its next process registers without waiting for the old session.
+#[test]
+fn a_silent_broker_whose_process_is_gone_is_fenced_at_once() {
+    let mut cluster = Cluster::new(true);
+    cluster.join(1);
+    cluster.join(2);
+    let silent = |cluster: &Cluster, now_ms: u64| -> Vec<i32> {
+        let named = cluster.membership.silent(&cluster.image, now_ms, 400, 1);
+        named.iter().map(|broker| broker.node_id).collect()
+    };
+    assert_eq!(
+        silent(&cluster, 200),
+        Vec::<i32>::new(),
+        "not silent long enough"
+    );
+    assert_eq!(
+        silent(&cluster, 400),
+        [2],
+        "the controller's own node is never named"
+    );
+    assert_eq!(
+        silent(&cluster, SESSION_TIMEOUT_MS),
+        Vec::<i32>::new(),
+        "an expired session is the tick's to fence"
+    );
+    let named = &cluster.membership.silent(&cluster.image, 400, 400, 1)[0];
+    assert_eq!(named.internal_address, "127.0.0.1:10002");
+    let incarnation = named.incarnation_id;
+
+    cluster.now_ms = 400;
+    let requests = cluster.membership.gone(&cluster.image, 2, incarnation);
+    assert_eq!(
+        requests,
+        [MetadataRequest::FenceBroker {
+            node_id: 2,
+            broker_epoch: 1
+        }]
+    );
+    cluster.submit(&requests).unwrap();
+    assert_eq!(cluster.fenced(), [2]);
+    assert_eq!(
+        cluster.membership.gone(&cluster.image, 2, incarnation),
+        [],
+        "fenced already"
+    );
+    cluster.register(2, 22).unwrap();
+    assert_eq!(cluster.epoch(2), 2, "the next process registered at once");
+
+    // A controller that just became active has heard from nobody: every other
+    // unfenced broker is worth checking at once.
+    cluster.heartbeat(2, true, false).unwrap();
+    cluster.membership.became_active(&cluster.image, 500);
+    assert_eq!(silent(&cluster, 500), [2]);
+    cluster.now_ms = 500;
+    cluster.heartbeat(2, true, false).unwrap();
+    assert_eq!(silent(&cluster, 500), Vec::<i32>::new());
 }
 
 /// A new active controller starts every session afresh: brokers that heartbeat to it
