@@ -150,6 +150,14 @@ pub fn move_away(
             min_insync,
             electorate,
         );
+        // Whatever the electorate says: the replica that leaves, or lost its data,
+        // never leads (checked in tests and debug builds).
+        debug_assert!(
+            elected
+                .as_ref()
+                .is_none_or(|decision| decision.leader != leaving),
+            "broker {leaving} was elected while it leaves"
+        );
         Some(elected.unwrap_or_else(|| {
             // Nobody can lead. The set stays whole, unless `leaving` lost its data:
             // then it may even be empty, and only the ELR (or an unclean election)
