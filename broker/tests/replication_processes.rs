@@ -82,6 +82,26 @@ async fn partition_state(cluster: &ProcessCluster, node_id: i32) -> (i64, Vec<i6
     (partition["leader"].as_i64().unwrap(), isr)
 }
 
+/// The partition's leader, once broker 1 describes it led with all three replicas in
+/// sync.
+async fn led_with_full_isr(cluster: &ProcessCluster) -> i32 {
+    wait_for("the partition is led with a full in-sync set", || async {
+        let (leader, isr) = partition_state(cluster, 1).await;
+        (leader > 0 && isr == vec![1, 2, 3]).then_some(leader as i32)
+    })
+    .await
+}
+
+/// Waits until broker `asked` describes the partition with all three replicas in sync
+/// again; `who` names the one that was out, for the printed timing.
+async fn back_in_sync(cluster: &ProcessCluster, asked: i32, who: &str) {
+    wait_for(&format!("{who} is back in the in-sync set"), || async {
+        let (_, isr) = partition_state(cluster, asked).await;
+        (isr == vec![1, 2, 3]).then_some(())
+    })
+    .await;
+}
+
 /// Every record of the partition's log in `data_dir`: the bytes of its segments after
 /// their headers, in offset order. Replicas whose logs agree give the same bytes
 /// whatever their segments' boundaries.
@@ -143,11 +163,7 @@ async fn killing_the_leader_loses_no_acknowledged_record() {
     cluster.settled(3).await;
     cluster.create_replicated(1, TOPIC, 1, 3).await;
     cluster.same_metadata().await;
-    let leader = wait_for("the partition is led with a full in-sync set", || async {
-        let (leader, isr) = partition_state(&cluster, 1).await;
-        (leader > 0 && isr == vec![1, 2, 3]).then_some(leader as i32)
-    })
-    .await;
+    let leader = led_with_full_isr(&cluster).await;
     let bootstrap: Vec<String> = (1..=3).map(|id| cluster.client(id).to_string()).collect();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -193,14 +209,7 @@ async fn killing_the_leader_loses_no_acknowledged_record() {
     println!("restarting broker {leader}");
     cluster.spawn(leader).await;
     cluster.ready(leader).await;
-    wait_for(
-        "the restarted broker is back in the in-sync set",
-        || async {
-            let (_, isr) = partition_state(&cluster, new_leader).await;
-            (isr == vec![1, 2, 3]).then_some(())
-        },
-    )
-    .await;
+    back_in_sync(&cluster, new_leader, "the restarted broker").await;
     stop.store(true, Ordering::Release);
     let mut acknowledged = Vec::new();
     let mut failed = 0;
@@ -281,11 +290,7 @@ async fn a_shrink_while_a_request_waits_is_not_enough_replicas_after_append() {
     .await;
     assert_eq!(created.status, 201, "{}", created.text());
     cluster.same_metadata().await;
-    let leader = wait_for("the partition is led with a full in-sync set", || async {
-        let (leader, isr) = partition_state(&cluster, 1).await;
-        (leader > 0 && isr == vec![1, 2, 3]).then_some(leader as i32)
-    })
-    .await;
+    let leader = led_with_full_isr(&cluster).await;
     let mut client = NativeClient::connect(cluster.client(leader)).await;
     let first = client
         .produce_with(Acks::All, TOPIC, 0, values_batch("first", 2))
@@ -329,11 +334,7 @@ async fn a_shrink_while_a_request_waits_is_not_enough_replicas_after_append() {
     assert_eq!(refused.error_code, ErrorCode::NotEnoughReplicas);
 
     cluster.resume(frozen);
-    wait_for("the frozen broker is back in the in-sync set", || async {
-        let (_, isr) = partition_state(&cluster, leader).await;
-        (isr == vec![1, 2, 3]).then_some(())
-    })
-    .await;
+    back_in_sync(&cluster, leader, "the frozen broker").await;
     // Visible now, at the next offsets.
     let fetched = client.fetch(TOPIC, 0, 2).await;
     assert_eq!(
@@ -538,11 +539,7 @@ async fn a_leader_cut_off_by_the_network_loses_no_acknowledged_record() {
     cluster.settled(3).await;
     cluster.create_replicated(1, TOPIC, 1, 3).await;
     cluster.same_metadata().await;
-    let leader = wait_for("the partition is led with a full in-sync set", || async {
-        let (leader, isr) = partition_state(&cluster, 1).await;
-        (leader > 0 && isr == vec![1, 2, 3]).then_some(leader as i32)
-    })
-    .await;
+    let leader = led_with_full_isr(&cluster).await;
     let others: Vec<i32> = (1..=3).filter(|id| *id != leader).collect();
     let mut acknowledged = Vec::new();
     let mut old_leader = NativeClient::connect(cluster.client(leader)).await;
@@ -614,11 +611,7 @@ async fn a_leader_cut_off_by_the_network_loses_no_acknowledged_record() {
     println!("healing the network");
     network.heal(leader as usize);
     let healed_at = Instant::now();
-    wait_for("the old leader is back in the in-sync set", || async {
-        let (_, isr) = partition_state(&cluster, new_leader).await;
-        (isr == vec![1, 2, 3]).then_some(())
-    })
-    .await;
+    back_in_sync(&cluster, new_leader, "the old leader").await;
     println!("in sync again {:?} after the heal", healed_at.elapsed());
     let leader_now = wait_for("the partition has a leader", || async {
         let (now, isr) = partition_state(&cluster, others[0]).await;
@@ -663,11 +656,7 @@ async fn a_killed_leader_is_replaced_before_its_session_expires() {
     cluster.settled(3).await;
     cluster.create_replicated(1, TOPIC, 1, 3).await;
     cluster.same_metadata().await;
-    let leader = wait_for("the partition is led with a full in-sync set", || async {
-        let (leader, isr) = partition_state(&cluster, 1).await;
-        (leader > 0 && isr == vec![1, 2, 3]).then_some(leader as i32)
-    })
-    .await;
+    let leader = led_with_full_isr(&cluster).await;
     let survivor = (1..=3).find(|id| *id != leader).unwrap();
     println!("killing broker {leader}, the leader");
     let killed_at = Instant::now();
@@ -689,12 +678,5 @@ async fn a_killed_leader_is_replaced_before_its_session_expires() {
 
     cluster.spawn(leader).await;
     cluster.ready(leader).await;
-    wait_for(
-        "the restarted broker is back in the in-sync set",
-        || async {
-            let (_, isr) = partition_state(&cluster, new_leader).await;
-            (isr == vec![1, 2, 3]).then_some(())
-        },
-    )
-    .await;
+    back_in_sync(&cluster, new_leader, "the restarted broker").await;
 }
