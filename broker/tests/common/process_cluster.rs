@@ -51,7 +51,6 @@ pub struct Node {
 }
 
 pub struct ProcessCluster {
-    _dir: tempfile::TempDir,
     pub voters: String,
     /// Flags every node's process gets besides the cluster's own.
     pub extra_arguments: Vec<String>,
@@ -61,6 +60,9 @@ pub struct ProcessCluster {
     /// The network namespaces the nodes run in, if any; dropped after the nodes
     /// (fields drop in order), so that no process outlives its namespace.
     pub network: Option<Network>,
+    /// Holds every node's directory and log file: dropped last, so that a failing
+    /// test's nodes can still print their logs when they are dropped.
+    _dir: tempfile::TempDir,
 }
 
 impl ProcessCluster {
@@ -87,12 +89,12 @@ impl ProcessCluster {
             .collect::<Vec<_>>()
             .join(",");
         Self {
-            _dir: dir,
             voters,
             extra_arguments: Vec::new(),
             nodes,
             session_timeout_ms: 2_000,
             network: None,
+            _dir: dir,
         }
     }
 
