@@ -6,21 +6,27 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 
-/// The three listeners' bound addresses.
+/// The listeners' bound addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BoundAddresses {
     pub listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub internal_listen: SocketAddr,
+    /// The second client listener, when `external_listen` is set.
+    pub external_listen: Option<SocketAddr>,
 }
 
 impl BoundAddresses {
     /// One `setting=address` line per listener, named like the settings.
     pub fn render(&self) -> String {
-        format!(
+        let mut text = format!(
             "listen={}\nhttp_listen={}\ninternal_listen={}\n",
             self.listen, self.http_listen, self.internal_listen
-        )
+        );
+        if let Some(external) = self.external_listen {
+            text.push_str(&format!("external_listen={external}\n"));
+        }
+        text
     }
 
     /// Logs the addresses and, if `file` is not empty, writes them to `file.tmp`,
@@ -30,6 +36,7 @@ impl BoundAddresses {
             listen = %self.listen,
             http_listen = %self.http_listen,
             internal_listen = %self.internal_listen,
+            external_listen = self.external_listen.map(|address| address.to_string()),
             "listeners bound"
         );
         if file.as_os_str().is_empty() {
@@ -60,6 +67,7 @@ mod tests {
             listen: "127.0.0.1:1001".parse().unwrap(),
             http_listen: "127.0.0.1:1002".parse().unwrap(),
             internal_listen: "[::1]:1003".parse().unwrap(),
+            external_listen: None,
         };
         addresses.report(&file).unwrap();
         assert_eq!(
@@ -68,5 +76,14 @@ mod tests {
         );
         assert!(!dir.path().join("bound.tmp").exists());
         addresses.report(Path::new("")).unwrap();
+        let external = BoundAddresses {
+            external_listen: Some("0.0.0.0:1004".parse().unwrap()),
+            ..addresses
+        };
+        assert!(
+            external
+                .render()
+                .ends_with("\nexternal_listen=0.0.0.0:1004\n")
+        );
     }
 }

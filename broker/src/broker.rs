@@ -43,7 +43,8 @@ use crate::metadata::heartbeats::{
     BrokerHeartbeats, HeartbeatTiming, HeartbeatsHandle, LocalController,
 };
 use crate::metadata::{
-    Controller, CreateTopic, MetadataImage, MetadataLog, PartitionImage, TopicError, TopicImage,
+    Controller, CreateTopic, Endpoint, Listener, MetadataImage, MetadataLog, PartitionImage,
+    TopicError, TopicImage,
 };
 use crate::replication::fetch_service::FetchService;
 use crate::replication::{Proposal, Replicas};
@@ -81,12 +82,14 @@ pub struct Broker {
     recovery_reports: OnceLock<Vec<(TopicPartition, RecoveryReport)>>,
 }
 
-/// The broker's three listeners, bound.
+/// The broker's listeners, bound.
 #[derive(Debug)]
 pub struct Listeners {
     pub client: TcpListener,
     pub internal: TcpListener,
     pub http: TcpListener,
+    /// The second client listener (`external_listen`), if any.
+    pub external: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -106,10 +109,22 @@ impl Listeners {
         let http = TcpListener::bind(config.http_listen)
             .await
             .with_context(|| format!("cannot bind the HTTP listener to {}", config.http_listen))?;
+        let external = match config.external_listener()? {
+            Some(external) => {
+                Some(TcpListener::bind(external.listen).await.with_context(|| {
+                    format!(
+                        "cannot bind the external client listener to {}",
+                        external.listen
+                    )
+                })?)
+            }
+            None => None,
+        };
         Ok(Self {
             client,
             internal,
             http,
+            external,
         })
     }
 }
@@ -121,6 +136,7 @@ pub struct BrokerHandle {
     client_addr: SocketAddr,
     internal_addr: SocketAddr,
     http_addr: SocketAddr,
+    external_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// This broker's heartbeats to the active controller; `None` when the metadata
@@ -152,14 +168,30 @@ impl Broker {
             client: client_listener,
             internal: internal_listener,
             http: http_listener,
+            external: external_listener,
         } = listeners;
         let client_addr = client_listener.local_addr()?;
         let internal_addr = internal_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
+        let external_addr = match &external_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
+        let external_advertised = match (&external_listener, config.external_listener()?) {
+            (Some(_), Some(external)) => Some(Endpoint {
+                host: external.advertised_host,
+                port: external.advertised_port,
+            }),
+            (Some(_), None) => anyhow::bail!(
+                "an external client listener was given, but external_listen is not set"
+            ),
+            (None, _) => None,
+        };
         let bound = BoundAddresses {
             listen: client_addr,
             http_listen: http_addr,
             internal_listen: internal_addr,
+            external_listen: external_addr,
         };
         bound
             .report(&config.bound_addresses_file)
@@ -269,6 +301,7 @@ impl Broker {
             port,
             internal_address,
             rack: Some(config.broker_rack.trim().to_owned()).filter(|rack| !rack.is_empty()),
+            external: external_advertised,
             held_replicas: Some(held),
         };
         // A controller-only node does not register: it holds no partitions and
@@ -396,8 +429,10 @@ impl Broker {
             response_memory: broker.response_memory.clone(),
             fetches_waiting: broker.fetches_waiting.clone(),
         };
+        let mut client_listeners = vec![(client_listener, Listener::Primary)];
+        client_listeners.extend(external_listener.map(|listener| (listener, Listener::External)));
         tasks.push(tokio::spawn(crate::server::serve(
-            client_listener,
+            client_listeners,
             Arc::new(server),
             shutdown_receiver.clone(),
         )));
@@ -428,6 +463,7 @@ impl Broker {
             client_addr,
             internal_addr,
             http_addr,
+            external_addr,
             shutdown,
             tasks,
             heartbeats,
@@ -633,6 +669,11 @@ fn serves_at(image: &MetadataImage, node_id: i32, host: &str, port: u16) -> bool
 impl BrokerHandle {
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
+    }
+
+    /// The external client listener's bound address, if it has one.
+    pub fn external_addr(&self) -> Option<SocketAddr> {
+        self.external_addr
     }
 
     pub fn internal_addr(&self) -> SocketAddr {

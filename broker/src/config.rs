@@ -84,6 +84,10 @@ settings! {
     advertised_host: String = String::new(), "FJORD_ADVERTISED_HOST";
     /// Port given to clients in metadata; 0 = the client listener's port. Set it when clients reach the listener through a port mapping (e.g. `docker run -p`).
     advertised_port: u16 = 0, "FJORD_ADVERTISED_PORT";
+    /// Address of a second client listener, for clients that reach the broker under other addresses than the clients of `listen` (for example clients on the Docker host through published ports, while clients in other containers use the containers' names); empty = none. Its clients are given every broker's `external_advertised` address in metadata. Requires `external_advertised`.
+    external_listen: String = String::new(), "FJORD_EXTERNAL_LISTEN";
+    /// `host:port` at which the clients of `external_listen` reach this broker, given to them in metadata (`127.0.0.1:9292` for a port published on the host). Required with `external_listen`.
+    external_advertised: String = String::new(), "FJORD_EXTERNAL_ADVERTISED";
     /// Address of the admin HTTP API.
     http_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9193)), "FJORD_HTTP_LISTEN";
     /// Address of the broker-to-broker listener, where the metadata quorum's members talk (a single broker serves its quorum of one there).
@@ -177,6 +181,16 @@ settings! {
 }
 
 /// A configuration that cannot work.
+/// The second client listener (`external_listen`, `external_advertised`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalListener {
+    /// The address to bind.
+    pub listen: SocketAddr,
+    /// What its clients are given in metadata.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -271,6 +285,56 @@ impl BrokerConfig {
     }
 
     /// Rejects settings that cannot work, naming the setting and why.
+    /// The second client listener; `None` when `external_listen` is empty.
+    pub fn external_listener(&self) -> Result<Option<ExternalListener>, ConfigError> {
+        let invalid = |setting, reason: String| ConfigError::Invalid { setting, reason };
+        match (
+            self.external_listen.is_empty(),
+            self.external_advertised.is_empty(),
+        ) {
+            (true, true) => return Ok(None),
+            (true, false) => {
+                return Err(invalid(
+                    "external_advertised",
+                    "is only used with external_listen, which is empty".into(),
+                ));
+            }
+            (false, true) => {
+                return Err(invalid(
+                    "external_advertised",
+                    "must name the host:port clients of external_listen reach this broker at"
+                        .into(),
+                ));
+            }
+            (false, false) => {}
+        }
+        let listen: SocketAddr = self.external_listen.parse().map_err(|_| {
+            invalid(
+                "external_listen",
+                format!("{:?} is not an address (ip:port)", self.external_listen),
+            )
+        })?;
+        let advertised = self
+            .external_advertised
+            .rsplit_once(':')
+            .and_then(|(host, port)| {
+                let port = port.parse::<u16>().ok().filter(|port| *port > 0)?;
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                (!host.is_empty()).then(|| (host.to_owned(), port))
+            })
+            .ok_or_else(|| {
+                invalid(
+                    "external_advertised",
+                    format!("{:?} is not host:port", self.external_advertised),
+                )
+            })?;
+        Ok(Some(ExternalListener {
+            listen,
+            advertised_host: advertised.0,
+            advertised_port: advertised.1,
+        }))
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |setting, reason: &str| {
             Err(ConfigError::Invalid {
@@ -328,6 +392,7 @@ impl BrokerConfig {
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");
         }
+        self.external_listener()?;
         if self.metadata_snapshot_entries == 0 {
             return invalid("metadata_snapshot_entries", "must be at least 1");
         }
@@ -580,6 +645,48 @@ mod tests {
                 .iter()
                 .all(|(_, env, _, doc)| env.starts_with("FJORD_") && !doc.is_empty())
         );
+    }
+
+    /// The external listener needs both of its settings, each well formed.
+    #[test]
+    fn external_listener_settings() {
+        let with = |listen: &str, advertised: &str| BrokerConfig {
+            external_listen: listen.into(),
+            external_advertised: advertised.into(),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(with("", "").external_listener().unwrap(), None);
+        let listener = |listen: &str, host: &str, port| ExternalListener {
+            listen: listen.parse().unwrap(),
+            advertised_host: host.into(),
+            advertised_port: port,
+        };
+        assert_eq!(
+            with("0.0.0.0:19192", "127.0.0.1:9292")
+                .external_listener()
+                .unwrap(),
+            Some(listener("0.0.0.0:19192", "127.0.0.1", 9292))
+        );
+        assert_eq!(
+            with("[::]:19192", "[::1]:9292")
+                .external_listener()
+                .unwrap(),
+            Some(listener("[::]:19192", "::1", 9292))
+        );
+        for (listen, advertised, setting) in [
+            ("0.0.0.0:19192", "", "external_advertised"),
+            ("", "127.0.0.1:9292", "external_advertised"),
+            ("somewhere", "127.0.0.1:9292", "external_listen"),
+            ("0.0.0.0:19192", "localhost", "external_advertised"),
+            ("0.0.0.0:19192", ":9292", "external_advertised"),
+            ("0.0.0.0:19192", "localhost:0", "external_advertised"),
+        ] {
+            let error = with(listen, advertised).validate().unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("`{setting}`")),
+                "{listen} {advertised}: {error}"
+            );
+        }
     }
 
     /// `docs/configuration.md` has a row for every setting, with its flag and

@@ -5,7 +5,8 @@
 //! the broker that took the request as soon as it answers; every broker serves the
 //! partitions it leads; a broker that shuts down is fenced in the others' view, and
 //! comes back unfenced with a new broker epoch; without a majority, changes are refused
-//! with a retriable error and the last known metadata is still served.
+//! with a retriable error and the last known metadata is still served; clients of a
+//! second (external) client listener are given every broker's external address.
 
 mod common;
 
@@ -16,8 +17,15 @@ use common::http_client::{get, http, send_json};
 use common::in_process_cluster::*;
 use common::native_client::{NativeClient, values_batch};
 use fjord_broker::{Broker, BrokerHandle, Listeners};
+use fjord_client::{
+    Admin, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
+    ProducerRecord, TopicPartition,
+};
+use fjord_protocol::ApiKey;
 use fjord_protocol::ErrorCode;
-use fjord_protocol::messages::Acks;
+use fjord_protocol::messages::{
+    Acks, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse,
+};
 use serde_json::json;
 
 /// Changes made through brokers that are not the active controller are carried out by
@@ -189,6 +197,7 @@ async fn a_voter_alone_waits_for_the_others() {
                 client: ephemeral().await,
                 internal,
                 http: ephemeral().await,
+                external: None,
             };
             Broker::start_on(config, listeners).await
         })
@@ -253,6 +262,7 @@ async fn broker_only_and_controller_only_nodes() {
                 client: ephemeral().await,
                 internal,
                 http: ephemeral().await,
+                external: None,
             };
             Broker::start_on(config, listeners).await
         }));
@@ -327,6 +337,7 @@ async fn broker_only_and_controller_only_nodes() {
         client: ephemeral().await,
         internal: rebind(addresses[3]).await,
         http: ephemeral().await,
+        external: None,
     };
     let started = Instant::now();
     brokers[3] = Some(Broker::start_on(node_config(4), listeners).await.unwrap());
@@ -339,5 +350,121 @@ async fn broker_only_and_controller_only_nodes() {
     assert!(image(&brokers, 4).topic("orders").is_some());
     for broker in brokers.into_iter().flatten() {
         broker.shutdown().await.unwrap();
+    }
+}
+
+/// Each broker has a second client listener (`external_listen`), as in the compose
+/// cluster, where clients on the Docker host use published ports and clients in other
+/// containers the containers' names. Metadata and FindCoordinator answer with every
+/// broker's address for the listener the request came in on, and a producer and a
+/// consumer bootstrapped on external listeners work end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_listener_is_given_its_own_addresses() {
+    let cluster = Cluster::start_with_external_listeners().await;
+    cluster.settled().await;
+    let address = |node_id: i32, external: bool| {
+        let broker = cluster.broker(node_id);
+        if external {
+            broker.external_addr().unwrap()
+        } else {
+            broker.client_addr()
+        }
+    };
+    let external = |node_id: i32| address(node_id, true);
+    for node_id in 1..=3 {
+        for external in [false, true] {
+            let asked = address(node_id, external);
+            let mut client = NativeClient::connect(asked).await;
+            let metadata: MetadataResponse = client
+                .call(ApiKey::Metadata, &MetadataRequest { topics: None })
+                .await;
+            let given: Vec<(i32, String)> = metadata
+                .brokers
+                .iter()
+                .map(|broker| (broker.node_id, format!("{}:{}", broker.host, broker.port)))
+                .collect();
+            let wanted: Vec<(i32, String)> = (1..=3)
+                .map(|id| (id, address(id, external).to_string()))
+                .collect();
+            assert_eq!(given, wanted, "metadata asked at {asked}");
+        }
+    }
+    let described = get(cluster.broker(1).http_addr(), "/v1/cluster")
+        .await
+        .json();
+    assert_eq!(
+        described["brokers"][1]["external_address"].as_str(),
+        Some(external(2).to_string().as_str()),
+        "{described}"
+    );
+
+    let bootstrap = external(2).to_string();
+    let client = Client::connect(ClientConfig::new([bootstrap.as_str()]))
+        .await
+        .unwrap();
+    Admin::new(&client)
+        .create_topics(&[NewTopic::new("orders", 3, 3)])
+        .await
+        .unwrap();
+    let producer = Producer::new(
+        &client,
+        ProducerConfig {
+            acks: fjord_client::Acks::All,
+            ..ProducerConfig::default()
+        },
+    )
+    .unwrap();
+    let mut deliveries = Vec::new();
+    for index in 0..30 {
+        let record =
+            ProducerRecord::new("orders", format!("value-{index}")).with_partition(index % 3);
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap();
+    }
+    producer.close().await.unwrap();
+    let mut consumer = Consumer::new(&client, ConsumerConfig::default()).unwrap();
+    let partitions: Vec<TopicPartition> = (0..3)
+        .map(|partition| TopicPartition::new("orders", partition))
+        .collect();
+    consumer.assign(partitions.clone());
+    consumer.seek_to_beginning(&partitions).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let started = Instant::now();
+    while seen.len() < 30 {
+        assert!(started.elapsed() < PATIENCE, "consumed only {seen:?}");
+        for record in consumer.poll(Duration::from_millis(500)).await.unwrap() {
+            seen.insert(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
+        }
+    }
+
+    // The group coordinator is given at its external address too.
+    let mut client = NativeClient::connect(external(3)).await;
+    let coordinator = wait_for_coordinator(&mut client, "readers").await;
+    assert_eq!(
+        format!("{}:{}", coordinator.host, coordinator.port),
+        external(coordinator.node_id).to_string()
+    );
+}
+
+/// FindCoordinator until it names a coordinator (the offsets topic is created by the
+/// first request, and its leaders take a moment).
+async fn wait_for_coordinator(client: &mut NativeClient, group: &str) -> FindCoordinatorResponse {
+    let started = Instant::now();
+    loop {
+        let response: FindCoordinatorResponse = client
+            .call(
+                ApiKey::FindCoordinator,
+                &FindCoordinatorRequest {
+                    group_id: group.into(),
+                },
+            )
+            .await;
+        if response.error_code == ErrorCode::None {
+            return response;
+        }
+        assert!(started.elapsed() < PATIENCE, "no coordinator: {response:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -211,6 +211,7 @@ fn cluster_records() -> Vec<MetadataRecord> {
             rack: None,
             broker_epoch: 1,
             fenced: false,
+            external: None,
         },
     ]
 }

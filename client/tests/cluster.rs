@@ -44,6 +44,7 @@ async fn three_brokers() -> (Vec<tempfile::TempDir>, Vec<BrokerHandle>) {
                 client: ephemeral().await,
                 internal,
                 http: ephemeral().await,
+                external: None,
             };
             Broker::start_on(config, listeners).await
         }));

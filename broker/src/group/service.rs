@@ -42,7 +42,7 @@ use super::{
     offsets_partition,
 };
 use crate::config::BrokerConfig;
-use crate::metadata::MetadataImage;
+use crate::metadata::{Listener, MetadataImage};
 use crate::replication::{CommitError, PartitionLeader};
 use crate::storage::{AppendInfo, Clock, SystemClock, TopicPartition};
 use crate::topics::{Partitions, TopicAdmin};
@@ -176,11 +176,13 @@ impl GroupService {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A FindCoordinator; creates `__consumer_offsets` first if it could not be
-    /// created at start-up.
+    /// A FindCoordinator that came in on `listener` (the coordinator is given at its
+    /// address for that listener); creates `__consumer_offsets` first if it could not
+    /// be created at start-up.
     pub async fn find_coordinator(
         &self,
         request: &FindCoordinatorRequest,
+        listener: Listener,
     ) -> FindCoordinatorResponse {
         if request.group_id.is_empty() {
             return FindCoordinatorResponse::error(
@@ -202,13 +204,16 @@ impl GroupService {
                 image.brokers.get(&leader)
             });
         match leader {
-            Some(leader) => FindCoordinatorResponse {
-                error_code: ErrorCode::None,
-                error_message: None,
-                node_id: leader.node_id,
-                host: leader.host.clone(),
-                port: i32::from(leader.port),
-            },
+            Some(leader) => {
+                let (host, port) = leader.address_for(listener);
+                FindCoordinatorResponse {
+                    error_code: ErrorCode::None,
+                    error_message: None,
+                    node_id: leader.node_id,
+                    host: host.to_owned(),
+                    port: i32::from(port),
+                }
+            }
             None => FindCoordinatorResponse::error(
                 ErrorCode::CoordinatorNotAvailable,
                 format!("the group's partition of {OFFSETS_TOPIC} has no leader"),

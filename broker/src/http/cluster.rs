@@ -106,6 +106,9 @@ pub struct BrokerNode {
     pub host: String,
     /// The port of the broker's client listener.
     pub port: u16,
+    /// `host:port` given to clients of its external listener (`external_advertised`),
+    /// if it has one.
+    pub external_address: Option<String>,
     /// The rack it set, if any.
     pub rack: Option<String>,
     /// A fenced broker (its session expired, it has not caught up since it
@@ -126,6 +129,7 @@ impl From<&BrokerInfo> for BrokerNode {
             node_id: broker.node_id,
             host: broker.host.clone(),
             port: broker.port,
+            external_address: broker.external.as_ref().map(ToString::to_string),
             rack: broker.rack.clone(),
             fenced: broker.fenced,
             broker_epoch: broker.broker_epoch,

@@ -767,6 +767,7 @@ impl Controller {
             port,
             internal_address: String::new(),
             rack: None,
+            external: None,
             held_replicas: None,
         };
         let registered = controller

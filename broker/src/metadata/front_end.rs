@@ -21,7 +21,7 @@ use fjord_protocol::limits::TOPIC_NAME_BYTES_MAX;
 
 use super::image::{MetadataImage, PartitionImage, TopicImage};
 use super::metadata_log::ProposeError;
-use super::records::MetadataRecord;
+use super::records::{Endpoint, MetadataRecord};
 use super::topic_config::{self, TopicConfigError};
 use crate::config::BrokerConfig;
 use crate::storage::StorageError;
@@ -118,6 +118,9 @@ pub struct BrokerRegistration {
     /// `host:port` where other brokers reach its internal listener.
     pub internal_address: String,
     pub rack: Option<String>,
+    /// The address clients of its external listener reach it at, if it has one.
+    #[serde(default)]
+    pub external: Option<Endpoint>,
     /// The partitions whose directory the broker found when it started, by topic id
     /// and partition; `None` when it does not say (a single node registering itself).
     /// A replica it lacks lost its data (a replaced disk, a deleted directory): the
@@ -453,6 +456,7 @@ fn register_incarnation(
         rack: registration.rack.clone(),
         broker_epoch: next_broker_epoch(image, node_id),
         fenced: true,
+        external: registration.external.clone(),
     }];
     // A replica of a replicated partition whose directory the new process did not
     // find has lost its data. (A partition of one replica has no other copy: its

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::position::LogPosition;
-use super::records::MetadataRecord;
+use super::records::{Endpoint, MetadataRecord};
 
 /// A broker's current registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,31 @@ pub struct BrokerInfo {
     pub broker_epoch: u64,
     /// A fenced broker leads nothing and takes no new replicas.
     pub fenced: bool,
+    /// Where clients of its external listener reach it, if it has one.
+    pub external: Option<Endpoint>,
+}
+
+/// Which of a broker's client listeners a client came in on: it is given every
+/// broker's address for that same listener, since it may not reach the others (a
+/// client on the Docker host cannot resolve container names; one in a container cannot
+/// reach the host's published ports under 127.0.0.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `listen`, advertised as `advertised_host`/`advertised_port`.
+    Primary,
+    /// `external_listen`, advertised as `external_advertised`.
+    External,
+}
+
+impl BrokerInfo {
+    /// The `(host, port)` a client of `listener` connects to this broker at: a broker
+    /// without an external listener is given at its primary address to everyone.
+    pub fn address_for(&self, listener: Listener) -> (&str, u16) {
+        match (&self.external, listener) {
+            (Some(external), Listener::External) => (&external.host, external.port),
+            _ => (&self.host, self.port),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +177,7 @@ impl MetadataImage {
                 rack: broker.rack.clone(),
                 broker_epoch: broker.broker_epoch,
                 fenced: broker.fenced,
+                external: broker.external.clone(),
             });
         }
         for topic in self.topics.values() {
@@ -256,6 +282,7 @@ impl MetadataImage {
                 rack,
                 broker_epoch,
                 fenced,
+                external,
             } => {
                 self.brokers.insert(
                     *node_id,
@@ -269,6 +296,7 @@ impl MetadataImage {
                         rack: rack.clone(),
                         broker_epoch: *broker_epoch,
                         fenced: *fenced,
+                        external: external.clone(),
                     },
                 );
             }
@@ -394,6 +422,7 @@ mod tests {
             rack: (node_id % 2 == 1).then(|| format!("rack-{node_id}")),
             broker_epoch,
             fenced,
+            external: None,
         }
     }
 
@@ -416,6 +445,7 @@ mod tests {
                 rack: None,
                 broker_epoch: 0,
                 fenced: false,
+                external: None,
             }
         );
         assert!(image.is_unfenced(1));
@@ -597,10 +627,11 @@ mod tests {
                 any::<u128>(),
                 prop::option::of("[a-z0-9-]{0,6}"),
                 0u64..4,
-                any::<bool>()
+                any::<bool>(),
+                prop::option::of(("[a-z.]{1,8}", any::<u16>()))
             )
                 .prop_map(
-                    |(node_id, host, port, incarnation, rack, broker_epoch, fenced)| {
+                    |(node_id, host, port, incarnation, rack, broker_epoch, fenced, external)| {
                         MetadataRecord::BrokerRegistered {
                             node_id,
                             host,
@@ -610,6 +641,7 @@ mod tests {
                             rack,
                             broker_epoch,
                             fenced,
+                            external: external.map(|(host, port)| Endpoint { host, port }),
                         }
                     }
                 ),

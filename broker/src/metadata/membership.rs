@@ -301,6 +301,7 @@ impl Membership {
             && broker.incarnation_id == registration.incarnation_id
             && (broker.host != registration.host
                 || broker.port != registration.port
+                || broker.external != registration.external
                 || broker.rack != registration.rack)
         {
             return Err(MembershipError::ConflictingRegistration {

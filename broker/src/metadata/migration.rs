@@ -115,6 +115,7 @@ mod tests {
                 rack: None,
                 broker_epoch: 0,
                 fenced: false,
+                external: None,
             },
             MetadataRecord::TopicCreated {
                 name: "orders".to_owned(),

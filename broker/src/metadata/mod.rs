@@ -52,7 +52,7 @@ pub mod topic_config;
 
 pub use controller::Controller;
 pub use front_end::{CreateTopic, IsrChange, MetadataRequest, TopicError};
-pub use image::{BrokerInfo, ImageSnapshot, MetadataImage, PartitionImage, TopicImage};
+pub use image::{BrokerInfo, ImageSnapshot, Listener, MetadataImage, PartitionImage, TopicImage};
 pub use metadata_log::MetadataLog;
 pub use position::LogPosition;
-pub use records::MetadataRecord;
+pub use records::{Endpoint, MetadataRecord};

@@ -5,6 +5,23 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// A `host:port` that clients connect to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// One change to the cluster's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -43,6 +60,11 @@ pub enum MetadataRecord {
         /// which is its own controller, does not.
         #[serde(default)]
         fenced: bool,
+        /// The address clients of its external listener reach it at, if it has one
+        /// (`external_listen`). Left out when it has none, so that a broker of a
+        /// version that does not know the field still reads every other registration.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        external: Option<Endpoint>,
     },
     /// A broker's registration of `broker_epoch` was fenced: its session expired or it
     /// is shutting down. A fenced broker leads no partition and takes no new replicas.

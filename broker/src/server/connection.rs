@@ -54,6 +54,7 @@ use super::handles::Handles;
 use super::memory::{READ_CHUNK_BYTES, RequestMemory, Reservation};
 use super::order::{Chain, Turn};
 use super::response::ResponseFrame;
+use crate::metadata::Listener;
 
 /// Responses smaller than this are gathered and written together; larger chunks (fetched
 /// records) are written as they are.
@@ -77,6 +78,7 @@ struct Pending {
 pub async fn run(
     stream: TcpStream,
     peer: SocketAddr,
+    listener: Listener,
     handles: Arc<Handles>,
     shutdown: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
@@ -94,6 +96,7 @@ pub async fn run(
     let mut requests = RequestReader {
         reader,
         peer,
+        listener,
         handles: &handles,
         buffer: BytesMut::new(),
         memory: RequestMemory::new(
@@ -130,6 +133,7 @@ enum ReadOutcome {
 struct RequestReader<'a> {
     reader: OwnedReadHalf,
     peer: SocketAddr,
+    listener: Listener,
     handles: &'a Arc<Handles>,
     /// Received bytes not yet cut into frames.
     buffer: BytesMut,
@@ -447,6 +451,7 @@ impl RequestReader<'_> {
             correlation_id,
             client_id: header.client_id.clone(),
             peer: self.peer,
+            listener: self.listener,
             shutdown: shutdown.clone(),
         };
         let response = tokio::spawn(async move {

@@ -11,18 +11,27 @@ pub mod memory;
 pub mod order;
 pub mod response;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 pub use handles::{Handles, ServerSettings};
 
-/// Accepts connections until `shutdown` turns true, then waits (up to the shutdown
-/// timeout) for every connection to finish its in-flight requests.
-pub async fn serve(listener: TcpListener, handles: Arc<Handles>, shutdown: watch::Receiver<bool>) {
+use crate::metadata::Listener;
+
+/// Accepts connections on every listener until `shutdown` turns true, then waits (up
+/// to the shutdown timeout) for every connection to finish its in-flight requests. The
+/// connection cap counts the connections of all listeners together.
+pub async fn serve(
+    listeners: Vec<(TcpListener, Listener)>,
+    handles: Arc<Handles>,
+    shutdown: watch::Receiver<bool>,
+) {
     let connections = Arc::new(Semaphore::new(handles.settings.max_connections));
     let busy_answers = Arc::new(Semaphore::new(busy::BUSY_ANSWERS_MAX));
     // Refused connections are not waited for at shutdown: dropping the set aborts them.
@@ -36,7 +45,7 @@ pub async fn serve(listener: TcpListener, handles: Arc<Handles>, shutdown: watch
     loop {
         tokio::select! {
             _ = &mut stopped => break,
-            accepted = listener.accept() => match accepted {
+            (accepted, listener) = accept(&listeners) => match accepted {
                 Ok((stream, peer)) => {
                     let Ok(permit) = connections.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, limit = handles.settings.max_connections, "connection limit reached; answering BROKER_BUSY and closing the new connection");
@@ -49,7 +58,7 @@ pub async fn serve(listener: TcpListener, handles: Arc<Handles>, shutdown: watch
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
                     }
-                    tasks.spawn(connection::run(stream, peer, handles.clone(), shutdown.clone(), permit));
+                    tasks.spawn(connection::run(stream, peer, listener, handles.clone(), shutdown.clone(), permit));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -61,7 +70,7 @@ pub async fn serve(listener: TcpListener, handles: Arc<Handles>, shutdown: watch
             Some(_) = refusals.join_next(), if !refusals.is_empty() => {}
         }
     }
-    drop(listener);
+    drop(listeners);
     drop(refusals);
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(
@@ -77,4 +86,20 @@ pub async fn serve(listener: TcpListener, handles: Arc<Handles>, shutdown: watch
         );
         tasks.shutdown().await;
     }
+}
+
+/// The next connection accepted by any of `listeners` (or its error), and which kind
+/// of listener took it.
+async fn accept(
+    listeners: &[(TcpListener, Listener)],
+) -> (std::io::Result<(TcpStream, SocketAddr)>, Listener) {
+    std::future::poll_fn(|context| {
+        for (listener, kind) in listeners {
+            if let Poll::Ready(accepted) = listener.poll_accept(context) {
+                return Poll::Ready((accepted, *kind));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }

@@ -84,6 +84,16 @@ pub struct Cluster {
 impl Cluster {
     /// Starts three voters at once (each waits for the others to elect a leader).
     pub async fn start() -> Self {
+        Self::start_inner(false).await
+    }
+
+    /// [`Self::start`], each broker with an external client listener too, advertised
+    /// at the address it bound.
+    pub async fn start_with_external_listeners() -> Self {
+        Self::start_inner(true).await
+    }
+
+    async fn start_inner(external_listeners: bool) -> Self {
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
         let data_dirs: Vec<_> = dirs.iter().map(|dir| dir.path().join("data")).collect();
         let mut internal_listeners = Vec::new();
@@ -102,11 +112,21 @@ impl Cluster {
         let started = Instant::now();
         let mut starting = Vec::new();
         for ((node_id, data_dir), internal) in (1..=3).zip(&data_dirs).zip(internal_listeners) {
-            let config = config(data_dir, node_id, &voters);
+            let mut config = config(data_dir, node_id, &voters);
+            let external = if external_listeners {
+                let listener = ephemeral().await;
+                let address = listener.local_addr().unwrap().to_string();
+                config.external_listen = address.clone();
+                config.external_advertised = address;
+                Some(listener)
+            } else {
+                None
+            };
             let listeners = Listeners {
                 client: ephemeral().await,
                 internal,
                 http: ephemeral().await,
+                external,
             };
             starting.push(tokio::spawn(Broker::start_on(config, listeners)));
         }
@@ -176,6 +196,7 @@ impl Cluster {
             client: ephemeral().await,
             internal: rebind(self.internal[index]).await,
             http: ephemeral().await,
+            external: None,
         };
         let started = Instant::now();
         let broker = Broker::start_on(config, listeners).await.unwrap();

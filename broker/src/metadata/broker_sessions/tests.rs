@@ -53,6 +53,7 @@ fn registration(node_id: i32, incarnation: u128) -> BrokerRegistration {
         port: 9000 + node_id as u16,
         internal_address: String::new(),
         rack: None,
+        external: None,
         held_replicas: None,
     }
 }

@@ -70,6 +70,7 @@ fn registered(
         rack: None,
         broker_epoch,
         fenced,
+        external: None,
     }
 }
 
@@ -829,6 +830,7 @@ fn placement_follows_racks_when_every_broker_has_one() {
         rack: rack.map(str::to_owned),
         broker_epoch: 1,
         fenced: false,
+        external: None,
     };
     let defaults = BrokerConfig::default();
     let racks = [(1, "a"), (2, "a"), (3, "a"), (4, "b")];

@@ -42,6 +42,7 @@ fn registration(node_id: i32, incarnation_id: uuid::Uuid) -> BrokerRegistration 
         port: 9192,
         internal_address: String::new(),
         rack: None,
+        external: None,
         held_replicas: None,
     }
 }

@@ -156,6 +156,7 @@ fn registration(node_id: i32, incarnation: u128) -> BrokerRegistration {
         port: 9000 + node_id.clamp(0, 999) as u16,
         internal_address: format!("127.0.0.1:{}", 10_000 + node_id.clamp(0, 999)),
         rack: None,
+        external: None,
         held_replicas: None,
     }
 }

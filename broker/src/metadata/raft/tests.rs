@@ -397,6 +397,7 @@ fn image_snapshot_survives_reopen_and_installs_elsewhere() {
                             rack: None,
                             broker_epoch: 0,
                             fenced: false,
+                            external: None,
                         },
                     ],
                 ),

@@ -9,7 +9,8 @@ use fjord_protocol::messages::{
     MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
 };
 
-use crate::metadata::{CreateTopic, MetadataImage, TopicImage};
+use crate::metadata::{CreateTopic, Listener, MetadataImage, TopicImage};
+use crate::server::handlers::RequestContext;
 use crate::server::handles::Handles;
 use crate::server::response::ResponseFrame;
 use crate::storage::{LogManager, TopicPartition};
@@ -68,23 +69,28 @@ fn unknown_topic(name: &str, error_code: ErrorCode) -> TopicMetadata {
     }
 }
 
-fn brokers(image: &MetadataImage) -> Vec<BrokerMetadata> {
+/// Every broker, at its address for clients of `listener`.
+fn brokers(image: &MetadataImage, listener: Listener) -> Vec<BrokerMetadata> {
     image
         .brokers
         .values()
-        .map(|broker| BrokerMetadata {
-            node_id: broker.node_id,
-            host: broker.host.clone(),
-            port: i32::from(broker.port),
+        .map(|broker| {
+            let (host, port) = broker.address_for(listener);
+            BrokerMetadata {
+                node_id: broker.node_id,
+                host: host.to_owned(),
+                port: i32::from(port),
+            }
         })
         .collect()
 }
 
 pub async fn metadata(
     handles: &Handles,
-    correlation_id: i32,
+    context: &RequestContext,
     request: MetadataRequest,
 ) -> ResponseFrame {
+    let correlation_id = context.correlation_id;
     let image = handles.partitions.metadata().current();
     let topics = match request.topics {
         None => image
@@ -109,7 +115,7 @@ pub async fn metadata(
     let response = MetadataResponse {
         cluster_id: image.cluster_id.clone(),
         controller_id: image.controller_id,
-        brokers: brokers(&image),
+        brokers: brokers(&image, context.listener),
         topics,
     };
     ResponseFrame::message(correlation_id, &response)

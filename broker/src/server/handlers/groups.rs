@@ -15,7 +15,10 @@ pub async fn find_coordinator(
     context: &RequestContext,
     request: FindCoordinatorRequest,
 ) -> ResponseFrame {
-    let response = handles.groups.find_coordinator(&request).await;
+    let response = handles
+        .groups
+        .find_coordinator(&request, context.listener)
+        .await;
     ResponseFrame::message(context.correlation_id, &response)
 }
 

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use super::handles::Handles;
 use super::order::Turn;
 use super::response::ResponseFrame;
+use crate::metadata::Listener;
 
 /// The answer to a request that knows leader epoch `known` of a partition now at
 /// `current` (Produce, Fetch, ListOffsets): `FENCED_LEADER_EPOCH` when the request's
@@ -39,6 +40,9 @@ pub struct RequestContext {
     pub correlation_id: i32,
     pub client_id: Option<String>,
     pub peer: SocketAddr,
+    /// The listener the connection came in on: metadata answers give brokers' addresses
+    /// for that listener.
+    pub listener: Listener,
     /// Turns true when the broker begins to shut down (parked fetches answer then).
     pub shutdown: watch::Receiver<bool>,
 }
@@ -54,7 +58,7 @@ pub async fn handle(
     let correlation_id = context.correlation_id;
     match request {
         Request::ApiVersions(_) => Some(admin::api_versions(correlation_id)),
-        Request::Metadata(request) => Some(admin::metadata(handles, correlation_id, request).await),
+        Request::Metadata(request) => Some(admin::metadata(handles, context, request).await),
         Request::CreateTopics(request) => {
             Some(admin::create_topics(handles, correlation_id, request).await)
         }

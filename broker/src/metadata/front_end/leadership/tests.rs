@@ -28,6 +28,7 @@ fn broker(node_id: i32, fenced: bool) -> MetadataRecord {
         rack: None,
         broker_epoch: 1,
         fenced,
+        external: None,
     }
 }
 
@@ -147,6 +148,7 @@ fn register(node_id: i32, incarnation: u128) -> MetadataRequest {
         port: 9000 + node_id as u16,
         internal_address: String::new(),
         rack: Some("r1".into()),
+        external: None,
         held_replicas: None,
     })
 }
@@ -189,6 +191,7 @@ fn registered_again(node_id: i32, incarnation: u128) -> MetadataRecord {
         rack: Some("r1".into()),
         broker_epoch: 2,
         fenced: true,
+        external: None,
     }
 }
 
@@ -496,6 +499,7 @@ fn leadership_table() {
                 rack: Some("r1".into()),
                 broker_epoch: 1,
                 fenced: true,
+                external: None,
             }],
         ),
         (
@@ -519,6 +523,7 @@ fn leadership_table() {
                     rack: Some("r1".into()),
                     broker_epoch: 2,
                     fenced: true,
+                    external: None,
                 },
                 changed(0, 1, 0, &[1, 2]),
                 changed(1, 2, 0, &[2, 1]),
