@@ -1,6 +1,9 @@
 //! The client against three brokers of one cluster (in this process, real TCP on
 //! 127.0.0.1), one of which is stopped: records for the partitions it led fail with a
-//! delivery timeout, the others are delivered, and closing the producer returns.
+//! delivery timeout, the others are delivered, and closing the producer returns; and
+//! `fjord topic create` without counts takes the cluster's defaults.
+
+mod common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -156,4 +159,41 @@ async fn records_for_a_leaderless_partition_time_out_and_close_returns() {
     for broker in brokers {
         broker.shutdown().await.unwrap();
     }
+}
+
+/// `fjord topic create NAME` leaves the partition count and replication factor to the
+/// brokers: on three brokers, three replicas (the automatic default), as the README
+/// promises; given flags, it uses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_topic_create_takes_the_brokers_defaults() {
+    let (_dirs, brokers) = three_brokers().await;
+    let bootstrap = brokers[0].client_addr().to_string();
+    for arguments in [
+        vec!["topic", "create", "plain"],
+        vec![
+            "topic",
+            "create",
+            "chosen",
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "2",
+        ],
+    ] {
+        let mut all = vec!["--bootstrap".to_owned(), bootstrap.clone()];
+        all.extend(arguments.iter().map(|argument| argument.to_string()));
+        let output = common::fjord(all).await;
+        assert!(
+            output.status.success(),
+            "{arguments:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let image = brokers[0].broker().metadata();
+    let shape = |name: &str| {
+        let topic = image.topic(name).unwrap();
+        (topic.partitions.len(), topic.partitions[0].replicas.len())
+    };
+    assert_eq!(shape("plain"), (1, 3));
+    assert_eq!(shape("chosen"), (2, 2));
 }

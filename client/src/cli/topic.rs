@@ -22,11 +22,12 @@ enum TopicCommand {
     /// Create a topic.
     Create {
         name: String,
-        /// Number of partitions (-1: the broker's default).
-        #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+        /// Number of partitions; by default the broker's (`default_partitions`).
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true, hide_default_value = true)]
         partitions: i32,
-        /// Replicas per partition (-1: the broker's default).
-        #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+        /// Replicas per partition; by default the broker's (`default_replication_factor`:
+        /// three, or one per broker on a smaller cluster).
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true, hide_default_value = true)]
         replication_factor: i16,
         /// A topic config override KEY=VALUE; repeat for several.
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
