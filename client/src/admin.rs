@@ -121,6 +121,19 @@ pub struct PartitionDescription {
     pub error_code: ErrorCode,
 }
 
+/// The cluster as one broker describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    /// The id every broker of the cluster shares.
+    pub cluster_id: String,
+    /// The active controller's node id; `None` while no controller is known (during a
+    /// metadata quorum election).
+    pub controller: Option<i32>,
+    /// Every registered broker as `(node id, host:port)`, by node id, at the address
+    /// the answering listener gives its clients.
+    pub brokers: Vec<(i32, String)>,
+}
+
 impl Admin {
     /// An admin client on `client`'s connections.
     pub fn new(client: &Client) -> Admin {
@@ -227,6 +240,23 @@ impl Admin {
             .collect();
         topics.sort_by(|left, right| left.name.cmp(&right.name));
         Ok(topics)
+    }
+
+    /// The cluster's id, active controller and brokers, as a broker answers now (like
+    /// Kafka's `describeCluster`).
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
+        let response = self.client.fetch_metadata(Some(Vec::new())).await?;
+        let mut brokers: Vec<(i32, String)> = response
+            .brokers
+            .into_iter()
+            .map(|broker| (broker.node_id, format!("{}:{}", broker.host, broker.port)))
+            .collect();
+        brokers.sort();
+        Ok(ClusterDescription {
+            cluster_id: response.cluster_id,
+            controller: (response.controller_id >= 0).then_some(response.controller_id),
+            brokers,
+        })
     }
 
     /// One topic's partitions, leaders, epochs, replicas and in-sync replicas.

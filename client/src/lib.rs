@@ -71,7 +71,8 @@ mod topic_partition;
 mod versions;
 
 pub use admin::{
-    Admin, ListedOffset, NewTopic, PartitionDescription, TopicDescription, TopicSummary,
+    Admin, ClusterDescription, ListedOffset, NewTopic, PartitionDescription, TopicDescription,
+    TopicSummary,
 };
 pub use client::Client;
 pub use config::ClientConfig;

@@ -12,145 +12,20 @@ mod common;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{run_to_end, run_to_end_blocking};
+use common::docker::*;
 use fjord_client::{
     Acks, Admin, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer,
     ProducerConfig, ProducerRecord, TopicPartition,
 };
 
-/// Longest one ordinary `docker` command may take.
-const DOCKER_PATIENCE: Duration = Duration::from_secs(120);
-/// Longest docker/build.sh may take (a static build from nothing on a busy machine).
-const BUILD_PATIENCE: Duration = Duration::from_secs(60 * 60);
-/// Longest a container may take to become healthy, or to exit.
-const CONTAINER_PATIENCE: Duration = Duration::from_secs(120);
 /// Longest a client operation against the container may take.
 const CLIENT_PATIENCE: Duration = Duration::from_secs(60);
 
 const TOPIC: &str = "greetings";
 const PARTITIONS: i32 = 2;
 const RECORDS: usize = 10;
-
-/// Everything the test creates in the Docker daemon, removed on drop.
-#[derive(Default)]
-struct DockerResources {
-    containers: Vec<String>,
-    volumes: Vec<String>,
-    image: Option<String>,
-}
-
-impl Drop for DockerResources {
-    fn drop(&mut self) {
-        let mut commands = Vec::new();
-        for container in &self.containers {
-            commands.push(vec!["rm", "--force", "--volumes", container.as_str()]);
-        }
-        for volume in &self.volumes {
-            commands.push(vec!["volume", "rm", "--force", volume.as_str()]);
-        }
-        if let Some(image) = &self.image {
-            commands.push(vec!["image", "rm", "--force", image.as_str()]);
-        }
-        for arguments in commands {
-            let mut command = Command::new("docker");
-            command.args(&arguments);
-            match run_to_end_blocking(command, DOCKER_PATIENCE) {
-                Ok(output) if output.status.success() => {}
-                Ok(output) => eprintln!(
-                    "cleanup: docker {} failed: {}",
-                    arguments.join(" "),
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ),
-                Err(error) => eprintln!("cleanup: {error}"),
-            }
-        }
-    }
-}
-
-async fn docker(arguments: &[&str]) -> Output {
-    let mut command = Command::new("docker");
-    command.args(arguments);
-    run_to_end(command, DOCKER_PATIENCE).await
-}
-
-/// Runs `docker arguments…`, fails the test unless it succeeds, returns its stdout.
-async fn docker_ok(arguments: &[&str]) -> String {
-    let output = docker(arguments).await;
-    assert!(
-        output.status.success(),
-        "docker {} failed: {}",
-        arguments.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-async fn inspect(container: &str, format: &str) -> String {
-    docker_ok(&["inspect", "--format", format, container]).await
-}
-
-/// What the container wrote to stdout and stderr.
-async fn logs(container: &str) -> String {
-    let output = docker(&["logs", container]).await;
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// The host address Docker published `container_port` (e.g. "9193/tcp") on.
-async fn published(container: &str, container_port: &str) -> String {
-    let lines = docker_ok(&["port", container, container_port]).await;
-    lines
-        .lines()
-        .find(|line| line.starts_with("127.0.0.1:"))
-        .unwrap_or_else(|| panic!("{container_port} not published on 127.0.0.1: {lines}"))
-        .to_owned()
-}
-
-/// Waits until Docker's health check reports the container healthy; fails the test
-/// with its log if it exits or is still not healthy after [`CONTAINER_PATIENCE`].
-async fn wait_healthy(container: &str) -> Duration {
-    let started = Instant::now();
-    loop {
-        let state = inspect(container, "{{.State.Status}} {{.State.Health.Status}}").await;
-        if state == "running healthy" {
-            return started.elapsed();
-        }
-        assert!(
-            state.starts_with("running") || state.starts_with("created"),
-            "container {container} is {state}; log:\n{}",
-            logs(container).await
-        );
-        assert!(
-            started.elapsed() < CONTAINER_PATIENCE,
-            "container {container} not healthy within {CONTAINER_PATIENCE:?} ({state}); log:\n{}",
-            logs(container).await
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Waits until the container has exited; returns its exit code.
-async fn wait_exited(container: &str) -> i64 {
-    let started = Instant::now();
-    loop {
-        let state = inspect(container, "{{.State.Status}} {{.State.ExitCode}}").await;
-        if let Some(code) = state.strip_prefix("exited ") {
-            return code.parse().unwrap();
-        }
-        assert!(
-            started.elapsed() < CONTAINER_PATIENCE,
-            "container {container} still {state} after {CONTAINER_PATIENCE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Starts the broker container on `volume`, its client port published on a random host
 /// port of 127.0.0.1 and advertised as that address (the `docker run -p` setup of
@@ -245,39 +120,14 @@ async fn consume_all(client: &Client, count: usize) -> Vec<(i32, i64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "builds static binaries and an image (minutes); run by docker/test.sh"]
 async fn image_serves_clients_stops_cleanly_and_keeps_its_data() {
-    let mut info = Command::new("docker");
-    info.arg("info");
-    let daemon_answers =
-        run_to_end_blocking(info, DOCKER_PATIENCE).is_ok_and(|output| output.status.success());
-    if !daemon_answers {
+    if !daemon_answers() {
         println!("skipped: no docker daemon");
         return;
     }
-    let unique = format!(
-        "{}-{:x}",
-        std::process::id(),
-        RandomState::new().hash_one("fjord-docker-test") & 0xffff_ffff
-    );
+    let unique = unique("fjord-docker-test");
     let mut resources = DockerResources::default();
     let image = format!("fjord-test:{unique}");
-    resources.image = Some(image.clone());
-
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let mut build = Command::new(workspace.join("docker/build.sh"));
-    build.arg(&image);
-    let started = Instant::now();
-    let built = run_to_end(build, BUILD_PATIENCE).await;
-    assert!(
-        built.status.success(),
-        "docker/build.sh failed:\n{}{}",
-        String::from_utf8_lossy(&built.stdout),
-        String::from_utf8_lossy(&built.stderr)
-    );
-    println!(
-        "docker/build.sh took {:?}:\n{}",
-        started.elapsed(),
-        String::from_utf8_lossy(&built.stdout).trim()
-    );
+    build_image(&mut resources, &image).await;
     assert_eq!(inspect(&image, "{{.Config.User}}").await, "10001:10001");
 
     let volume = format!("fjord-test-data-{unique}");

@@ -6,7 +6,9 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+pub mod docker;
+
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
@@ -107,15 +109,35 @@ pub async fn fjord(arguments: Vec<String>) -> Output {
 
 /// Runs `command` (e.g. `docker`) to its end, at most `patience`, with its output piped
 /// and collected; fails the test (and the guard kills the process) after that.
-pub async fn run_to_end(mut command: Command, patience: Duration) -> Output {
+pub async fn run_to_end(command: Command, patience: Duration) -> Output {
+    run_with_input(command, &[], patience).await
+}
+
+/// [`run_to_end`] with `input` written to the command's stdin, which is then closed.
+pub async fn run_with_input(mut command: Command, input: &[u8], patience: Duration) -> Output {
     command
-        .stdin(Stdio::null())
+        .stdin(if input.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut guard = ChildGuard::spawn(command);
+    let writer = guard.child_mut().stdin.take().map(|mut stdin| {
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            if let Err(error) = stdin.write_all(&input) {
+                eprintln!("writing a child's input failed: {error}");
+            }
+        })
+    });
     let stdout = read_to_end(guard.child_mut().stdout.take().unwrap());
     let stderr = read_to_end(guard.child_mut().stderr.take().unwrap());
     let status = guard.wait(patience).await;
+    if let Some(writer) = writer {
+        writer.join().expect("stdin writer");
+    }
     Output {
         status,
         stdout: stdout.join().expect("stdout reader"),
