@@ -162,8 +162,8 @@ settings! {
     max_message_bytes: u32 = 8 << 20, "FJORD_MAX_MESSAGE_BYTES";
     /// Metadata log entries between two snapshots of the metadata image; the log behind a snapshot is removed.
     metadata_snapshot_entries: u64 = 1_000, "FJORD_METADATA_SNAPSHOT_ENTRIES";
-    /// A voter that hears no metadata quorum leader for a random time between this and twice this calls an election. A leader that stops is replaced after about two to three times this. Give every voter the same value.
-    metadata_election_timeout_ms: u64 = 1_500, "FJORD_METADATA_ELECTION_TIMEOUT_MS";
+    /// A voter that hears no metadata quorum leader for a random time between this and twice this calls an election; voters refuse votes for twice this after the leader's last heartbeat, so a leader that stops is replaced after about three to four times this. Give every voter the same value.
+    metadata_election_timeout_ms: u64 = 1_000, "FJORD_METADATA_ELECTION_TIMEOUT_MS";
     /// How often the metadata quorum's leader heartbeats to the other voters; at most a third of metadata_election_timeout_ms.
     metadata_heartbeat_interval_ms: u64 = 300, "FJORD_METADATA_HEARTBEAT_INTERVAL_MS";
     /// How long a metadata change (topic creation, deletion, config change) may wait for the quorum, forwarding to the active controller included, before it fails with a retriable error.

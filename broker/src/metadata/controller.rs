@@ -671,7 +671,8 @@ impl Controller {
 
     /// Fences the brokers that missed heartbeats for `silence` and whose process is
     /// gone: a connection to their internal address is refused (nothing listens
-    /// there, as after `kill -9`), which no live process, frozen or busy, answers.
+    /// there, as after `kill -9`), which no live process, frozen or busy, answers, or
+    /// its host name is no longer known (a stopped container's).
     /// Without waiting for their sessions to expire, their partitions get new
     /// leaders within about `silence`. Returns how many it fenced.
     pub async fn fence_gone_brokers(
@@ -687,7 +688,7 @@ impl Controller {
                 tracing::warn!(
                     node_id = broker.node_id,
                     address = %broker.internal_address,
-                    "a silent broker's process is gone (its internal address refuses connections): fencing it without waiting for its session to expire"
+                    "a silent broker's process is gone (its internal address refuses connections, or its host name is no longer known): fencing it without waiting for its session to expire"
                 );
                 requests.extend(self.sessions.gone(
                     &self.image(),
@@ -735,15 +736,28 @@ impl Controller {
     }
 }
 
-/// Whether nothing listens at `address`: a connection to it is refused at once. A
-/// connection that succeeds, times out or fails otherwise (an unreachable network)
-/// proves nothing.
+/// Whether the process at `address` is gone: nothing listens there (a connection is
+/// refused at once), or its host name is no longer known (a stopped container's name
+/// leaves Docker's DNS, as a deleted pod's leaves the cluster's). A connection that
+/// succeeds, times out or fails otherwise (an unreachable network, a name server that
+/// does not answer) proves nothing.
 async fn process_is_gone(address: &str) -> bool {
     const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(address)).await,
-        Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused
-    )
+    match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(address)).await {
+        Ok(Err(error)) => {
+            error.kind() == std::io::ErrorKind::ConnectionRefused || name_is_unknown(&error)
+        }
+        _ => false,
+    }
+}
+
+/// The resolver's answer that a name does not exist (glibc's `EAI_NONAME` and
+/// `EAI_NODATA`), which the standard library reports as text only. A temporary failure
+/// ("Temporary failure in name resolution") is not one.
+fn name_is_unknown(error: &std::io::Error) -> bool {
+    let text = error.to_string();
+    text.contains("Name or service not known")
+        || text.contains("No address associated with hostname")
 }
 
 /// For tests elsewhere in the crate: a started controller whose own broker is
@@ -795,6 +809,28 @@ impl Controller {
 mod tests {
     use super::*;
     use crate::metadata::metadata_log::ProposeError;
+
+    /// A process is gone when nothing listens at its address, or when its name no
+    /// longer resolves; a live listener, or a name server that does not answer, is no
+    /// proof.
+    #[tokio::test]
+    async fn gone_processes_are_told_from_live_ones() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live = listener.local_addr().unwrap().to_string();
+        assert!(!process_is_gone(&live).await);
+        drop(listener);
+        assert!(process_is_gone(&live).await, "nothing listens at {live}");
+        let lookup = |text: &str| {
+            std::io::Error::other(format!("failed to lookup address information: {text}"))
+        };
+        assert!(name_is_unknown(&lookup("Name or service not known")));
+        assert!(name_is_unknown(&lookup(
+            "No address associated with hostname"
+        )));
+        assert!(!name_is_unknown(&lookup(
+            "Temporary failure in name resolution"
+        )));
+    }
 
     /// Starts the metadata log (a quorum of one on a port of 127.0.0.1 the system
     /// picks) and a controller that registers the broker at `port`.

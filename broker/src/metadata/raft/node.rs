@@ -60,8 +60,8 @@ impl Default for QuorumTiming {
     fn default() -> Self {
         Self {
             heartbeat_interval: Duration::from_millis(300),
-            election_timeout_min: Duration::from_millis(1500),
-            election_timeout_max: Duration::from_millis(3000),
+            election_timeout_min: Duration::from_millis(1000),
+            election_timeout_max: Duration::from_millis(2000),
             connect_timeout: Duration::from_millis(1000),
             propose_timeout: Duration::from_secs(10),
             snapshot_chunk_timeout: Duration::from_secs(10),
