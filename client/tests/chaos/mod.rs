@@ -9,8 +9,9 @@
 //! - Faults, one kind at a time, then mixed: `kill -9` of a partition leader's
 //!   container and of the active controller's; `docker pause` of a broker for longer
 //!   than the session timeout; `docker network disconnect` of a broker; a rolling
-//!   restart (`docker restart`, SIGTERM, one broker at a time); `kill -9` of all three
-//!   at once; a broker paused while another is killed.
+//!   restart (`docker restart`, SIGTERM, one broker at a time); all three restarted at
+//!   once (SIGTERM); `kill -9` of all three at once; a broker paused while another is
+//!   killed.
 //! - After the last fault heals and the producers stop, a fresh consumer reads every
 //!   partition to its end, and [`History::check`] fails the run on: an acknowledged
 //!   record missing or at another offset; two different records seen at one offset; a
@@ -313,6 +314,7 @@ pub async fn run(compose: &Compose) -> Report {
         Kind::Pause,
         Kind::Disconnect,
         Kind::RollingRestart,
+        Kind::RestartAll,
         Kind::KillAll,
         Kind::PauseOneKillAnother,
     ] {
@@ -349,6 +351,7 @@ enum Kind {
     Pause,
     Disconnect,
     RollingRestart,
+    RestartAll,
     KillAll,
     PauseOneKillAnother,
 }
@@ -367,6 +370,7 @@ async fn inject(compose: &Compose, admin: &Admin, kind: Kind, history: &Shared) 
         Kind::Pause => ("docker pause a partition leader", vec![leader]),
         Kind::Disconnect => ("network disconnect a partition leader", vec![leader]),
         Kind::RollingRestart => ("rolling restart (SIGTERM, one by one)", vec![1, 2, 3]),
+        Kind::RestartAll => ("restart all three at once (SIGTERM)", vec![1, 2, 3]),
         Kind::KillAll => ("kill -9 all three brokers at once", vec![1, 2, 3]),
         Kind::PauseOneKillAnother => (
             "pause a leader and kill -9 another broker",
@@ -396,6 +400,12 @@ async fn inject(compose: &Compose, admin: &Admin, kind: Kind, history: &Shared) 
                 docker_ok(&["restart", "--time", "15", container]).await;
                 wait_healthy(container).await;
             }
+        }
+        Kind::RestartAll => {
+            let restarts = containers.iter().map(|container| async move {
+                docker_ok(&["restart", "--time", "15", container]).await
+            });
+            futures::future::join_all(restarts).await;
         }
         Kind::Pause => {
             docker_ok(&["pause", &containers[0]]).await;
@@ -429,7 +439,7 @@ async fn inject(compose: &Compose, admin: &Admin, kind: Kind, history: &Shared) 
     for container in &compose.containers {
         wait_healthy(container).await;
     }
-    let recovered = wait_for_acknowledgements(history, Instant::now()).await;
+    let recovered = wait_for_acknowledgements(history, healed).await;
     Fault {
         name: name.to_owned(),
         nodes,
@@ -439,11 +449,15 @@ async fn inject(compose: &Compose, admin: &Admin, kind: Kind, history: &Shared) 
     }
 }
 
-/// Waits until a record is acknowledged after `since`; returns when.
+/// Waits until a record is acknowledged after `since`; returns when the first was.
 async fn wait_for_acknowledgements(history: &Shared, since: Instant) -> Instant {
     loop {
-        if let Some((at, ..)) = lock(history).acknowledged.last()
-            && *at > since
+        if let Some((at, ..)) = lock(history)
+            .acknowledged
+            .iter()
+            .rev()
+            .take_while(|(at, ..)| *at > since)
+            .last()
         {
             return *at;
         }
