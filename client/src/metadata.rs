@@ -48,6 +48,15 @@ pub(crate) struct TopicEntry {
     pub partitions: Vec<PartitionEntry>,
 }
 
+impl TopicEntry {
+    fn entry(&self, partition: i32) -> Option<&PartitionEntry> {
+        self.partitions
+            .binary_search_by_key(&partition, |entry| entry.partition)
+            .ok()
+            .map(|index| &self.partitions[index])
+    }
+}
+
 /// What the cache knows about one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PartitionEntry {
@@ -140,16 +149,31 @@ impl Snapshot {
                 topics.remove(&topic.name);
                 continue;
             }
+            // A broker that has not yet applied the latest metadata (one just back from
+            // a freeze, say) may name a former leader. Its leader epoch gives it away: a
+            // partition of the same topic keeps what the cache knows from a higher epoch
+            // (KIP-320), or the client would fetch from the former leader, whose log may
+            // be shorter, and reset its position backwards.
+            let known = self
+                .topics
+                .get(&topic.name)
+                .filter(|known| known.topic_id == topic.topic_id);
             let mut partitions: Vec<PartitionEntry> = topic
                 .partitions
                 .iter()
-                .map(|partition| PartitionEntry {
-                    partition: partition.partition,
-                    error_code: partition.error_code,
-                    leader: (partition.leader >= 0).then_some(partition.leader),
-                    leader_epoch: partition.leader_epoch,
-                    replicas: partition.replicas.clone(),
-                    isr: partition.isr.clone(),
+                .map(|partition| {
+                    let answered = PartitionEntry {
+                        partition: partition.partition,
+                        error_code: partition.error_code,
+                        leader: (partition.leader >= 0).then_some(partition.leader),
+                        leader_epoch: partition.leader_epoch,
+                        replicas: partition.replicas.clone(),
+                        isr: partition.isr.clone(),
+                    };
+                    match known.and_then(|known| known.entry(partition.partition)) {
+                        Some(newer) if newer.leader_epoch > answered.leader_epoch => newer.clone(),
+                        _ => answered,
+                    }
                 })
                 .collect();
             partitions.sort_by_key(|partition| partition.partition);
@@ -422,6 +446,34 @@ mod tests {
         assert_eq!(second.partition_count("a"), Some(2));
         assert_eq!(second.partition_count("b"), None);
         assert_eq!(second.partition_count("c"), Some(1));
+    }
+
+    /// An answer naming an older leader epoch (from a broker behind on the metadata)
+    /// does not replace what the cache knows of a partition; a newer one does, and a
+    /// re-created topic (another id) starts afresh.
+    #[test]
+    fn older_leader_epochs_do_not_replace_newer_ones() {
+        let now = Instant::now();
+        let with_epoch = |leader: i32, epoch: i32, id: u8| {
+            let mut orders = topic("orders", ErrorCode::None, &[leader]);
+            orders.partitions[0].leader_epoch = epoch;
+            orders.topic_id = [id; 16];
+            response(vec![orders])
+        };
+        let names = ["orders".to_owned()];
+        let leader_of = |snapshot: &Snapshot| {
+            let leader = snapshot.leader(&TopicPartition::new("orders", 0)).unwrap();
+            (leader.node_id, leader.leader_epoch)
+        };
+        let newer = Snapshot::default().apply(&with_epoch(2, 5, 7), None, now);
+        let stale = newer.apply(&with_epoch(1, 4, 7), Some(&names), now);
+        assert_eq!(leader_of(&stale), (2, 5));
+        let stale = newer.apply(&with_epoch(1, 4, 7), None, now);
+        assert_eq!(leader_of(&stale), (2, 5));
+        let moved = newer.apply(&with_epoch(1, 6, 7), Some(&names), now);
+        assert_eq!(leader_of(&moved), (1, 6));
+        let recreated = newer.apply(&with_epoch(1, 0, 8), Some(&names), now);
+        assert_eq!(leader_of(&recreated), (1, 0));
     }
 
     /// Candidates list known brokers before bootstrap addresses, without duplicates.
