@@ -17,11 +17,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::docker::*;
+use common::records::{consume_from_beginning, produce_round_robin};
 use common::run_with_input;
-use fjord_client::{
-    Acks, Admin, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer,
-    ProducerConfig, ProducerRecord, TopicPartition,
-};
+use fjord_client::{Admin, Client, ClientConfig, NewTopic};
 
 /// Longest a client operation against the cluster may take.
 const CLIENT_PATIENCE: Duration = Duration::from_secs(90);
@@ -201,24 +199,7 @@ async fn compose_cluster_serves_clients_on_the_host_and_on_its_network() {
     for partition in &described.partitions {
         assert_eq!(partition.replicas.len(), 3, "{described:?}");
     }
-    let producer = Producer::new(
-        &client,
-        ProducerConfig {
-            acks: Acks::All,
-            ..ProducerConfig::default()
-        },
-    )
-    .unwrap();
-    let mut deliveries = Vec::new();
-    for index in 0..30 {
-        let record =
-            ProducerRecord::new("orders", format!("host-{index}")).with_partition(index % 3);
-        deliveries.push(producer.send(record).await.unwrap());
-    }
-    for delivery in deliveries {
-        delivery.await.expect("acknowledged");
-    }
-    producer.close().await.unwrap();
+    produce_round_robin(&client, "orders", 3, "host", 30).await;
 
     // From a container on the compose network, by the brokers' names.
     let read = compose
@@ -261,20 +242,11 @@ async fn compose_cluster_serves_clients_on_the_host_and_on_its_network() {
         String::from_utf8_lossy(&written.stderr)
     );
 
-    let mut consumer = Consumer::new(&client, ConsumerConfig::default()).unwrap();
-    let partitions: Vec<TopicPartition> = (0..3)
-        .map(|partition| TopicPartition::new("orders", partition))
+    let seen: Vec<String> = consume_from_beginning(&client, "orders", 3, 33, CLIENT_PATIENCE)
+        .await
+        .into_iter()
+        .map(|(_, _, value)| value)
         .collect();
-    consumer.assign(partitions.clone());
-    consumer.seek_to_beginning(&partitions).await.unwrap();
-    let mut seen = Vec::new();
-    let started = Instant::now();
-    while seen.len() < 33 {
-        assert!(started.elapsed() < CLIENT_PATIENCE, "consumed {seen:?}");
-        for record in consumer.poll(Duration::from_millis(500)).await.unwrap() {
-            seen.push(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
-        }
-    }
     for value in ["net-0", "net-1", "net-2"] {
         assert!(seen.iter().any(|seen| seen == value), "{value} in {seen:?}");
     }
@@ -302,6 +274,14 @@ async fn compose_cluster_loses_nothing_acknowledged_under_faults() {
     }
     std::fs::write(&path, serde_json::to_string_pretty(&report.json()).unwrap()).unwrap();
     println!("{}\nreport written to {}", report.summary(), path.display());
+    if !report.violations().is_empty() {
+        // The brokers' own account, for whoever looks into it.
+        for node_id in 1..=3 {
+            let file = path.with_file_name(format!("chaos-broker-{node_id}.log"));
+            std::fs::write(&file, logs(compose.container(node_id)).await).unwrap();
+            println!("broker {node_id}'s log written to {}", file.display());
+        }
+    }
     assert!(report.violations().is_empty(), "{}", report.summary());
 }
 

@@ -15,10 +15,8 @@ use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 use common::docker::*;
-use fjord_client::{
-    Acks, Admin, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer,
-    ProducerConfig, ProducerRecord, TopicPartition,
-};
+use common::records::{consume_from_beginning, produce_round_robin};
+use fjord_client::{Admin, Client, ClientConfig, NewTopic};
 
 /// Longest a client operation against the container may take.
 const CLIENT_PATIENCE: Duration = Duration::from_secs(60);
@@ -85,32 +83,6 @@ async fn connect(address: &str) -> Client {
     }
 }
 
-/// Every record of [`TOPIC`] as (partition, offset, value), from the beginning, once
-/// `count` have arrived.
-async fn consume_all(client: &Client, count: usize) -> Vec<(i32, i64, String)> {
-    let mut consumer = Consumer::new(client, ConsumerConfig::default()).unwrap();
-    let assignment: Vec<TopicPartition> = (0..PARTITIONS)
-        .map(|partition| TopicPartition::new(TOPIC, partition))
-        .collect();
-    consumer.assign(assignment.clone());
-    consumer.seek_to_beginning(&assignment).await.unwrap();
-    let started = Instant::now();
-    let mut records = Vec::new();
-    while records.len() < count {
-        assert!(
-            started.elapsed() < CLIENT_PATIENCE,
-            "only {} of {count} records: {records:?}",
-            records.len()
-        );
-        for record in consumer.poll(Duration::from_millis(500)).await.unwrap() {
-            let value = String::from_utf8(record.value.unwrap_or_default().to_vec()).unwrap();
-            records.push((record.partition, record.offset, value));
-        }
-    }
-    records.sort();
-    records
-}
-
 /// The image built by docker/build.sh runs as a non-root user; its health check turns
 /// healthy; a client on the host creates a topic, produces (acks=all) and consumes
 /// through the published, advertised port; `docker stop` shuts the broker down
@@ -149,29 +121,11 @@ async fn image_serves_clients_stops_cleanly_and_keeps_its_data() {
         .create_topics(&[NewTopic::new(TOPIC, PARTITIONS, 1)])
         .await
         .expect("topic is created");
-    let producer = Producer::new(
-        &client,
-        ProducerConfig {
-            acks: Acks::All,
-            ..ProducerConfig::default()
-        },
-    )
-    .unwrap();
-    let mut deliveries = Vec::new();
-    for index in 0..RECORDS {
-        let partition = (index % PARTITIONS as usize) as i32;
-        let record = ProducerRecord::new(TOPIC, format!("hello-{index}")).with_partition(partition);
-        deliveries.push((index, producer.send(record).await.unwrap()));
-    }
-    producer.flush().await.unwrap();
-    let mut acknowledged = Vec::new();
-    for (index, delivery) in deliveries {
-        let (partition, offset) = delivery.await.expect("acknowledged");
-        acknowledged.push((partition, offset, format!("hello-{index}")));
-    }
-    acknowledged.sort();
-    assert_eq!(consume_all(&client, RECORDS).await, acknowledged);
-    producer.close().await.unwrap();
+    let acknowledged = produce_round_robin(&client, TOPIC, PARTITIONS, "hello", RECORDS).await;
+    assert_eq!(
+        consume_from_beginning(&client, TOPIC, PARTITIONS, RECORDS, CLIENT_PATIENCE).await,
+        acknowledged
+    );
     drop(client);
 
     let started = Instant::now();
@@ -190,7 +144,10 @@ async fn image_serves_clients_stops_cleanly_and_keeps_its_data() {
     let healthy = wait_healthy(&container).await;
     println!("healthy {healthy:?} after docker start on the same volume");
     let client = connect(&address).await;
-    assert_eq!(consume_all(&client, RECORDS).await, acknowledged);
+    assert_eq!(
+        consume_from_beginning(&client, TOPIC, PARTITIONS, RECORDS, CLIENT_PATIENCE).await,
+        acknowledged
+    );
     drop(client);
 
     let bad = format!("fjord-test-bad-{unique}");
