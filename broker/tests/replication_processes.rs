@@ -67,6 +67,25 @@ async fn produce_until(
     (acknowledged, failed)
 }
 
+/// Every `(offset, value)` of `acknowledged` is in the partition `client`'s broker leads,
+/// at that offset; returns what the partition holds, by offset.
+async fn assert_acknowledged_stored(
+    client: &mut NativeClient,
+    acknowledged: &[(i64, String)],
+) -> BTreeMap<i64, String> {
+    let stored: BTreeMap<i64, String> = values(client.fetch(TOPIC, 0, 0).await.records)
+        .into_iter()
+        .collect();
+    for (offset, value) in acknowledged {
+        assert_eq!(
+            stored.get(offset),
+            Some(value),
+            "acknowledged record at {offset}"
+        );
+    }
+    stored
+}
+
 /// The partition's description by `node_id`: leader and in-sync replicas.
 async fn partition_state(cluster: &ProcessCluster, node_id: i32) -> (i64, Vec<i64>) {
     let described = get(cluster.http(node_id), &format!("/v1/topics/{TOPIC}")).await;
@@ -484,16 +503,7 @@ async fn a_replica_that_lost_its_disk_does_not_lead_before_it_has_caught_up() {
     assert_eq!(more.error_code, ErrorCode::None);
     acknowledged.push((more.base_offset, "after-0".to_owned()));
     acknowledged.push((more.base_offset + 1, "after-1".to_owned()));
-    let stored: BTreeMap<i64, String> = values(client.fetch(TOPIC, 0, 0).await.records)
-        .into_iter()
-        .collect();
-    for (offset, value) in &acknowledged {
-        assert_eq!(
-            stored.get(offset),
-            Some(value),
-            "acknowledged record at {offset}"
-        );
-    }
+    assert_acknowledged_stored(&mut client, &acknowledged).await;
     for node_id in [leader, follower] {
         wait_for("both replicas have the same log end", || async {
             let described = get(cluster.http(node_id), &format!("/v1/topics/{TOPIC}"))
@@ -624,16 +634,7 @@ async fn a_leader_cut_off_by_the_network_loses_no_acknowledged_record() {
     acknowledged.extend((0..2).map(|i| (after.base_offset + i, format!("after-{i}"))));
     let end = after.base_offset + 2;
 
-    let stored: BTreeMap<i64, String> = values(client.fetch(TOPIC, 0, 0).await.records)
-        .into_iter()
-        .collect();
-    for (offset, value) in &acknowledged {
-        assert_eq!(
-            stored.get(offset),
-            Some(value),
-            "acknowledged record at {offset}"
-        );
-    }
+    let stored = assert_acknowledged_stored(&mut client, &acknowledged).await;
     let stranded_left = stored
         .values()
         .filter(|v| v.starts_with("stranded"))
